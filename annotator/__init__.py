@@ -1,0 +1,1 @@
+"""Annotate cells against a cellvec reference."""

@@ -1,0 +1,1 @@
+"""Build cellvec's gene and reference collections."""

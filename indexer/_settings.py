@@ -1,0 +1,49 @@
+"""The one settings model of cellvec, read from ``CELLVEC_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    """Return ``../shared/data`` beside the working directory when it exists, else ``~/.cellvec/data``."""
+    candidate = Path.cwd().parent / "shared" / "data"
+    if candidate.is_dir():
+        return candidate
+    return Path.home() / ".cellvec" / "data"
+
+
+class Settings(BaseSettings):
+    """Configuration of cellvec; every field can be set as ``CELLVEC_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CELLVEC_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Folder with NCBI gene descriptions, gene_info, orthologs and housekeeping lists."""
+
+    store: str = "./cellvec-store"
+    """Default store: a directory (embedded Qdrant Edge), an ``http(s)://`` URL or ``":memory:"``."""
+
+    encoder: str = "minilm"
+    """Default gene text encoder id."""
+
+    qdrant_url: str | None = None
+    """URL of a Qdrant server; server tests run only when it is set."""
+
+    qdrant_api_key: SecretStr | None = None
+    """API key for the Qdrant server, if it needs one."""
+
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    """Key for ``openai:`` encoders (read from ``OPENAI_API_KEY``)."""
+
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    """Base URL of an OpenAI-compatible embeddings server (read from ``OPENAI_BASE_URL``)."""
+
+    embed_batch_size: int = 64
+    """Texts per encoder call for local models."""
+
+    device: str | None = None
+    """Torch device for local models and SupCon (``"cpu"``, ``"cuda"``); chosen automatically when unset."""

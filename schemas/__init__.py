@@ -1,0 +1,39 @@
+"""Pydantic records that cellvec persists or passes between its packages."""
+
+from ._base import SCHEMA_VERSION, Record
+from ._genes import GeneRecord, GeneText, Species, TextSource
+from ._reference import (
+    AnnotationParams,
+    BuildRecord,
+    CellMode,
+    CellVectorSpec,
+    ExpressionParams,
+    Neighbour,
+    PoolingParams,
+    ReferenceCellPayload,
+    ReferenceManifest,
+    RefineMethod,
+    RefineParams,
+    Weighting,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AnnotationParams",
+    "BuildRecord",
+    "CellMode",
+    "CellVectorSpec",
+    "ExpressionParams",
+    "GeneRecord",
+    "GeneText",
+    "Neighbour",
+    "PoolingParams",
+    "Record",
+    "ReferenceCellPayload",
+    "ReferenceManifest",
+    "RefineMethod",
+    "RefineParams",
+    "Species",
+    "TextSource",
+    "Weighting",
+]

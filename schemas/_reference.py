@@ -1,0 +1,290 @@
+"""Records of reference collections: how they were built, their versions and their cells."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from ._base import SCHEMA_VERSION, Record
+from ._genes import Species
+
+Weighting = Literal["expression", "mean"]
+"""How the top genes of a cell are averaged: by expression, or plainly (the paper's equation)."""
+
+RefineMethod = Literal["none", "supcon"]
+"""Refinement of pooled vectors before they are stored."""
+
+
+class PoolingParams(Record):
+    """How a cell's text vector is pooled from gene vectors.
+
+    Parameters
+    ----------
+    top_n
+        Number of top expressed described genes per cell; ``None`` uses every expressed gene (GenePT-w).
+    weighting
+        ``"expression"`` weights each gene by its (log-normalised) expression; ``"mean"`` is a plain mean.
+    idf
+        Down-weight genes that sit in almost every reference cell's top list (inverse document frequency).
+    whiten
+        Remove the gene vectors' shared mean direction before pooling (fitted on the gene collection).
+    exclude_mito
+        Leave out mitochondrial genes (``MT-``/``mt-``).
+    exclude_ribo
+        Leave out ribosomal protein genes (``RPL``/``RPS``).
+    """
+
+    top_n: int | None = Field(default=20, ge=1)
+    weighting: Weighting = "expression"
+    idf: bool = False
+    whiten: bool = False
+    exclude_mito: bool = False
+    exclude_ribo: bool = False
+
+
+class ExpressionParams(Record):
+    """The expression view: a PCA projection of log-normalised expression on a fixed gene panel.
+
+    Parameters
+    ----------
+    n_genes
+        Number of highly variable reference genes in the panel.
+    n_components
+        Number of principal components.
+    """
+
+    n_genes: int = Field(default=2000, ge=10)
+    n_components: int = Field(default=50, ge=2)
+
+
+class RefineParams(Record):
+    """Supervised contrastive refinement (SupCon) hyper-parameters.
+
+    Parameters
+    ----------
+    method
+        ``"none"`` stores pooled vectors; ``"supcon"`` trains an encoder on reference cells.
+    temperature
+        SupCon temperature.
+    hidden_dim
+        Width of the encoder's hidden layer.
+    out_dim
+        Dimension of the stored (encoder output) vector.
+    proj_dim
+        Dimension of the projection head used only by the loss.
+    epochs
+        Maximum number of epochs.
+    patience
+        Epochs without validation improvement before stopping.
+    batch_size
+        Mini-batch size (cells; each contributes two views).
+    lr
+        AdamW learning rate.
+    weight_decay
+        AdamW weight decay.
+    val_fraction
+        Share of reference cells held out for early stopping.
+    seed
+        Random seed.
+    """
+
+    method: RefineMethod = "none"
+    temperature: float = Field(default=0.1, gt=0)
+    hidden_dim: int = Field(default=512, ge=4)
+    out_dim: int = Field(default=128, ge=2)
+    proj_dim: int = Field(default=64, ge=2)
+    epochs: int = Field(default=100, ge=1)
+    patience: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=256, ge=4)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    val_fraction: float = Field(default=0.1, ge=0, lt=0.5)
+    seed: int = 0
+
+
+CellMode = Literal["paper", "genept", "expression", "hybrid"]
+"""Named ways of turning a cell into a vector (see :class:`CellVectorSpec`)."""
+
+
+class CellVectorSpec(Record):
+    """Everything that decides a cell's stored vector; a query must be built the same way.
+
+    Parameters
+    ----------
+    mode
+        ``"paper"``: text vectors pooled over the top 20 genes; ``"genept"``: over all expressed genes;
+        ``"expression"``: the expression view only; ``"hybrid"``: text and expression views concatenated.
+    encoder
+        Gene text encoder id (e.g. ``"minilm"``).
+    species
+        Species of the reference genes.
+    pooling
+        Text pooling parameters (unused in ``"expression"`` mode).
+    expression
+        Expression view parameters (``None`` unless mode uses it).
+    text_weight
+        Weight of the unit text vector in ``"hybrid"`` mode (the expression part gets ``1 - text_weight``).
+    refine
+        Refinement parameters.
+    """
+
+    mode: CellMode = "paper"
+    encoder: str = "minilm"
+    species: Species = "human"
+    pooling: PoolingParams = PoolingParams()
+    expression: ExpressionParams | None = None
+    text_weight: float = Field(default=0.5, ge=0, le=1)
+    refine: RefineParams = RefineParams()
+
+    def uses_text(self) -> bool:
+        """Return whether gene text vectors enter the cell vector."""
+        return self.mode != "expression"
+
+    def uses_expression(self) -> bool:
+        """Return whether the expression view enters the cell vector."""
+        return self.mode in ("expression", "hybrid")
+
+
+class BuildRecord(Record):
+    """How one version of a reference was built; stored with it and checked against every query.
+
+    Parameters
+    ----------
+    schema_version
+        Layout version of stored records.
+    reference
+        Reference name.
+    version
+        Version number (1, 2, …).
+    spec
+        How cell vectors are made.
+    dim
+        Dimension of the searched vector.
+    text_dim
+        Dimension of the gene text vectors (0 when unused).
+    label_key
+        ``obs`` column the labels came from.
+    artifacts
+        SHA-256 of each fitted artefact stored with the version (``"supcon"``, ``"expression"``, ``"idf"``…).
+    n_cells
+        Number of cells in the version.
+    labels
+        Cells per label.
+    created
+        When the version was built (UTC).
+    status
+        ``"building"`` until every point is written and indexed, then ``"ready"``.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    reference: str
+    version: int = Field(ge=1)
+    spec: CellVectorSpec
+    dim: int = Field(ge=1)
+    text_dim: int = Field(default=0, ge=0)
+    label_key: str
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    n_cells: int = Field(default=0, ge=0)
+    labels: dict[str, int] = Field(default_factory=dict)
+    created: datetime
+    status: Literal["building", "ready"] = "building"
+
+
+class ReferenceManifest(Record):
+    """The list of versions of one reference and which one is current.
+
+    Parameters
+    ----------
+    name
+        Reference name.
+    current
+        Version that queries use by default (``None`` until the first build finishes).
+    versions
+        Build record of every version kept, oldest first.
+    """
+
+    name: str
+    current: int | None = None
+    versions: list[BuildRecord] = Field(default_factory=list)
+
+    def record(self, version: int | None = None) -> BuildRecord | None:
+        """Return the build record of ``version`` (the current one by default), or ``None``."""
+        wanted = self.current if version is None else version
+        for rec in self.versions:
+            if rec.version == wanted:
+                return rec
+        return None
+
+
+class ReferenceCellPayload(Record):
+    """Payload stored with each reference cell.
+
+    Parameters
+    ----------
+    reference
+        Reference name.
+    cell_id
+        The cell's ``obs_names`` entry.
+    label
+        Cell type label.
+    dataset
+        Dataset (batch) the cell came from.
+    top_genes
+        The cell's top described genes, by expression.
+    """
+
+    reference: str
+    cell_id: str
+    label: str
+    dataset: str = ""
+    top_genes: list[str] = Field(default_factory=list)
+
+
+class Neighbour(Record):
+    """One reference cell returned by a search.
+
+    Parameters
+    ----------
+    cell_id
+        Reference cell id.
+    label
+        Its label.
+    dataset
+        Its dataset.
+    score
+        Cosine similarity to the query.
+    """
+
+    cell_id: str
+    label: str
+    dataset: str = ""
+    score: float
+
+
+class AnnotationParams(Record):
+    """Parameters of one annotation run, written to ``uns['cellvec']``.
+
+    Parameters
+    ----------
+    reference
+        Reference name.
+    version
+        Reference version used.
+    k
+        Number of neighbours voting.
+    min_confidence
+        Vote share under which a cell is called ``"Unknown"``.
+    spec
+        How the query cells were turned into vectors.
+    store
+        Where the reference lives.
+    """
+
+    reference: str
+    version: int
+    k: int = Field(ge=1)
+    min_confidence: float = Field(ge=0, le=1)
+    spec: CellVectorSpec
+    store: str
