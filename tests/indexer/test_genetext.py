@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer._errors import DataError
+from indexer._genetext import GeneCatalog
+from indexer._settings import Settings
+
+GENE_INFO_HEADER = (
+    "#tax_id\tGeneID\tSymbol\tLocusTag\tSynonyms\tdbXrefs\tchromosome\tmap_location\tdescription\t"
+    "type_of_gene\tSymbol_from_nomenclature_authority\tFull_name_from_nomenclature_authority\t"
+    "Nomenclature_status\tOther_designations\tModification_date\tFeature_type"
+)
+SUMMARY_HEADER = (
+    "entrez_id\tsymbol\tSynonyms\tfull_name\ttype_of_gene\tReview_status\trefseq_accession_used\tsummary"
+)
+HCOP_HEADER = (
+    "human_entrez_gene\thuman_ensembl_gene\thgnc_id\thuman_name\thuman_symbol\thuman_chr\thuman_assert_ids\t"
+    "mouse_entrez_gene\tmouse_ensembl_gene\tmgi_id\tmouse_name\tmouse_symbol\tmouse_chr\tmouse_assert_ids\tsupport"
+)
+
+
+def _info_row(
+    tax: str, gid: int, sym: str, syn: str, xref: str, desc: str, auth: str = "-", auth_name: str = "-"
+):
+    return "\t".join(
+        [
+            tax,
+            str(gid),
+            sym,
+            "-",
+            syn,
+            xref,
+            "1",
+            "-",
+            desc,
+            "protein-coding",
+            auth,
+            auth_name,
+            "O",
+            "-",
+            "2020",
+            "-",
+        ]
+    )
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def make_data_dir(root: Path) -> Path:
+    """A tiny data folder in the real layout: 4 human genes, 4 mouse genes, 3 orthologs."""
+    _write(
+        root / "gene_text" / "Homo_sapiens.gene_info.gz",
+        [
+            GENE_INFO_HEADER,
+            _info_row(
+                "9606", 6010, "RHO", "CSNBAD1|OPN2|RP4", "MIM:180380|Ensembl:ENSG00000163914", "rhodopsin"
+            ),
+            _info_row(
+                "9606", 2597, "GAPDH", "G3PD|GAPD", "Ensembl:ENSG00000111640", "glyceraldehyde-3-phosphate"
+            ),
+            _info_row(
+                "9606",
+                4512,
+                "COX1",
+                "COI|MTCO1",
+                "-",
+                "cytochrome c oxidase subunit I",
+                "MT-CO1",
+                "mitochondrially encoded cytochrome c oxidase I",
+            ),
+            # OPN2 is a synonym of RHO; here it is also a synonym of another gene -> ambiguous, and GAPD is
+            # a synonym of GAPDH but also the official symbol of this made-up gene -> must not override.
+            _info_row("9606", 9999, "GAPD", "OPN2", "-", "made-up gene"),
+            _info_row("9606", 8888, "NONAME", "-", "-", "-"),
+            _info_row("63221", 7777, "ND6", "-", "-", "Neanderthal gene"),
+        ],
+    )
+    _write(
+        root / "gene_text" / "refseq_summaries_human_by_symbol.tsv.gz",
+        [
+            SUMMARY_HEADER,
+            "6010\tRHO\tOPN2\trhodopsin\tprotein-coding\tREVIEWED\tNM_000539.3\tRhodopsin is found in rods.",
+            "2597\tGAPDH\tGAPD\tglyceraldehyde-3-phosphate dehydrogenase\tprotein-coding\tREVIEWED\tNM_1\t"
+            "GAPDH catalyses a glycolysis step.",
+            "5000\tNEWGENE\t-\tnew gene\tprotein-coding\tREVIEWED\tNM_2\tA gene newer than gene_info.",
+            "19663\tRBPMS\t-\tRNA binding protein\tprotein-coding\tREVIEWED\tNM_3\tRBPMS binds RNA.",
+        ],
+    )
+    _write(
+        root / "gene_text" / "Mus_musculus.gene_info.gz",
+        [
+            GENE_INFO_HEADER,
+            _info_row("10090", 19663, "Rbpms", "-", "Ensembl:ENSMUSG00000031586", "RNA binding protein"),
+            _info_row("10090", 212541, "Rho", "Opn2", "Ensembl:ENSMUSG00000030324", "rhodopsin"),
+            _info_row(
+                "10090", 14433, "Gapdh", "Gapd", "Ensembl:ENSMUSG00000057666", "glyceraldehyde dehydrogenase"
+            ),
+            _info_row(
+                "10090",
+                17708,
+                "COX1",
+                "CoxI",
+                "-",
+                "cytochrome c oxidase subunit I",
+                "mt-Co1",
+                "cytochrome c oxidase I, mitochondrial",
+            ),
+            _info_row("10090", 11111, "Orphan", "-", "-", "orphan gene"),
+        ],
+    )
+    _write(
+        root / "gene_text" / "refseq_summaries_mouse_by_symbol.tsv.gz",
+        [
+            SUMMARY_HEADER,
+            "14433\tGapdh\tGapd\tglyceraldehyde dehydrogenase\tprotein-coding\tVALIDATED\tNM_4\tMouse own.",
+        ],
+    )
+    _write(
+        root / "orthologs" / "human_mouse_hcop_fifteen_column.txt.gz",
+        [
+            HCOP_HEADER,
+            "6010\tENSG00000163914\tHGNC:1\trhodopsin\tRHO\t3\t-\t212541\tENSMUSG00000030324\tMGI:1\trhodopsin\tRho\t6\t-\t"
+            "HGNC,NCBI,Ensembl",
+            "2597\tENSG00000111640\tHGNC:2\tgapdh\tGAPDH\t12\t-\t14433\tENSMUSG00000057666\tMGI:2\tgapdh\tGapdh\t6\t-\t"
+            "HGNC,NCBI",
+            # a weak ortholog with a summary and a strong one: the strong one wins.
+            "2597\t-\t-\tgapdh\tGAPDH\t12\t-\t19663\t-\t-\t-\tRbpms\t8\t-\tOrthoDB",
+            "19663\t-\t-\trbpms\tRBPMS\t8\t-\t19663\t-\t-\t-\tRbpms\t8\t-\tHGNC,NCBI,Ensembl,OMA",
+        ],
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data_dir(tmp_path_factory.mktemp("data"))
+
+
+def test_resolve_symbols_case_ids_and_synonyms(tiny: Path) -> None:
+    human = GeneCatalog.load("human", data_dir=tiny)
+    got = human.resolve(
+        ["RHO", "Rho", "rho", "ENSG00000163914", "ENSG00000163914.12", "6010", "MTCO1", "MT-CO1", "COX1", "x"]
+    )
+    assert got.dtype == object
+    assert got.tolist() == ["RHO", "RHO", "RHO", "RHO", "RHO", "RHO", "MT-CO1", "MT-CO1", "MT-CO1", ""]
+
+
+def test_ambiguous_synonym_and_official_symbol_are_not_overridden(tiny: Path) -> None:
+    human = GeneCatalog.load("human", data_dir=tiny)
+    # GAPD is GAPDH's synonym but the official symbol of gene 9999; OPN2 names two genes.
+    assert human.resolve(["GAPD", "OPN2", "G3PD"]).tolist() == ["GAPD", "", "GAPDH"]
+
+
+def test_other_taxa_in_gene_info_are_ignored(tiny: Path) -> None:
+    human = GeneCatalog.load("human", data_dir=tiny)
+    assert "ND6" not in human
+    assert human.resolve(["ND6"]).tolist() == [""]
+
+
+def test_human_gene_text_rule(tiny: Path) -> None:
+    human = GeneCatalog.load("human", data_dir=tiny)
+    rho = human.gene_text("RHO")
+    assert rho is not None
+    assert rho.text == "RHO: rhodopsin. Rhodopsin is found in rods."
+    assert rho.source == "own_summary"
+    assert rho.entrez_id == 6010
+    mito = human.gene_text("MT-CO1")
+    assert mito is not None
+    assert mito.text == "MT-CO1: mitochondrially encoded cytochrome c oxidase I."
+    assert mito.source == "full_name"
+    assert human.gene_text("NONAME") is None
+    assert human.gene_text("not a gene") is None
+    newer = human.gene_text("NEWGENE")
+    assert newer is not None
+    assert newer.text == "NEWGENE: new gene. A gene newer than gene_info."
+    assert "NONAME" not in human.symbols()
+    assert human.symbols() == sorted(human.symbols())
+
+
+def test_mouse_own_ortholog_and_full_name(tiny: Path) -> None:
+    mouse = GeneCatalog.load("mouse", data_dir=tiny)
+    texts = mouse.gene_texts(["Gapdh", "Rho", "Rbpms", "Orphan", "mt-Co1", "nope"])
+    gapdh, rho, rbpms, orphan, mito, nope = texts
+    assert gapdh is not None
+    assert gapdh.source == "own_summary"
+    assert gapdh.text.endswith("Mouse own.")
+    assert rho is not None
+    assert rho.source == "ortholog_summary"
+    assert rho.text == "Rho: rhodopsin. Rhodopsin is found in rods."
+    # Rbpms has a weak GAPDH ortholog and a strong RBPMS ortholog.
+    assert rbpms is not None
+    assert rbpms.text == "Rbpms: RNA binding protein. RBPMS binds RNA."
+    assert orphan is not None
+    assert orphan.source == "full_name"
+    assert orphan.text == "Orphan: orphan gene."
+    assert mito is not None
+    assert mito.symbol == "mt-Co1"
+    assert nope is None
+    assert mouse.resolve(["rbpms", "ENSMUSG00000031586.3", "COX1", "OPN2"]).tolist() == [
+        "Rbpms",
+        "Rbpms",
+        "mt-Co1",
+        "Rho",
+    ]
+
+
+def test_load_is_cached(tiny: Path) -> None:
+    first = GeneCatalog.load("human", data_dir=tiny)
+    assert GeneCatalog.load("human", data_dir=tiny / "." / "gene_text" / "..") is first
+
+
+def test_suggest(tiny: Path) -> None:
+    human = GeneCatalog.load("human", data_dir=tiny)
+    assert human.suggest("gapdh")[0] == "GAPDH"
+    assert "RHO" in human.suggest("CSNBAD1")
+    assert "GAPDH" in human.suggest("GAPDHH")
+
+
+def test_missing_files_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"does not exist; run `cellvec genes fetch --species human`"):
+        GeneCatalog.load("human", data_dir=tmp_path / "nowhere")
+    (tmp_path / "gene_text").mkdir()
+    with pytest.raises(DataError, match=r"Homo_sapiens\.gene_info\.gz' is missing .*CELLVEC_DATA_DIR"):
+        GeneCatalog.load("human", data_dir=tmp_path)
+
+
+def test_malformed_gene_info(tmp_path: Path) -> None:
+    _write(tmp_path / "gene_text" / "Homo_sapiens.gene_info.gz", ["a\tb", "1\t2"])
+    _write(tmp_path / "gene_text" / "refseq_summaries_human_by_symbol.tsv.gz", [SUMMARY_HEADER])
+    with pytest.raises(DataError, match="lacks the gene_info columns"):
+        GeneCatalog.load("human", data_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- real data
+
+
+@pytest.fixture(scope="session")
+def real_human() -> GeneCatalog:
+    return GeneCatalog.load("human", data_dir=Settings().data_dir)
+
+
+@pytest.fixture(scope="session")
+def real_mouse() -> GeneCatalog:
+    return GeneCatalog.load("mouse", data_dir=Settings().data_dir)
+
+
+@pytest.mark.slow
+def test_real_human_catalog(real_human: GeneCatalog) -> None:
+    got = real_human.resolve(["Rho", "MT-ATP6", "ENSG00000121410.3", "7157", "p53", "NOT_A_GENE_X"])
+    assert got.tolist() == ["RHO", "MT-ATP6", "A1BG", "TP53", "TP53", ""]
+    rho = real_human.gene_text("RHO")
+    assert rho is not None
+    assert rho.source == "own_summary"
+    assert rho.text.startswith("RHO: rhodopsin. ")
+    mito = real_human.gene_text("MT-CO1")
+    assert mito is not None
+    assert mito.source == "full_name"
+    assert len(real_human.symbols()) > 40_000
+
+
+@pytest.mark.slow
+def test_real_mouse_rgc_markers(real_mouse: GeneCatalog) -> None:
+    markers = ["Rbpms", "Pou4f1", "Opn4", "Spp1", "Tbr1", "Cartpt", "Foxp2", "Eomes", "Tusc5", "Irx4"]
+    symbols = real_mouse.resolve(markers)
+    assert symbols[8] == "Trarg1"  # Tusc5 is the outdated symbol
+    assert (symbols != "").all()
+    texts = real_mouse.gene_texts(symbols.tolist())
+    assert all(t is not None for t in texts)
+    sources = {t.symbol: t.source for t in texts if t is not None}
+    assert sources["Cartpt"] == "own_summary"
+    assert sources["Rbpms"] == "ortholog_summary"
+    assert all(t.text.startswith(f"{t.symbol}: ") for t in texts if t is not None)
+    rbpms = texts[0]
+    assert rbpms is not None
+    assert "RNA binding protein" in rbpms.text
+
+
+@pytest.mark.slow
+def test_real_resolve_is_fast(real_human: GeneCatalog) -> None:
+    names = [s.lower() for s in real_human.symbols()[:30_000]]
+    start = time.perf_counter()
+    got = real_human.resolve(names)
+    assert time.perf_counter() - start < 1.0
+    assert np.mean(got != "") > 0.95
