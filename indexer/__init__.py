@@ -1,1 +1,109 @@
-"""Build cellvec's gene and reference collections."""
+"""Build cellvec's gene and reference collections.
+
+The public names are re-exported here; the implementation lives in private modules. Names whose modules
+import torch (the SupCon encoder) load on first use, so importing :mod:`indexer` stays cheap.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from ._cells import Artifacts, CellVectors, Progress, encode_cells
+from ._encoders import Encoder, count_truncated, embed_texts, get_encoder
+from ._errors import (
+    CellvecError,
+    CellvecWarning,
+    DataError,
+    EncoderError,
+    InputError,
+    LowOverlapWarning,
+    StoreError,
+    TruncationWarning,
+    UnseenLabelWarning,
+)
+from ._expression import ExpressionProjection, fit_expression
+from ._genes import GeneIndex, gene_collection_name, gene_point_id
+from ._genetext import GeneCatalog
+from ._housekeeping import load_housekeeping
+from ._pool import log_normalise, pool, top_gene_weights
+from ._reference import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    VIEW2_VECTOR,
+    build_reference,
+    cell_point_id,
+    drop_reference,
+    list_references,
+    load_artifacts,
+    load_manifest,
+    reference_vectors,
+    resolve_version,
+    save_manifest,
+    version_collection,
+)
+from ._settings import Settings
+from ._store import IndexParams, SearchResult, StoredPoint, VectorStore, open_store
+
+if TYPE_CHECKING:
+    from ._supcon import SupConModel, supcon_loss, train_supcon
+
+__all__ = [
+    "CELL_VECTOR",
+    "INPUT_VECTOR",
+    "VIEW2_VECTOR",
+    "Artifacts",
+    "CellVectors",
+    "CellvecError",
+    "CellvecWarning",
+    "DataError",
+    "Encoder",
+    "EncoderError",
+    "ExpressionProjection",
+    "GeneCatalog",
+    "GeneIndex",
+    "IndexParams",
+    "InputError",
+    "LowOverlapWarning",
+    "Progress",
+    "SearchResult",
+    "Settings",
+    "StoreError",
+    "StoredPoint",
+    "SupConModel",
+    "TruncationWarning",
+    "UnseenLabelWarning",
+    "VectorStore",
+    "build_reference",
+    "cell_point_id",
+    "count_truncated",
+    "drop_reference",
+    "embed_texts",
+    "encode_cells",
+    "fit_expression",
+    "gene_collection_name",
+    "gene_point_id",
+    "get_encoder",
+    "list_references",
+    "load_artifacts",
+    "load_housekeeping",
+    "load_manifest",
+    "log_normalise",
+    "open_store",
+    "pool",
+    "reference_vectors",
+    "resolve_version",
+    "save_manifest",
+    "supcon_loss",
+    "top_gene_weights",
+    "train_supcon",
+    "version_collection",
+]
+
+_LAZY = {"SupConModel", "supcon_loss", "train_supcon"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _supcon
+
+        return getattr(_supcon, name)
+    msg = f"module 'indexer' has no attribute '{name}'"
+    raise AttributeError(msg)

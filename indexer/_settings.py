@@ -9,10 +9,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
-    """Return ``../shared/data`` beside the working directory when it exists, else ``~/.cellvec/data``."""
-    candidate = Path.cwd().parent / "shared" / "data"
-    if candidate.is_dir():
-        return candidate
+    """Return ``../shared/data`` beside the checkout (or the working directory) when it exists.
+
+    Otherwise ``~/.cellvec/data``, where ``cellvec genes fetch`` writes.
+    """
+    checkout = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), checkout):
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
     return Path.home() / ".cellvec" / "data"
 
 

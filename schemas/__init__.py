@@ -3,6 +3,7 @@
 from ._base import SCHEMA_VERSION, Record
 from ._genes import GeneRecord, GeneText, Species, TextSource
 from ._reference import (
+    DEFAULT_MODE,
     AnnotationParams,
     BuildRecord,
     CellMode,
@@ -18,6 +19,7 @@ from ._reference import (
 )
 
 __all__ = [
+    "DEFAULT_MODE",
     "SCHEMA_VERSION",
     "AnnotationParams",
     "BuildRecord",

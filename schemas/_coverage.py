@@ -175,3 +175,58 @@ class CoverageReport(Record):
                 "mitochondrial genes: " + ", ".join(f"{g.name} ({g.count:,})" for g in self.mitochondrial)
             )
         return "\n".join(lines)
+
+
+class FetchReport(Record):
+    """What ``cellvec genes fetch`` downloaded; also written as ``FETCHED.json`` beside the files.
+
+    Parameters
+    ----------
+    species
+        Species fetched.
+    out_dir
+        Folder written (the layout of the data folder).
+    fetched_at
+        UTC date and time the fetch finished, ISO 8601.
+    sources
+        URL of each source: ``gene_info``, ``esummary`` and, for mouse, ``orthologs``.
+    files
+        Files written, relative to ``out_dir``.
+    n_genes
+        Genes in ``gene_info``.
+    n_summaries
+        Genes with a non-empty summary.
+    n_requests
+        E-utilities requests made by this run (retries included).
+    n_retries
+        Requests repeated after a 429, a 5xx or a malformed answer.
+    n_resumed
+        Gene ids skipped because an earlier, interrupted run had fetched them.
+    """
+
+    species: Species
+    out_dir: str
+    fetched_at: str
+    sources: dict[str, str]
+    files: list[str]
+    n_genes: int = Field(ge=0)
+    n_summaries: int = Field(ge=0)
+    n_requests: int = Field(ge=0)
+    n_retries: int = Field(ge=0)
+    n_resumed: int = Field(ge=0)
+
+    def to_text(self) -> str:
+        """Return a short human-readable account of the fetch.
+
+        Returns
+        -------
+        A multi-line string.
+        """
+        lines = [
+            f"fetched {self.species} gene data into {self.out_dir} at {self.fetched_at}",
+            f"  {self.n_genes:,} genes in gene_info, {self.n_summaries:,} with a summary",
+            f"  {self.n_requests:,} E-utilities requests ({self.n_retries:,} retries), "
+            f"{self.n_resumed:,} ids resumed from an earlier run",
+        ]
+        lines += [f"  {name}: {url}" for name, url in sorted(self.sources.items())]
+        return "\n".join(lines)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._base import SCHEMA_VERSION, Record
 from ._genes import Species
@@ -107,6 +107,9 @@ class RefineParams(Record):
 CellMode = Literal["paper", "genept", "expression", "hybrid"]
 """Named ways of turning a cell into a vector (see :class:`CellVectorSpec`)."""
 
+DEFAULT_MODE: CellMode = "paper"
+"""Mode of ``cellvec reference build`` when none is given; chosen by the benchmark (see the README)."""
+
 
 class CellVectorSpec(Record):
     """Everything that decides a cell's stored vector; a query must be built the same way.
@@ -130,13 +133,21 @@ class CellVectorSpec(Record):
         Refinement parameters.
     """
 
-    mode: CellMode = "paper"
+    mode: CellMode = DEFAULT_MODE
     encoder: str = "minilm"
     species: Species = "human"
     pooling: PoolingParams = PoolingParams()
     expression: ExpressionParams | None = None
     text_weight: float = Field(default=0.5, ge=0, le=1)
     refine: RefineParams = RefineParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expression_default(cls, data: Any) -> Any:
+        """Give modes that use the expression view its default parameters when none are given."""
+        if isinstance(data, dict) and data.get("mode") in ("expression", "hybrid") and data.get("expression") is None:
+            return {**data, "expression": ExpressionParams()}
+        return data
 
     def uses_text(self) -> bool:
         """Return whether gene text vectors enter the cell vector."""

@@ -1,0 +1,111 @@
+"""Options and helpers shared by the CLI's command modules."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from indexer import InputError, Settings
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from indexer import VectorStore
+
+
+def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--store`` (env ``CELLVEC_STORE``): a directory, an ``http(s)://`` URL or ``:memory:``."""
+    return click.option(
+        "--store",
+        envvar="CELLVEC_STORE",
+        default=lambda: Settings().store,
+        show_default="./cellvec-store or $CELLVEC_STORE",
+        help="Store: a directory (embedded Qdrant Edge), an http(s):// Qdrant URL, or :memory:.",
+    )(f)
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--json`` (machine-readable output on stdout)."""
+    return click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")(f)
+
+
+def open_cli_store(location: str, *, read_only: bool = False, create: bool = True) -> VectorStore:
+    """Open a store for a command, with the Qdrant API key from the settings."""
+    from indexer import open_store
+
+    key = Settings().qdrant_api_key
+    return open_store(
+        location, read_only=read_only, create=create, api_key=None if key is None else key.get_secret_value()
+    )
+
+
+def read_h5ad(path: str | Path, *, what: str = "--adata") -> AnnData:
+    """Read an h5ad file, turning unreadable files into one-line errors."""
+    import anndata as ad
+
+    p = Path(path)
+    if not p.is_file():
+        msg = f"{what} file '{p}' does not exist; pass the path of an .h5ad file."
+        raise InputError(msg)
+    try:
+        return ad.read_h5ad(p)
+    except Exception as e:  # h5py and anndata raise many types for bad files
+        msg = (
+            f"{what} file '{p}' cannot be read as h5ad ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "it may be truncated or not an AnnData file: write it again with `adata.write_h5ad()`."
+        )
+        raise InputError(msg) from e
+
+
+def emit(data: dict[str, Any], *, as_json: bool, text: str) -> None:
+    """Print ``data`` as one JSON object, or ``text`` for people."""
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+    else:
+        click.echo(text)
+
+
+@contextmanager
+def progress_bars(*, enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """Yield a progress callback that draws one tqdm bar per step (on stderr) when enabled."""
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def report(step: str, done: int, total: int) -> None:
+        if not enabled:
+            return
+        bar = bars.get(step)
+        if bar is None:
+            bar = bars[step] = tqdm(total=total, desc=step, unit="", leave=False)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield report
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+class Timer:
+    """Wall-clock timings of named steps."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Time the enclosed block under ``name``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[name] = time.perf_counter() - t0

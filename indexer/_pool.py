@@ -1,0 +1,138 @@
+"""Pooling of gene vectors into cell vectors: top-N described genes, weighted mean, L2 norm.
+
+Everything here is vectorised over cells (sparse products and whole-array sorts); the same code builds the
+reference and encodes query cells, so both are pooled identically.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import scipy.sparse as sp
+
+from schemas import PoolingParams
+
+_MITO = re.compile(r"^(MT-|mt-|Mt-)")
+_RIBO = re.compile(r"^(RPL|RPS|Rpl|Rps)\d")
+
+
+def looks_like_counts(x: sp.csr_matrix) -> bool:
+    """Return whether the matrix holds raw counts (non-negative integers with a large range).
+
+    Log-normalised data have non-integer values; a sample of the stored values decides.
+    """
+    data = x.data[: min(x.data.size, 200_000)]
+    if data.size == 0:
+        return False
+    return bool(np.all(np.equal(np.mod(data, 1), 0)) and data.max() > 20)
+
+
+def log_normalise(x: sp.csr_matrix) -> sp.csr_matrix:
+    """Return ln(1 + counts per 10k) for counts, or the matrix unchanged when it is already normalised."""
+    if not looks_like_counts(x):
+        return x
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    scale = np.divide(1e4, totals, out=np.zeros_like(totals, dtype=np.float64), where=totals > 0)
+    out = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ x)
+    out.data = np.log1p(out.data).astype(np.float32)
+    return out
+
+
+def excluded_genes(symbols: np.ndarray, params: PoolingParams) -> np.ndarray:
+    """Return a boolean mask of genes that pooling leaves out (mitochondrial and/or ribosomal)."""
+    out = np.zeros(len(symbols), dtype=bool)
+    if params.exclude_mito:
+        out |= np.fromiter((bool(_MITO.match(s)) for s in symbols), dtype=bool, count=len(symbols))
+    if params.exclude_ribo:
+        out |= np.fromiter((bool(_RIBO.match(s)) for s in symbols), dtype=bool, count=len(symbols))
+    return out
+
+
+def top_gene_weights(
+    x: sp.csr_matrix,
+    usable: np.ndarray,
+    *,
+    top_n: int | None,
+    weighting: str = "expression",
+    gene_weights: np.ndarray | None = None,
+) -> sp.csr_matrix:
+    """Select each cell's top-N usable expressed genes and return their pooling weights.
+
+    Parameters
+    ----------
+    x
+        Log-normalised expression, cells × genes, canonical CSR.
+    usable
+        Boolean mask over genes: those with a description vector and not excluded.
+    top_n
+        Number of genes kept per cell; ``None`` keeps every expressed usable gene.
+    weighting
+        ``"expression"`` (weight = expression value) or ``"mean"`` (equal weights).
+    gene_weights
+        Optional per-gene multipliers (e.g. inverse frequency), applied after selection.
+
+    Returns
+    -------
+    Cells × genes CSR of non-negative weights; each row sums to 1, or is empty when the cell has no usable
+    expressed gene. Ties in expression are broken by gene order (lower column index first).
+    """
+    n_cells, n_genes = x.shape
+    m = sp.csr_matrix(x @ sp.diags(usable.astype(np.float32)))
+    m.eliminate_zeros()
+    m.sort_indices()
+    indptr, indices, data = m.indptr, m.indices, m.data
+    lengths = np.diff(indptr)
+    if top_n is not None and lengths.size and lengths.max() > top_n:
+        row = np.repeat(np.arange(n_cells), lengths)
+        # Stable sorts: by value (descending) then by row; within a row equal values keep column order.
+        by_value = np.argsort(-data, kind="stable")
+        order = by_value[np.argsort(row[by_value], kind="stable")]
+        rank = np.arange(data.size) - indptr[row[order]]
+        keep = np.sort(order[rank < top_n])
+        kept_rows = row[keep]
+        new_indptr = np.zeros(n_cells + 1, dtype=np.int64)
+        np.cumsum(np.bincount(kept_rows, minlength=n_cells), out=new_indptr[1:])
+        m = sp.csr_matrix((data[keep], indices[keep], new_indptr), shape=(n_cells, n_genes))
+    w = m.copy()
+    if weighting == "mean":
+        w.data = np.ones_like(w.data)
+    if gene_weights is not None:
+        w = sp.csr_matrix(w @ sp.diags(gene_weights.astype(np.float32)))
+    sums = np.asarray(w.sum(axis=1)).ravel()
+    inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+    return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ w)
+
+
+def pool(weights: sp.csr_matrix, gene_vectors: np.ndarray) -> np.ndarray:
+    """Return L2-normalised cell vectors ``weights @ gene_vectors``; cells without genes get zero rows."""
+    pooled = np.asarray(weights @ gene_vectors, dtype=np.float32)
+    return l2_normalise(pooled)
+
+
+def l2_normalise(v: np.ndarray) -> np.ndarray:
+    """Return rows scaled to unit length; zero rows stay zero."""
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0).astype(np.float32, copy=False)
+
+
+def top_genes_per_cell(weights: sp.csr_matrix, symbols: np.ndarray, *, limit: int = 20) -> list[list[str]]:
+    """Return each cell's selected genes by decreasing weight (at most ``limit``), for payloads and reports."""
+    out: list[list[str]] = []
+    indptr, indices, data = weights.indptr, weights.indices, weights.data
+    for i in range(weights.shape[0]):
+        lo, hi = indptr[i], indptr[i + 1]
+        order = np.argsort(-data[lo:hi], kind="stable")[:limit]
+        out.append([str(s) for s in symbols[indices[lo:hi][order]]])
+    return out
+
+
+def inverse_frequency(weights: sp.csr_matrix) -> np.ndarray:
+    """Return per-gene weights ``log((1 + n) / (1 + df)) + 1`` over the cells' selected genes.
+
+    ``df`` counts the cells whose top list holds the gene: genes in almost every cell's list get weight
+    near 1, specific genes more.
+    """
+    n = weights.shape[0]
+    df = np.bincount(weights.indices, minlength=weights.shape[1]).astype(np.float64)
+    return (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
