@@ -41,6 +41,7 @@ PayloadIndexKind = Literal["keyword", "integer"]
 #: Prefix of every collection cellvec creates on a Qdrant server, so a shared server is not polluted.
 CLIENT_PREFIX = "cellvec__"
 
+_RESERVED = frozenset({"meta", "blobs"})  # the client backend keeps cellvec__meta, cellvec__blobs
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
 
 
@@ -359,6 +360,9 @@ def check_collection_name(name: str) -> str:
             f"invalid collection name {name!r}: use letters, digits, '_', '-' and '.', starting with a "
             f"letter or digit, at most 200 characters, not starting with {CLIENT_PREFIX!r}"
         )
+        raise StoreError(msg)
+    if name in _RESERVED:
+        msg = f"collection name {name!r} is reserved for cellvec's own data; pick another name"
         raise StoreError(msg)
     return name
 
