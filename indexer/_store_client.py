@@ -270,7 +270,8 @@ class ClientStore:
                 },
             ),
         )
-        for field, kind in (payload_indexes or {}).items():
+        # Local mode ignores payload indexes (and warns); the server needs them for fast filters and facets.
+        for field, kind in ({} if self.local else payload_indexes or {}).items():
             self._call(
                 f"create payload index {field!r}",
                 lambda field=field, kind=kind: self.client.create_payload_index(  # type: ignore[misc]
