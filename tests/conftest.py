@@ -1,0 +1,102 @@
+"""Shared fixtures: a small labelled synthetic AnnData with real gene symbols, stores, a fast encoder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from indexer import Settings, VectorStore, open_store
+from schemas import CellVectorSpec
+
+# Real human symbols with RefSeq summaries: four "programs" of marker genes plus shared genes.
+PROGRAMS = {
+    "T cell": ["CD3E", "CD3D", "CD2", "IL7R", "CD28", "LCK", "ZAP70", "CD247"],
+    "B cell": ["MS4A1", "CD79A", "CD79B", "CD19", "PAX5", "BLK", "CD22", "FCRL1"],
+    "Monocyte": ["CD14", "LYZ", "FCGR3A", "CSF1R", "S100A8", "S100A9", "ITGAM", "CD68"],
+    "NK cell": ["NCAM1", "KLRD1", "GNLY", "NKG7", "KLRF1", "PRF1", "GZMB", "KLRC1"],
+}
+SHARED = ["ACTB", "GAPDH", "B2M", "TMSB4X", "EEF1A1", "RPL13", "RPS6", "MALAT1", "FTL", "TPT1",
+          "MT-CO1", "MT-ND1", "HLA-A", "HLA-B", "PTPRC", "CORO1A"]
+FAST_ENCODER = "random:32"
+"""Deterministic, instant encoder for unit tests (a fixed random vector per gene symbol)."""
+
+
+def make_adata(n_per_class: int = 30, *, seed: int = 0, counts: bool = True) -> ad.AnnData:
+    """Return cells × genes with one marker program per class, raw counts by default."""
+    rng = np.random.default_rng(seed)
+    genes = [g for prog in PROGRAMS.values() for g in prog] + SHARED
+    col = {g: i for i, g in enumerate(genes)}
+    rows, labels = [], []
+    for label, prog in PROGRAMS.items():
+        for _ in range(n_per_class):
+            lam = np.full(len(genes), 0.3)
+            lam[[col[g] for g in SHARED]] = rng.uniform(2, 6, len(SHARED))
+            lam[[col[g] for g in prog]] = rng.uniform(4, 12, len(prog))
+            rows.append(rng.poisson(lam))
+            labels.append(label)
+    x = np.asarray(rows, dtype=np.float32)
+    if not counts:
+        x = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4).astype(np.float32)
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(labels), "batch": np.where(np.arange(len(labels)) % 2, "b1", "b2")},
+        index=[f"cell{i}" for i in range(len(labels))],
+    )
+    return ad.AnnData(sp.csr_matrix(x), obs=obs, var=pd.DataFrame(index=genes))
+
+
+@pytest.fixture
+def adata() -> ad.AnnData:
+    """120 labelled cells (4 types) × 48 genes, raw counts."""
+    return make_adata()
+
+
+@pytest.fixture
+def query_adata() -> ad.AnnData:
+    """40 cells from the same programs, another seed."""
+    return make_adata(10, seed=1)
+
+
+@pytest.fixture(params=["edge", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    """An empty store on each backend: embedded Qdrant Edge and qdrant-client's in-memory mode."""
+    location = str(tmp_path / "store") if request.param == "edge" else ":memory:"
+    with open_store(location) as st:
+        yield st
+
+
+@pytest.fixture
+def edge_store(tmp_path: Path) -> Iterator[VectorStore]:
+    """An empty embedded store in a temporary directory."""
+    with open_store(tmp_path / "store") as st:
+        yield st
+
+
+@pytest.fixture
+def fast_spec() -> CellVectorSpec:
+    """The paper's mode with the instant random encoder."""
+    return CellVectorSpec(mode="paper", encoder=FAST_ENCODER)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real gene description data folder (the suite needs it: set CELLVEC_DATA_DIR)."""
+    d = Settings().data_dir
+    if not (Path(d) / "gene_text").is_dir():
+        pytest.fail(f"data folder {d} is absent: set CELLVEC_DATA_DIR or run `cellvec genes fetch`")
+    return Path(d)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never reach a model hub from tests."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    if "CELLVEC_QDRANT_URL" not in os.environ:
+        monkeypatch.delenv("CELLVEC_STORE", raising=False)
