@@ -448,7 +448,8 @@ class OpenAIEncoder:
         self._max_retries = OPENAI_MAX_RETRIES if max_retries is None else max_retries
         self._backoff_s = OPENAI_BACKOFF_S if backoff_s is None else backoff_s
         self._timeout_s = OPENAI_TIMEOUT_S if timeout_s is None else timeout_s
-        self._dim: int | None = OPENAI_DIMS.get(model)
+        # Another server may serve a model of the same name at another size: ask it (first call).
+        self._dim: int | None = OPENAI_DIMS.get(model) if base_url is None else None
         self._client: Any = None
         self.n_requests = 0
         """Requests sent, retries included."""
@@ -460,7 +461,7 @@ class OpenAIEncoder:
 
     @property
     def dim(self) -> int:
-        """Known for OpenAI's models; for another model, found by embedding one probe text."""
+        """Known for OpenAI's models on its API; otherwise taken from the first answer (or a probe)."""
         if self._dim is None:
             self.embed_batch(["dimension probe"])
         assert self._dim is not None
