@@ -1,0 +1,518 @@
+"""Benchmark datasets: PBMC 68k (reduced), Voigt 2019 retina tasks and the Tran 2019 RGC atlas format.
+
+A :class:`BenchDataset` is either one labelled AnnData that the protocol splits 80/20 per seed, or a fixed
+reference / query pair (cross-donor transfer).
+
+Running the paper's own experiment (Tran et al. 2019 mouse RGC atlas)
+---------------------------------------------------------------------
+The expression matrix is about 1 GB and is not shipped offline. Where it can be downloaded:
+
+1. From the Broad Single Cell Portal study SCP509 ("Mouse retinal ganglion cell adult atlas and
+   optic nerve crush time series"), download ``RGC_Atlas.csv`` (genes × cells; the first column holds the
+   gene symbols, the header holds the cell names) and ``RGC_Atlas_coordinates.txt`` (the labels; its second
+   line is the portal's ``TYPE`` row). GEO GSE137400 holds the same data.
+2. Run::
+
+       cellvec bench --dataset tran-rgc --tran-matrix RGC_Atlas.csv \\
+           --tran-labels RGC_Atlas_coordinates.txt --clusters C22,C28,C33,C35,C36,C43 \\
+           --paper-sizes --seeds 5 --out bench-tran
+
+   ``--clusters`` takes the paper's names: ``C22`` selects every cell whose ``Cluster`` starts with
+   ``22_`` (``22_M5``). ``--paper-sizes`` subsamples the six clusters to 165, 138, 117, 92, 69 and 27 cells
+   (the paper's sizes; seeded), in the order given. Only the selected cells' columns are read from the CSV.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from indexer._errors import InputError
+
+PAPER_SIZES: tuple[int, ...] = (165, 138, 117, 92, 69, 27)
+"""Cells per cluster in the paper's low-sample task, largest first."""
+
+PAPER_CLUSTERS: tuple[str, ...] = ("C22", "C28", "C33", "C35", "C36", "C43")
+"""The paper's six Tran 2019 RGC clusters."""
+
+VOIGT_PAPER_CLUSTERS: tuple[str, ...] = ("17", "14", "13", "15", "2", "1")
+"""Six Voigt ``cluster_label`` clusters with ≥ 231 cells for the paper-sized task: four Müller glia
+subclusters and two rod subclusters, so that, as with RGC subtypes, classes come in close siblings."""
+
+DatasetName = Literal[
+    "pbmc68k", "voigt-coarse", "voigt-fine", "voigt-cross-donor", "voigt-paper-sizes", "tran-rgc"
+]
+DATASETS: tuple[str, ...] = (
+    "pbmc68k",
+    "voigt-coarse",
+    "voigt-fine",
+    "voigt-cross-donor",
+    "voigt-paper-sizes",
+    "tran-rgc",
+)
+
+
+@dataclass
+class BenchDataset:
+    """A labelled benchmark task.
+
+    Parameters
+    ----------
+    name
+        Short name used in the report.
+    adata
+        All cells (split per seed) or, with ``query`` set, the fixed reference.
+    label_key
+        ``obs`` column with the true labels.
+    species
+        Species of the gene symbols.
+    query
+        Fixed query cells (transfer tasks); ``None`` to split ``adata`` per seed.
+    description
+        One paragraph for the report.
+    details
+        Extra facts for ``results.json`` (cluster selection, sizes, …).
+    """
+
+    name: str
+    adata: ad.AnnData
+    label_key: str
+    species: Literal["human", "mouse"] = "human"
+    query: ad.AnnData | None = None
+    description: str = ""
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def _check_labels(adata: ad.AnnData, label_key: str, source: str) -> None:
+    if label_key not in adata.obs:
+        cols = ", ".join(map(str, adata.obs.columns)) or "none"
+        msg = f"{source} has no obs column {label_key!r}; its columns are: {cols}. Pass --label-key."
+        raise InputError(msg)
+
+
+def _clean(adata: ad.AnnData, label_key: str) -> ad.AnnData:
+    """Drop unlabelled cells, make names unique and the label column plain strings."""
+    keep = adata.obs[label_key].notna().to_numpy()
+    out = adata[keep].copy()
+    out.obs_names_make_unique()
+    out.var_names_make_unique()
+    out.obs[label_key] = out.obs[label_key].astype(str).to_numpy()
+    return out
+
+
+def from_files(
+    adata_path: str | Path, *, label_key: str, query_path: str | Path | None = None
+) -> BenchDataset:
+    """Load a user's labelled ``.h5ad`` (and optionally a fixed query file).
+
+    Parameters
+    ----------
+    adata_path
+        Labelled cells (the reference when ``query_path`` is given).
+    label_key
+        ``obs`` column with labels, in both files.
+    query_path
+        Labelled query cells; ``None`` to split ``adata_path`` per seed.
+
+    Returns
+    -------
+    The dataset.
+    """
+    paths = [Path(adata_path)] + ([Path(query_path)] if query_path else [])
+    for p in paths:
+        if not p.is_file():
+            msg = f"--adata/--query-adata file {str(p)!r} does not exist; give the path of an .h5ad file."
+            raise InputError(msg)
+    ref = ad.read_h5ad(paths[0])
+    _check_labels(ref, label_key, str(paths[0]))
+    query = None
+    if query_path:
+        query = ad.read_h5ad(paths[1])
+        _check_labels(query, label_key, str(paths[1]))
+        query = _clean(query, label_key)
+    return BenchDataset(
+        name=paths[0].stem,
+        adata=_clean(ref, label_key),
+        label_key=label_key,
+        query=query,
+        description=f"User data {paths[0].name}" + (f" → {paths[1].name}" if query_path else ""),
+    )
+
+
+def load_pbmc68k() -> BenchDataset:
+    """Return scanpy's ``pbmc68k_reduced``: 700 PBMCs, ``.raw`` log-normalised, labels ``bulk_labels``.
+
+    Returns
+    -------
+    The dataset (10 noisy FACS-derived populations, 765 genes).
+    """
+    import scanpy as sc
+
+    raw = sc.datasets.pbmc68k_reduced()
+    adata = raw.raw.to_adata()
+    adata.obs = raw.obs[["bulk_labels"]].copy()
+    adata.uns = {}
+    return BenchDataset(
+        name="pbmc68k_reduced",
+        adata=_clean(adata, "bulk_labels"),
+        label_key="bulk_labels",
+        description=(
+            "scanpy `pbmc68k_reduced`: 700 human PBMCs × 765 genes (`.raw`, log-normalised), "
+            "10 FACS-derived populations (`bulk_labels`, noisy). Stratified 80/20 split per seed."
+        ),
+    )
+
+
+def voigt_path(data_dir: str | Path | None = None) -> Path:
+    """Return the path of the Voigt 2019 retina file in the data folder.
+
+    Parameters
+    ----------
+    data_dir
+        The data folder; ``Settings().data_dir`` by default.
+
+    Returns
+    -------
+    The ``.h5ad`` path (checked to exist).
+    """
+    if data_dir is None:
+        from indexer._settings import Settings
+
+        data_dir = Settings().data_dir
+    path = Path(data_dir) / "datasets" / "voigt2019_retina.h5ad"
+    if not path.is_file():
+        msg = (
+            f"Voigt 2019 retina data not found at {str(path)!r}; set CELLVEC_DATA_DIR to the folder holding "
+            "datasets/voigt2019_retina.h5ad (GEO GSE130636)."
+        )
+        raise InputError(msg)
+    return path
+
+
+def subsample_to_sizes(
+    adata: ad.AnnData,
+    *,
+    label_key: str,
+    classes: Sequence[str],
+    sizes: Sequence[int] = PAPER_SIZES,
+    seed: int = 0,
+) -> ad.AnnData:
+    """Keep ``sizes[i]`` random cells of ``classes[i]`` (seeded) and drop every other class.
+
+    Parameters
+    ----------
+    adata
+        Labelled cells.
+    label_key
+        Label column.
+    classes
+        Classes to keep, in the order of ``sizes``.
+    sizes
+        Cells per class.
+    seed
+        Sampling seed.
+
+    Returns
+    -------
+    The subsample, in the original cell order.
+    """
+    if len(classes) != len(sizes):
+        msg = f"{len(classes)} clusters were selected but {len(sizes)} sizes given; give one size per cluster."
+        raise InputError(msg)
+    rng = np.random.default_rng(seed)
+    y = adata.obs[label_key].astype(str).to_numpy()
+    picked = []
+    for cls, n in zip(classes, sizes, strict=True):
+        idx = np.flatnonzero(y == cls)
+        if len(idx) < n:
+            msg = f"cluster {cls!r} has {len(idx)} cells but {n} are needed; choose a larger cluster."
+            raise InputError(msg)
+        picked.append(rng.choice(idx, size=n, replace=False))
+    return adata[np.sort(np.concatenate(picked))].copy()
+
+
+def load_voigt(
+    task: Literal["coarse", "fine", "cross-donor", "paper-sizes"],
+    *,
+    data_dir: str | Path | None = None,
+    clusters: Sequence[str] | None = None,
+    seed: int = 0,
+) -> BenchDataset:
+    """Return a Voigt 2019 human retina task (values are ln(1 + CP10k)).
+
+    Parameters
+    ----------
+    task
+        ``"coarse"``: ``cell_type_inferred``; ``"fine"``: the authors' ``cluster_label``;
+        ``"cross-donor"``: ``cluster_label``, periphery donors 1–2 as reference → periphery donor 3 as query;
+        ``"paper-sizes"``: six ``cluster_label`` clusters subsampled to the paper's sizes.
+    data_dir
+        Data folder (``CELLVEC_DATA_DIR``).
+    clusters
+        The six clusters of ``"paper-sizes"`` (default :data:`VOIGT_PAPER_CLUSTERS`).
+    seed
+        Subsampling seed for ``"paper-sizes"``.
+
+    Returns
+    -------
+    The dataset.
+    """
+    adata = ad.read_h5ad(voigt_path(data_dir))
+    key = "cell_type_inferred" if task == "coarse" else "cluster_label"
+    adata.obs_names = adata.obs["barcode"].astype(str).to_numpy() if "barcode" in adata.obs else adata.obs_names
+    adata = _clean(adata, key)
+    base = "Voigt et al. 2019 human neural retina (GSE130636), 6,139 cells × 21,649 genes, ln(1 + CP10k). "
+    if task in ("coarse", "fine"):
+        what = "coarse cell types (`cell_type_inferred`)" if task == "coarse" else "18 author clusters"
+        return BenchDataset(
+            name=f"voigt-{task}",
+            adata=adata,
+            label_key=key,
+            description=base + f"Labels: {what}. Stratified 80/20 split per seed.",
+        )
+    if task == "cross-donor":
+        region = adata.obs["region"].astype(str)
+        donor = adata.obs["donor"].astype(str)
+        periph = region.str.startswith("periph").to_numpy()
+        ref_mask = periph & donor.isin(["donor_1", "donor_2"]).to_numpy()
+        query_mask = periph & (donor == "donor_3").to_numpy()
+        return BenchDataset(
+            name="voigt-cross-donor",
+            adata=adata[ref_mask].copy(),
+            query=adata[query_mask].copy(),
+            label_key=key,
+            description=base
+            + "Cross-donor transfer on `cluster_label`: periphery donors 1–2 (reference, "
+            + f"{int(ref_mask.sum())} cells) → periphery donor 3 (query, {int(query_mask.sum())} cells).",
+        )
+    chosen = list(clusters or VOIGT_PAPER_CLUSTERS)
+    sub = subsample_to_sizes(adata, label_key=key, classes=chosen, sizes=PAPER_SIZES, seed=seed)
+    return BenchDataset(
+        name="voigt-paper-sizes",
+        adata=sub,
+        label_key=key,
+        description=base
+        + "Low-sample task like the paper's: clusters "
+        + ", ".join(chosen)
+        + " subsampled to "
+        + ", ".join(map(str, PAPER_SIZES))
+        + " cells (seeded). Stratified 80/20 split per seed.",
+        details={"clusters": chosen, "sizes": list(PAPER_SIZES)},
+    )
+
+
+def read_tran_labels(path: str | Path) -> pd.DataFrame:
+    """Read a Tran 2019 ``RGC_Atlas_coordinates.txt`` (plain or gzipped), skipping its ``TYPE`` row.
+
+    Parameters
+    ----------
+    path
+        The label file.
+
+    Returns
+    -------
+    A frame indexed by cell name with columns ``Cluster``, ``Subcluster``, ``SampleID``, ``BatchID`` …
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"Tran RGC label file {str(path)!r} does not exist; download RGC_Atlas_coordinates.txt (SCP509)."
+        raise InputError(msg)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        text = fh.read()
+    frame = pd.read_csv(io.StringIO(text), sep="\t", skiprows=[1], dtype=str)
+    if "NAME" not in frame or "Cluster" not in frame:
+        msg = f"{str(path)!r} is not an RGC_Atlas_coordinates.txt: it lacks the NAME and Cluster columns."
+        raise InputError(msg)
+    return frame.set_index("NAME")
+
+
+def select_tran_clusters(labels: pd.DataFrame, clusters: Sequence[str]) -> pd.Series:
+    """Map the paper's cluster names (``C22``) to atlas clusters (``22_M5``) and select their cells.
+
+    Parameters
+    ----------
+    labels
+        Output of :func:`read_tran_labels`.
+    clusters
+        Names like ``C22`` (or ``22``, or the full ``22_M5``).
+
+    Returns
+    -------
+    The full cluster name of each selected cell, indexed by cell name, in file order.
+    """
+    cl = labels["Cluster"].astype(str)
+    number = cl.str.split("_", n=1).str[0]
+    mask = np.zeros(len(cl), dtype=bool)
+    for c in clusters:
+        want = c[1:] if c[:1] in ("C", "c") and c[1:].isdigit() else c
+        hit = ((number == want) | (cl == want)).to_numpy()
+        if not hit.any():
+            known = ", ".join(sorted(set(cl), key=lambda s: (len(s.split("_")[0]), s))[:10])
+            msg = f"cluster {c!r} matches no cell in the atlas; clusters look like C22 or {known}, …"
+            raise InputError(msg)
+        mask |= hit
+    return cl[mask]
+
+
+def read_tran_matrix(path: str | Path, cells: Sequence[str]) -> ad.AnnData:
+    """Read the selected cells' columns of a Tran 2019 ``RGC_Atlas.csv`` (genes × cells).
+
+    Parameters
+    ----------
+    path
+        The CSV: header ``<gene column>,cell1,cell2,…``; one gene per row, its symbol in the first column.
+    cells
+        Cell names to read (only these columns are parsed).
+
+    Returns
+    -------
+    Cells × genes AnnData (sparse float32), cells in the order given.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"Tran RGC matrix {str(path)!r} does not exist; download RGC_Atlas.csv from SCP509 (~1 GB)."
+        raise InputError(msg)
+    header = pd.read_csv(path, nrows=0).columns
+    present = set(header[1:])
+    missing = [c for c in cells if c not in present]
+    if missing:
+        msg = (
+            f"{len(missing)} selected cells are not columns of {str(path)!r} (e.g. {missing[0]!r}); "
+            "the label file and the matrix must come from the same atlas."
+        )
+        raise InputError(msg)
+    want = [header[0], *cells]
+    frame = pd.read_csv(
+        path, usecols=want, index_col=0, dtype={c: np.float32 for c in cells}, engine="c"
+    )
+    frame = frame[list(cells)]
+    out = ad.AnnData(
+        X=sp.csr_matrix(frame.to_numpy().T),
+        obs=pd.DataFrame(index=pd.Index(list(cells), dtype=str)),
+        var=pd.DataFrame(index=frame.index.astype(str)),
+    )
+    out.var_names_make_unique()
+    return out
+
+
+def load_tran_rgc(
+    matrix_path: str | Path,
+    labels_path: str | Path,
+    *,
+    clusters: Sequence[str] = PAPER_CLUSTERS,
+    paper_sizes: bool = False,
+    seed: int = 0,
+) -> BenchDataset:
+    """Return the Tran 2019 mouse RGC atlas restricted to ``clusters`` (see the module docstring).
+
+    Parameters
+    ----------
+    matrix_path
+        ``RGC_Atlas.csv`` (genes × cells).
+    labels_path
+        ``RGC_Atlas_coordinates.txt`` (gzipped is fine).
+    clusters
+        Paper cluster names, e.g. ``C22``.
+    paper_sizes
+        Subsample to the paper's sizes (165, 138, 117, 92, 69, 27 in the order of ``clusters``).
+    seed
+        Subsampling seed.
+
+    Returns
+    -------
+    The dataset, labels in ``obs['cluster']`` (full names like ``22_M5``), species mouse.
+    """
+    selected = select_tran_clusters(read_tran_labels(labels_path), clusters)
+    adata = read_tran_matrix(matrix_path, list(selected.index))
+    adata.obs["cluster"] = selected.to_numpy()
+    adata = _clean(adata, "cluster")
+    details: dict[str, object] = {"clusters": list(clusters)}
+    if paper_sizes:
+        full = []
+        for c in clusters:
+            num = c[1:] if c[:1] in ("C", "c") else c
+            full.append(next(x for x in adata.obs["cluster"].unique() if x.split("_")[0] == num or x == c))
+        adata = subsample_to_sizes(
+            adata, label_key="cluster", classes=full, sizes=PAPER_SIZES[: len(full)], seed=seed
+        )
+        details["sizes"] = list(PAPER_SIZES[: len(full)])
+    counts = adata.obs["cluster"].value_counts().to_dict()
+    return BenchDataset(
+        name="tran-rgc",
+        adata=adata,
+        label_key="cluster",
+        species="mouse",
+        description=(
+            "Tran et al. 2019 mouse RGC atlas (SCP509 / GSE137400), clusters "
+            + ", ".join(f"{k} ({v})" for k, v in counts.items())
+            + ". Stratified 80/20 split per seed."
+        ),
+        details=details,
+    )
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | Path | None = None,
+    clusters: Sequence[str] | None = None,
+    paper_sizes: bool = False,
+    tran_matrix: str | Path | None = None,
+    tran_labels: str | Path | None = None,
+    seed: int = 0,
+) -> BenchDataset:
+    """Return a named benchmark dataset (see :data:`DATASETS`).
+
+    Parameters
+    ----------
+    name
+        Dataset name.
+    data_dir
+        Data folder for Voigt and the Tran labels.
+    clusters
+        Cluster selection (``voigt-paper-sizes``, ``tran-rgc``).
+    paper_sizes
+        Subsample ``tran-rgc`` to the paper's sizes.
+    tran_matrix
+        ``RGC_Atlas.csv`` for ``tran-rgc``.
+    tran_labels
+        Label file for ``tran-rgc`` (default: the offline copy in the data folder).
+    seed
+        Subsampling seed.
+
+    Returns
+    -------
+    The dataset.
+    """
+    if name == "pbmc68k":
+        return load_pbmc68k()
+    if name in ("voigt-coarse", "voigt-fine", "voigt-cross-donor"):
+        return load_voigt(name.removeprefix("voigt-"), data_dir=data_dir)  # type: ignore[arg-type]
+    if name == "voigt-paper-sizes":
+        return load_voigt("paper-sizes", data_dir=data_dir, clusters=clusters, seed=seed)
+    if name == "tran-rgc":
+        if tran_matrix is None:
+            msg = (
+                "--dataset tran-rgc needs --tran-matrix RGC_Atlas.csv (about 1 GB, Broad SCP509); it is not "
+                "available offline."
+            )
+            raise InputError(msg)
+        if tran_labels is None:
+            from indexer._settings import Settings
+
+            tran_labels = Path(data_dir or Settings().data_dir) / "datasets" / "tran2019_rgc_atlas_labels.txt.gz"
+        return load_tran_rgc(
+            tran_matrix, tran_labels, clusters=clusters or PAPER_CLUSTERS, paper_sizes=paper_sizes, seed=seed
+        )
+    msg = f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}."
+    raise InputError(msg)
