@@ -34,7 +34,10 @@ from ._errors import StoreError
 logger = logging.getLogger(__name__)
 
 Where = Mapping[str, str | int | bool | Sequence[str] | Sequence[int]]
-"""A payload filter: ``field == value``, or ``field in list`` for a list; all conditions are ANDed."""
+"""A payload filter: ``field == value``, or ``field in list`` for a list; all conditions are ANDed.
+
+Booleans are refused with :class:`StoreError`: Qdrant Edge 0.9.0 cannot match them (store 0/1 instead).
+"""
 
 PayloadIndexKind = Literal["keyword", "integer"]
 
@@ -474,18 +477,26 @@ def where_conditions(where: Where | None) -> list[Condition] | None:
         return []
     out: list[Condition] = []
     for field, value in where.items():
-        if isinstance(value, bool | str | int | np.integer | np.bool_):
+        if isinstance(value, bool | np.bool_):
+            # qdrant-edge-py 0.9.0 converts MatchValue(True) to the integer 1, which matches no JSON
+            # boolean: refuse rather than silently match nothing (on every backend, to keep them alike).
+            msg = (
+                f"where[{field!r}] = {value!r}: filtering on a boolean is not supported by Qdrant Edge; "
+                "store the flag as 0/1 or as a keyword such as 'yes'/'no' and filter on that"
+            )
+            raise StoreError(msg)
+        if isinstance(value, str | int | np.integer):
             out.append((field, "value", value.item() if isinstance(value, np.generic) else value))
         elif isinstance(value, Sequence | np.ndarray):
             values = [v.item() if isinstance(v, np.generic) else v for v in value]
             if not values:
                 return None
-            if not (all(isinstance(v, str) for v in values) or all(type(v) is int for v in values)):
+            if not (all(type(v) is str for v in values) or all(type(v) is int for v in values)):
                 msg = f"where[{field!r}] must be a list of strings or a list of integers, got {values[:5]!r}"
                 raise StoreError(msg)
             out.append((field, "any", values))
         else:
-            msg = f"where[{field!r}] must be a string, integer, bool or a list of them, got {value!r}"
+            msg = f"where[{field!r}] must be a string, an integer or a list of them, got {value!r}"
             raise StoreError(msg)
     return out
 
