@@ -185,3 +185,66 @@ def test_minilm_is_cached_and_counts_truncation(minilm) -> None:
     other = get_encoder("minilm", settings=Settings(device="cpu"))
     assert other._model() is minilm._model()
     assert count_truncated(minilm, ["RHO: short", "LONG: " + "receptor " * 400]) == 1
+
+
+# ------------------------------------------------------------------------------------------ hf: and st:
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from tests._tiny_bert import build_tiny_st
+
+    st_path = build_tiny_st(tmp_path_factory.mktemp("tiny") / "st")
+    return st_path.with_name("st-bert"), st_path
+
+
+def test_hf_mean_pooling_matches_manual(tiny_models) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    bert_path, _ = tiny_models
+    encoder = get_encoder(f"hf:{bert_path}", settings=CPU)
+    texts = ["rho: rhodopsin. a rod cell receptor of the retina", "alb: albumin"]
+    vectors = embed_texts(encoder, texts)
+    assert vectors.shape == (2, 32)
+    assert encoder.dim == 32
+    assert vectors.dtype == np.float32
+
+    tokenizer = AutoTokenizer.from_pretrained(bert_path)
+    model = AutoModel.from_pretrained(bert_path).eval()
+    for text, vector in zip(texts, vectors, strict=True):
+        encoded = tokenizer(text, return_tensors="pt")  # one text: no padding at all
+        with torch.no_grad():
+            hidden = model(**encoded).last_hidden_state[0]
+        np.testing.assert_allclose(vector, hidden.mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_hf_padding_does_not_change_a_vector(tiny_models) -> None:
+    bert_path, _ = tiny_models
+    encoder = get_encoder(f"hf:{bert_path}", settings=CPU)
+    alone = encoder.embed_batch(["alb: albumin"])[0]
+    padded = encoder.embed_batch(["alb: albumin", "rho " * 40])[0]
+    np.testing.assert_allclose(alone, padded, rtol=1e-5, atol=1e-6)
+
+
+def test_hf_truncation_count_and_cache(tiny_models) -> None:
+    bert_path, _ = tiny_models
+    encoder = get_encoder(f"hf:{bert_path}", settings=CPU)
+    assert encoder.max_length == 64
+    assert count_truncated(encoder, ["rho", "rho " * 62, "rho " * 63]) == 1  # 62 + [CLS] + [SEP] = 64
+    again = get_encoder(f"hf:{bert_path}", settings=CPU)
+    assert again._loaded() is encoder._loaded()
+
+
+def test_st_path_loads_and_pools(tiny_models) -> None:
+    bert_path, st_path = tiny_models
+    encoder = get_encoder(f"st:{st_path}", settings=CPU)
+    assert encoder.id == f"st:{st_path}"
+    assert encoder.dim == 32
+    texts = ["rho: rhodopsin", "alb: albumin liver plasma"]
+    vectors = embed_texts(encoder, texts)
+    assert vectors.shape == (2, 32)
+    # Same weights and mean pooling: the st: and hf: paths agree.
+    hf = embed_texts(get_encoder(f"hf:{bert_path}", settings=CPU), texts)
+    np.testing.assert_allclose(vectors, hf, rtol=1e-4, atol=1e-5)
+    assert count_truncated(encoder, ["rho", "rho " * 20]) == 1  # max_seq_length 16
