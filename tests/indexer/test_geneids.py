@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gzip
+import json
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -176,3 +178,35 @@ def test_coverage_rejects_scaled_data() -> None:
         coverage_report(adata, species="human")
     with pytest.raises(InputError, match="top_n=0 must be a positive"):
         coverage_report(adata, top_n=0)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("catalogs")
+def test_cli_coverage(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import annotator._cli._genes_cli  # noqa: F401  (registers the commands)
+    from annotator._cli._app import cli
+    from indexer._errors import CellvecError
+
+    x = np.array([[5, 4, 0, 1], [1, 2, 3, 0]], dtype=np.float32)
+    path = tmp_path / "d.h5ad"
+    _adata(["Rbpms", "Cartpt", "mt-Co1", "Irx4"], x).write_h5ad(path)
+    monkey_env = {"CELLVEC_DATA_DIR": str(DATA)}
+    result = CliRunner(env=monkey_env).invoke(
+        cli, ["genes", "coverage", "--adata", str(path), "--top-n", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ortholog summary" in result.output
+    assert "mitochondrial genes: mt-Co1 (1)" in result.output
+    result = CliRunner(env=monkey_env).invoke(
+        cli, ["genes", "coverage", "--adata", str(path), "--species", "mouse", "--json"]
+    )
+    data = json.loads(result.output)
+    assert data["species"] == "mouse"
+    assert data["n_counted"] == 6  # zeros never count
+    result = CliRunner(env=monkey_env).invoke(
+        cli, ["genes", "coverage", "--adata", str(path), "--gene-column", "nope"]
+    )
+    assert isinstance(result.exception, CellvecError)
+    assert "gene column 'nope' is not in var" in str(result.exception)

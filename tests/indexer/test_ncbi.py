@@ -285,3 +285,22 @@ def test_bad_arguments(tmp_path: Path) -> None:
         fetch_gene_data("human", out_dir=tmp_path, batch_size=501)
     with pytest.raises(InputError, match="use 'human' or 'mouse'"):
         fetch_gene_data("zebrafish", out_dir=tmp_path)  # type: ignore[arg-type]
+
+
+def test_cli_fetch(ncbi: FakeNcbi, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    import annotator._cli._genes_cli  # noqa: F401  (registers the commands)
+    from annotator._cli._app import cli
+
+    ncbi.n_genes = 12
+    args = ["genes", "fetch", "--species", "human", "--out", str(tmp_path), "--api-key", "K", "--json"]
+    args += ["--email", "a@b.org", "--eutils-base", f"{ncbi.base}/eutils"]
+    args += ["--gene-info-url", f"{ncbi.base}/x/Homo_sapiens.gene_info.gz"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["n_summaries"] == 8
+    assert data["species"] == "human"
+    assert ncbi.requests[0][2]["api_key"] == ["K"]
+    assert (tmp_path / "FETCHED.json").is_file()
