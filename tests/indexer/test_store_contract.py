@@ -17,6 +17,7 @@ from indexer._errors import StoreError
 from indexer._store import IndexParams, SearchResult, VectorStore, open_store
 
 LABELS = ["T", "B", "NK", "Mono"]
+Filled = tuple[VectorStore, list[str], dict[str, np.ndarray], list[dict[str, object]]]
 
 
 @pytest.fixture(
@@ -68,7 +69,7 @@ def _data(n: int = 60, seed: int = 0) -> tuple[list[str], dict[str, np.ndarray],
 
 
 @pytest.fixture
-def filled(store: VectorStore) -> tuple[VectorStore, list[str], dict[str, np.ndarray], list[dict[str, object]]]:
+def filled(store: VectorStore) -> Filled:
     ids, vectors, payloads = _data()
     store.create_collection(
         "ctest_cells",
@@ -104,7 +105,7 @@ def test_bad_names_and_missing_collection(store: VectorStore) -> None:
         store.count("ctest_nope")
 
 
-def test_upsert_retrieve_round_trip(filled: tuple) -> None:
+def test_upsert_retrieve_round_trip(filled: Filled) -> None:
     store, ids, vectors, payloads = filled
     got = store.retrieve("ctest_cells", [ids[5], str(uuid.uuid4()), ids[2]], with_vectors=["cell", "pooled"])
     assert [p.id for p in got] == [ids[5], ids[2]]
@@ -157,7 +158,7 @@ def test_zero_vector_is_stored_and_scores_zero(store: VectorStore) -> None:
     assert np.all(np.isfinite(zero_q.scores[0, : len(zero_q.ids[0])]))
 
 
-def test_query_matches_exact_cosine(filled: tuple) -> None:
+def test_query_matches_exact_cosine(filled: Filled) -> None:
     store, ids, vectors, _ = filled
     rng = np.random.default_rng(1)
     q = rng.normal(size=(7, 16)).astype(np.float32)
@@ -170,12 +171,12 @@ def test_query_matches_exact_cosine(filled: tuple) -> None:
         order = np.argsort(-sims[i])[:10]
         assert res.ids[i] == [ids[j] for j in order]
         np.testing.assert_allclose(res.scores[i], sims[i, order], atol=1e-5)
-    assert res.payloads[0][0] == {k: v for k, v in filled[3][ids.index(res.ids[0][0])].items()}
+    assert res.payloads[0][0] == filled[3][ids.index(res.ids[0][0])]
     exact = store.query("ctest_cells", q, using="pooled", limit=10, exact=True)
     assert exact.ids == res.ids
 
 
-def test_query_where_and_payload_fields(filled: tuple) -> None:
+def test_query_where_and_payload_fields(filled: Filled) -> None:
     store, ids, vectors, payloads = filled
     q = vectors["cell"][:3]
     res = store.query("ctest_cells", q, using="cell", limit=5, where={"label": "T"}, payload_fields=["label"])
@@ -183,7 +184,9 @@ def test_query_where_and_payload_fields(filled: tuple) -> None:
         assert len(hits) == 5
         assert all(p == {"label": "T"} for p in pays)
     res = store.query("ctest_cells", q, using="cell", limit=60, where={"label": ["B", "NK"], "donor": 1})
-    expected = {i for i, p in zip(ids, payloads, strict=True) if p["label"] in ("B", "NK") and p["donor"] == 1}
+    expected = {
+        i for i, p in zip(ids, payloads, strict=True) if p["label"] in ("B", "NK") and p["donor"] == 1
+    }
     assert set(res.ids[0]) == expected
     assert np.isneginf(res.scores[0, len(expected) :]).all()
     none = store.query("ctest_cells", q, using="cell", limit=3, payload_fields=[])
@@ -197,14 +200,14 @@ def test_query_where_and_payload_fields(filled: tuple) -> None:
         store.count("ctest_cells", where={"donor": [1, "2"]})
 
 
-def test_query_batches_many_queries(filled: tuple) -> None:
+def test_query_batches_many_queries(filled: Filled) -> None:
     store, ids, vectors, _ = filled
     q = np.repeat(vectors["cell"], 10, axis=0)  # 600 queries: several batches
     res = store.query("ctest_cells", q, using="cell", limit=1, payload_fields=[])
     assert [h[0] for h in res.ids] == [i for i in ids for _ in range(10)]
 
 
-def test_query_validation(filled: tuple) -> None:
+def test_query_validation(filled: Filled) -> None:
     store = filled[0]
     with pytest.raises(StoreError, match="no vector named 'gene'"):
         store.query("ctest_cells", np.ones((1, 8)), using="gene", limit=3)
@@ -212,7 +215,7 @@ def test_query_validation(filled: tuple) -> None:
         store.query("ctest_cells", np.ones((1, 5)), using="cell", limit=3)
 
 
-def test_count_delete(filled: tuple) -> None:
+def test_count_delete(filled: Filled) -> None:
     store, ids, _, _ = filled
     assert store.count("ctest_cells") == 60
     assert store.count("ctest_cells", where={"label": "T"}) == 15
@@ -229,7 +232,7 @@ def test_count_delete(filled: tuple) -> None:
         store.delete("ctest_cells")
 
 
-def test_set_payload_relabel_and_facet(filled: tuple) -> None:
+def test_set_payload_relabel_and_facet(filled: Filled) -> None:
     store, ids, _, _ = filled
     assert store.facet("ctest_cells", "label") == {"T": 15, "B": 15, "NK": 15, "Mono": 15}
     assert store.facet("ctest_cells", "label", where={"donor": 0}) == {
@@ -245,8 +248,8 @@ def test_set_payload_relabel_and_facet(filled: tuple) -> None:
     assert store.facet("ctest_cells", "label")["NK2"] == 1
 
 
-def test_scroll_covers_every_point_once(filled: tuple) -> None:
-    store, ids, vectors, _ = filled
+def test_scroll_covers_every_point_once(filled: Filled) -> None:
+    store, ids, _, _ = filled
     seen: list[str] = []
     for batch in store.scroll("ctest_cells", batch_size=7, with_vectors=["cell"]):
         assert 0 < len(batch) <= 7
@@ -258,7 +261,7 @@ def test_scroll_covers_every_point_once(filled: tuple) -> None:
     assert not list(store.scroll("ctest_cells", where={"label": []}))
 
 
-def test_idempotent_upsert(filled: tuple) -> None:
+def test_idempotent_upsert(filled: Filled) -> None:
     store, ids, vectors, payloads = filled
     store.upsert("ctest_cells", ids=ids, vectors=vectors, payloads=payloads)
     assert store.count("ctest_cells") == 60

@@ -1,0 +1,233 @@
+"""What only the embedded Edge store does: files, persistence, the writer lock, read-only copies, HNSW."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer._errors import StoreError
+from indexer._store import IndexParams, open_store
+from indexer._store_edge import EdgeStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _points(n: int, dim: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [str(uuid.uuid4()) for _ in range(n)], rng.normal(size=(n, dim)).astype(np.float32)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            st = (Path(dirpath) / f).stat()
+            out[str(Path(dirpath) / f)] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> tuple[Path, list[str], np.ndarray]:
+    root = tmp_path / "store"
+    ids, vecs = _points(200, 8)
+    with open_store(root) as s:
+        s.create_collection("cells", vectors={"cell": 8}, payload_indexes={"label": "keyword"})
+        s.upsert(
+            "cells", ids=ids, vectors={"cell": vecs}, payloads=[{"label": f"L{i % 3}"} for i in range(200)]
+        )
+        s.put_meta("reference/pbmc", {"version": 1})
+        s.put_blob("weights/enc.safetensors", b"w" * 1000)
+    return root, ids, vecs
+
+
+def test_layout_and_persistence(built: tuple[Path, list[str], np.ndarray]) -> None:
+    root, ids, vecs = built
+    assert json.loads((root / "cellvec-store.json").read_text()) == {
+        "format": "cellvec-store",
+        "layout_version": 1,
+    }
+    assert (root / "collections" / "cells" / "cellvec-collection.json").is_file()
+    assert (root / "meta" / "reference%2Fpbmc.json").is_file()
+    assert (root / "blobs" / "weights%2Fenc%2Esafetensors").is_file()
+    with open_store(root, create=False) as s:
+        assert isinstance(s, EdgeStore)
+        assert s.collections() == ["cells"]
+        assert s.count("cells") == 200
+        assert s.facet("cells", "label") == {"L0": 67, "L1": 67, "L2": 66}
+        got = s.retrieve("cells", ids[:2], with_vectors=["cell"])
+        np.testing.assert_allclose(got[1].vectors["cell"], vecs[1] / np.linalg.norm(vecs[1]), atol=1e-6)
+        assert s.get_meta("reference/pbmc") == {"version": 1}
+        assert s.meta_keys() == ["reference/pbmc"]
+        assert s.get_blob("weights/enc.safetensors") == b"w" * 1000
+        with pytest.raises(StoreError, match="has no vector named 'gene'"):
+            s.query("cells", vecs[:1], using="gene", limit=1)
+
+
+def test_keys_cannot_escape_the_store(tmp_path: Path) -> None:
+    with open_store(tmp_path / "s") as s:
+        s.put_meta("../../evil", {"x": 1})
+        s.put_blob("..", b"x")
+        assert s.get_meta("../../evil") == {"x": 1}
+        assert s.get_blob("..") == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    (tmp_path / "other.txt").write_text("hello")
+    with pytest.raises(StoreError, match=r"is not a cellvec store \(no cellvec-store.json\); pass an empty"):
+        open_store(tmp_path)
+    with pytest.raises(StoreError, match="is a file"):
+        open_store(tmp_path / "other.txt")
+
+
+def test_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=f"no cellvec store at '{tmp_path / 'nope'}'"):
+        open_store(tmp_path / "nope", create=False)
+    with pytest.raises(StoreError, match="no cellvec store at"):
+        open_store(tmp_path / "nope", read_only=True)
+    assert not (tmp_path / "nope").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    open_store(empty).close()
+    assert (empty / "cellvec-store.json").is_file()
+
+
+def test_layout_version_mismatch(tmp_path: Path) -> None:
+    (tmp_path / "cellvec-store.json").write_text(json.dumps({"format": "cellvec-store", "layout_version": 9}))
+    with pytest.raises(StoreError, match="layout version 9"):
+        open_store(tmp_path)
+
+
+def test_interrupted_create_is_not_a_collection(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    open_store(root).close()
+    (root / "collections" / "half").mkdir()
+    (root / "collections" / "half" / "junk").write_text("x")
+    with open_store(root) as s:
+        assert s.collections() == []
+        s.create_collection("half", vectors={"v": 2})
+        assert s.collections() == ["half"]
+
+
+def test_second_writer_in_process_is_refused(built: tuple[Path, list[str], np.ndarray]) -> None:
+    root = built[0]
+    with open_store(root) as s:
+        with pytest.raises(StoreError, match=f"locked by process {os.getpid()} \\(another cellvec write"):
+            open_store(root)
+        s.count("cells")
+    open_store(root).close()  # released on close
+
+
+@pytest.fixture
+def writer_process(built: tuple[Path, list[str], np.ndarray]) -> Iterator[subprocess.Popen[str]]:
+    """Another process that holds the store open for writing (and the 'cells' shard loaded)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from indexer._store import open_store
+        s = open_store({str(built[0])!r})
+        s.count("cells")
+        print("ready", flush=True)
+        sys.stdin.readline()
+        s.close()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    with proc:  # closes the pipes
+        yield proc
+        proc.communicate("\n", timeout=30)
+
+
+def test_lock_held_by_another_process(
+    built: tuple[Path, list[str], np.ndarray], writer_process: subprocess.Popen[str]
+) -> None:
+    with pytest.raises(StoreError, match=f"locked by process {writer_process.pid} .*wait for it to finish"):
+        open_store(built[0])
+
+
+def test_readers_work_during_a_write_and_write_nothing(
+    built: tuple[Path, list[str], np.ndarray], writer_process: subprocess.Popen[str]
+) -> None:
+    root, ids, vecs = built
+    before = _snapshot(root)
+    with open_store(root, read_only=True) as r1, open_store(root, read_only=True) as r2:
+        assert r1.count("cells") == 200
+        res = r2.query("cells", vecs[:3], using="cell", limit=1)
+        assert [h[0] for h in res.ids] == ids[:3]
+        assert r1.get_meta("reference/pbmc") == {"version": 1}
+        assert r2.get_blob("weights/enc.safetensors") == b"w" * 1000
+        r1.flush()
+        with pytest.raises(StoreError, match="opened read-only"):
+            r1.upsert("cells", ids=ids[:1], vectors={"cell": vecs[:1]}, payloads=[{}])
+        with pytest.raises(StoreError, match="opened read-only"):
+            r1.optimize("cells")
+    assert _snapshot(root) == before
+
+
+def test_read_only_sees_only_what_was_flushed_when_it_opened(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    ids, vecs = _points(20, 4)
+    with open_store(root) as w:
+        w.create_collection("c", vectors={"v": 4})
+        w.upsert("c", ids=ids[:10], vectors={"v": vecs[:10]}, payloads=[{}] * 10)
+        w.flush()
+        with open_store(root, read_only=True) as r:
+            assert r.count("c") == 10
+            w.upsert("c", ids=ids[10:], vectors={"v": vecs[10:]}, payloads=[{}] * 10)
+            w.flush()
+            assert r.count("c") == 10  # a private copy: reopen to see new writes
+        with open_store(root, read_only=True) as r:
+            assert r.count("c") == 20
+
+
+def test_disk_full_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_store(tmp_path / "s") as s:
+
+        def full(fd: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr("indexer._store_edge.os.fsync", full)
+        with pytest.raises(
+            StoreError, match=r"no space left on device while writing .*blobs.*; free space and rerun"
+        ):
+            s.put_blob("big", b"x")
+        monkeypatch.undo()
+        assert s.get_blob("big") is None
+        assert list((tmp_path / "s" / "blobs").iterdir()) == []  # no temporary file left behind
+
+
+def test_hnsw_recall_on_clustered_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n, dim = 20_000, 64
+    centres = rng.normal(size=(50, dim))
+    x = (centres[rng.integers(0, 50, n)] + 0.3 * rng.normal(size=(n, dim))).astype(np.float32)
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
+    q = (centres[rng.integers(0, 50, 200)] + 0.3 * rng.normal(size=(200, dim))).astype(np.float32)
+    with open_store(tmp_path / "s") as s:
+        s.create_collection("c", vectors={"cell": dim}, index=IndexParams(indexing_threshold=1000))
+        s.upsert("c", ids=ids, vectors={"cell": x}, payloads=[{}] * n)
+        s.optimize("c")
+        assert isinstance(s, EdgeStore)
+        assert s._coll("c").shard.info().indexed_vectors_count == n  # HNSW was built
+        res = s.query("c", q, using="cell", limit=10, payload_fields=[])
+        exact = s.query("c", q, using="cell", limit=10, payload_fields=[], exact=True)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    truth = np.argsort(-(q @ xn.T), axis=1)[:, :10]
+    recall = np.mean([len({ids[j] for j in t} & set(r)) / 10 for t, r in zip(truth, res.ids, strict=True)])
+    assert recall >= 0.95
+    assert exact.ids == [[ids[j] for j in t] for t in truth]
