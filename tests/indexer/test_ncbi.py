@@ -118,7 +118,7 @@ def ncbi() -> Iterator[FakeNcbi]:
                 self._send(404, {}, b"not found")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     state.base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
