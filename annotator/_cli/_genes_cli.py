@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ._app import genes
-from ._common import emit, json_option, read_h5ad
+from ._common import emit, json_option, progress_bars, read_h5ad
 
 
 @genes.command("fetch")
@@ -51,35 +50,18 @@ def fetch_cmd(
     from indexer._settings import Settings
 
     out = out_dir if out_dir is not None else Settings().data_dir
-    bar: dict[str, Any] = {}
-
-    def progress(done: int, total: int) -> None:
-        if as_json:
-            return
-        if "bar" not in bar:
-            from tqdm import tqdm
-
-            bar["bar"] = tqdm(
-                total=total, desc="gene summaries", unit="gene", file=click.get_text_stream("stderr")
-            )
-        bar["bar"].n = done
-        bar["bar"].refresh()
-
-    try:
+    with progress_bars(enabled=not as_json) as report_progress:
         report = fetch_gene_data(
             species,  # type: ignore[arg-type]
             out_dir=out,
             api_key=api_key,
             email=email,
-            progress=progress,
+            progress=lambda done, total: report_progress("gene summaries", done, total),
             refresh=refresh,
             eutils_base=eutils_base or EUTILS_BASE,
             gene_info_url=gene_info_url,
             hcop_url=hcop_url or HCOP_URL,
         )
-    finally:
-        if "bar" in bar:
-            bar["bar"].close()
     text = report.to_text()
     if species == "mouse":
         text += (
