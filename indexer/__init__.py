@@ -20,9 +20,11 @@ from ._errors import (
     UnseenLabelWarning,
 )
 from ._expression import ExpressionProjection, fit_expression
+from ._geneids import coverage_report, detect_id_kind, infer_species, map_var_names
 from ._genes import GeneIndex, gene_collection_name, gene_point_id
 from ._genetext import GeneCatalog
 from ._housekeeping import load_housekeeping
+from ._ncbi import fetch_gene_data
 from ._pool import log_normalise, pool, top_gene_weights
 from ._reference import (
     CELL_VECTOR,
@@ -74,18 +76,23 @@ __all__ = [
     "build_reference",
     "cell_point_id",
     "count_truncated",
+    "coverage_report",
+    "detect_id_kind",
     "drop_reference",
     "embed_texts",
     "encode_cells",
+    "fetch_gene_data",
     "fit_expression",
     "gene_collection_name",
     "gene_point_id",
     "get_encoder",
+    "infer_species",
     "list_references",
     "load_artifacts",
     "load_housekeeping",
     "load_manifest",
     "log_normalise",
+    "map_var_names",
     "open_store",
     "pool",
     "reference_vectors",

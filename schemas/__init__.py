@@ -1,6 +1,7 @@
 """Pydantic records that cellvec persists or passes between its packages."""
 
 from ._base import SCHEMA_VERSION, Record
+from ._coverage import CoverageReport, FetchReport, GeneCount, GeneMapping, IdKind
 from ._genes import GeneRecord, GeneText, Species, TextSource
 from ._reference import (
     DEFAULT_MODE,
@@ -25,9 +26,14 @@ __all__ = [
     "BuildRecord",
     "CellMode",
     "CellVectorSpec",
+    "CoverageReport",
     "ExpressionParams",
+    "FetchReport",
+    "GeneCount",
+    "GeneMapping",
     "GeneRecord",
     "GeneText",
+    "IdKind",
     "Neighbour",
     "PoolingParams",
     "Record",

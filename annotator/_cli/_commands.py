@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401
     _annotate_cli,
+    _genes_cli,
     _genes_index_cli,
     _reference_cli,
 )
