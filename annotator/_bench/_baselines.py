@@ -89,7 +89,7 @@ def _dense(x: Any) -> np.ndarray:
 
 
 def is_counts(adata: ad.AnnData, *, n_rows: int = 200) -> bool:
-    """Return whether ``adata.X`` looks like raw counts (non-negative integers with values above 30).
+    """Return whether ``adata.X`` looks like raw counts (non-negative integers, not all zero or one).
 
     Parameters
     ----------
@@ -106,7 +106,7 @@ def is_counts(adata: ad.AnnData, *, n_rows: int = 200) -> bool:
     vals = x.data if sp.issparse(x) else np.asarray(x).ravel()
     if vals.size == 0:
         return False
-    return bool(np.all(vals >= 0) and np.allclose(vals, np.round(vals)) and vals.max() > 30)
+    return bool(np.all(vals >= 0) and np.allclose(vals, np.round(vals)) and vals.max() > 1)
 
 
 def log_normalised(adata: ad.AnnData) -> ad.AnnData:
