@@ -137,7 +137,9 @@ class ClientStore:
             self.client = QdrantClient(":memory:")
         else:
             port = urlparse(location).port
-            self.client = QdrantClient(url=location, api_key=api_key, prefer_grpc=port == 6334, timeout=60)
+            self.client = QdrantClient(
+                url=location, api_key=api_key, prefer_grpc=port == 6334, timeout=60, check_compatibility=False
+            )
             self._call("connect", self.client.get_collections)
 
     # ---------------------------------------------------------------- plumbing

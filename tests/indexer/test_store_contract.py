@@ -328,3 +328,22 @@ def test_closed_store_refuses(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(StoreError, match="is closed"):
         s.collections()
+
+
+def test_int8_quantization_still_finds_neighbours(store: VectorStore) -> None:
+    ids, vectors, payloads = _data(n=100)
+    store.create_collection(
+        "ctest_q", vectors={"cell": 8}, index=IndexParams(quantization="int8", hnsw_ef=64)
+    )
+    store.upsert("ctest_q", ids=ids, vectors={"cell": vectors["cell"]}, payloads=payloads)
+    store.optimize("ctest_q")
+    res = store.query("ctest_q", vectors["cell"][:5], using="cell", limit=3, payload_fields=["name"])
+    assert [h[0] for h in res.ids] == ids[:5]
+    assert [p[0]["name"] for p in res.payloads] == [f"cell{i}" for i in range(5)]
+
+
+def test_unreachable_server() -> None:
+    with pytest.raises(
+        StoreError, match=r"cannot reach the Qdrant server at http://127.0.0.1:9: is it running"
+    ):
+        open_store("http://127.0.0.1:9")
