@@ -156,6 +156,7 @@ def encode_cells(
     gene_column: str | None = None,
     housekeeping: frozenset[str] | None = None,
     fit_labels: np.ndarray | None = None,
+    with_view2: bool = False,
     progress: Progress | None = None,
     what: str = "adata",
 ) -> tuple[CellVectors, Artifacts]:
@@ -179,6 +180,9 @@ def encode_cells(
         Symbols removed from SupCon's second view; needed only when fitting a SupCon encoder.
     fit_labels
         Labels of the cells, when fitting a SupCon encoder.
+    with_view2
+        Compute SupCon's second view (``housekeeping`` removed from the text part) also when not fitting a
+        SupCon encoder: for cells added to a reference, whose second view a later refit trains on.
     progress
         Progress callback.
     what
@@ -202,7 +206,7 @@ def encode_cells(
     if spec.uses_text():
         weights, gene_vectors, pooled, pooled_v2, n_described = _text_view(
             x, symbols, spec=spec, store=store, art=art, fitting=fitting, data_dir=data_dir,
-            housekeeping=housekeeping, progress=progress,
+            housekeeping=housekeeping, progress=progress, with_view2=with_view2,
         )
         parts.append(pooled)
         parts_v2.append(pooled_v2 if pooled_v2 is not None else pooled)
@@ -261,6 +265,7 @@ def _text_view(
     data_dir: Path | None,
     housekeeping: frozenset[str] | None,
     progress: Progress | None,
+    with_view2: bool = False,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray | None, int]:
     from ._encoders import get_encoder
     from ._genes import GeneIndex
@@ -275,7 +280,7 @@ def _text_view(
     needed = np.zeros(len(symbols), dtype=bool)
     needed[np.unique(w.indices)] = True
     w2 = None
-    if fitting and spec.refine.method == "supcon":
+    if with_view2 or (fitting and spec.refine.method == "supcon"):
         hk = housekeeping or frozenset()
         usable2 = usable & ~np.isin(symbols, list(hk))
         w2 = top_gene_weights(x, usable2, top_n=top_n, weighting=spec.pooling.weighting)

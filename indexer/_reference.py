@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,9 @@ VIEW2_VECTOR = "view2"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NAMESPACE = uuid.UUID("3b0c1f7e-9a55-5d1e-a0c4-7a2f1e9d8c60")
 _UPSERT_BATCH = 1000
+HOUSEKEEPING_FILE = "housekeeping.txt"
+"""Artefact holding the housekeeping symbols removed from SupCon's second view, one per line."""
+PAYLOAD_INDEXES: dict[str, Any] = {"label": "keyword", "dataset": "keyword", "cell_id": "keyword"}
 
 
 class NoUsableCellsWarning(CellvecWarning):
@@ -130,14 +133,6 @@ def load_artifacts(store: VectorStore, record: BuildRecord) -> Artifacts:
     return Artifacts.from_blobs(blobs, record.artifacts)
 
 
-def _save_artifacts(store: VectorStore, name: str, version: int, art: Artifacts) -> dict[str, str]:
-    hashes = {}
-    for file, data in art.blobs().items():
-        store.put_blob(artifact_key(name, version, file), data)
-        hashes[file] = hashlib.sha256(data).hexdigest()
-    return hashes
-
-
 def build_reference(
     adata: AnnData,
     *,
@@ -161,7 +156,7 @@ def build_reference(
     Parameters
     ----------
     adata
-        Labelled reference cells × genes (counts or log-normalised).
+        Labelled reference cells by genes (counts or log-normalised).
     store
         Target store (see :func:`indexer.open_store`).
     name
@@ -180,6 +175,7 @@ def build_reference(
         ``var`` column with gene names, instead of ``var_names``.
     housekeeping
         Housekeeping symbols for SupCon's second view (default: the species' list from the data folder).
+        The list is stored with the version, so cells added later and refits use the same one.
     progress
         Progress callback ``(step, done, total)``.
 
@@ -189,24 +185,113 @@ def build_reference(
 
     Examples
     --------
-    >>> rec = build_reference(ref, store=open_store("./store"), name="pbmc", label_key="cell_type")  # doctest: +SKIP
+    >>> store = open_store("./store")  # doctest: +SKIP
+    >>> rec = build_reference(ref, store=store, name="pbmc", label_key="cell_type")  # doctest: +SKIP
     """
     check_reference_name(name)
     spec = spec or CellVectorSpec()
     labels = labels_of(adata, label_key)
     datasets = _datasets(adata, dataset_key, dataset)
-    if spec.refine.method == "supcon" and housekeeping is None and spec.uses_text():
-        from ._housekeeping import load_housekeeping
-
-        housekeeping = load_housekeeping(spec.species, data_dir=data_dir)
+    cell_ids = np.asarray(adata.obs_names, dtype=object)  # unique: checked with the expression matrix
+    if housekeeping is None and spec.uses_text():
+        housekeeping = _default_housekeeping(spec, data_dir=data_dir)
     cells, art = encode_cells(
-        adata, spec=spec, store=store, data_dir=data_dir, gene_column=gene_column,
-        housekeeping=housekeeping, fit_labels=labels, progress=progress, what="reference",
+        adata,
+        spec=spec,
+        store=store,
+        data_dir=data_dir,
+        gene_column=gene_column,
+        housekeeping=housekeeping,
+        fit_labels=labels,
+        with_view2=spec.uses_text(),
+        progress=progress,
+        what="reference",
     )
-    return _write_version(
-        store, name=name, label_key=label_key, spec=spec, cells=cells, art=art,
-        cell_ids=np.asarray(adata.obs_names, dtype=object), labels=labels, datasets=datasets, progress=progress,
+    keep = usable_rows(cells, what="reference")
+    blobs = art.blobs()
+    if housekeeping is not None and spec.uses_text():
+        blobs[HOUSEKEEPING_FILE] = "\n".join(sorted(housekeeping)).encode()
+    return write_version(
+        store,
+        name=name,
+        label_key=label_key,
+        spec=spec,
+        vectors=stored_vectors(cells, keep, spec=spec),
+        cell_ids=cell_ids[keep],
+        labels=labels[keep],
+        datasets=datasets[keep],
+        top_genes=top_genes_of(cells, keep),
+        blobs=blobs,
+        text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
+        progress=progress,
     )
+
+
+def _default_housekeeping(spec: CellVectorSpec, *, data_dir: Path | None) -> frozenset[str] | None:
+    from ._errors import DataError
+    from ._housekeeping import load_housekeeping
+
+    try:
+        return load_housekeeping(spec.species, data_dir=data_dir)
+    except DataError:
+        if spec.refine.method == "supcon":
+            raise
+        # Only a later refit needs the second view; it falls back to the first one.
+        logger.warning("no housekeeping list for %s; the second view keeps every gene", spec.species)
+        return None
+
+
+def load_housekeeping_artifact(store: VectorStore, record: BuildRecord) -> frozenset[str] | None:
+    """Return the housekeeping list stored with a reference version (``None`` when it has none)."""
+    if HOUSEKEEPING_FILE not in record.artifacts:
+        return None
+    data = store.get_blob(artifact_key(record.reference, record.version, HOUSEKEEPING_FILE))
+    if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[HOUSEKEEPING_FILE]:
+        msg = (
+            f"the housekeeping list of reference '{record.reference}' v{record.version} is missing or "
+            "altered; rebuild the reference (`cellvec reference build`)."
+        )
+        raise StoreError(msg)
+    return frozenset(s for s in data.decode().split("\n") if s)
+
+
+def usable_rows(cells: CellVectors, *, what: str) -> np.ndarray:
+    """Return the rows of cells that have a vector, warning about the others."""
+    if not cells.valid.all():
+        n_bad = int((~cells.valid).sum())
+        warnings.warn(
+            f"{n_bad} {what} cells have no described expressed gene and were left out.",
+            NoUsableCellsWarning,
+            stacklevel=3,
+        )
+    keep = np.flatnonzero(cells.valid)
+    if keep.size == 0:
+        msg = (
+            f"no {what} cell has a usable vector; check the species and gene names "
+            "(--species, --gene-column)."
+        )
+        raise InputError(msg)
+    return keep
+
+
+def stored_vectors(cells: CellVectors, rows: np.ndarray, *, spec: CellVectorSpec) -> dict[str, np.ndarray]:
+    """Return the named vectors stored for the given rows of ``cells`` (see the vector-name constants)."""
+    vecs = {CELL_VECTOR: cells.final[rows]}
+    if spec.refine.method != "none":
+        vecs[INPUT_VECTOR] = cells.inputs[rows]
+    if cells.inputs_view2 is not None:
+        v2 = cells.inputs_view2[rows]
+        # A cell whose second view is empty keeps its first view there (cosine stores need non-zero rows).
+        empty = np.linalg.norm(v2, axis=1) == 0
+        vecs[VIEW2_VECTOR] = np.where(empty[:, None], cells.inputs[rows], v2).astype(np.float32)
+    return vecs
+
+
+def top_genes_of(cells: CellVectors, rows: np.ndarray) -> list[list[str]]:
+    """Return the top described genes of the given rows (empty lists without a text view)."""
+    if cells.weights is None:
+        return [[] for _ in rows]
+    return top_genes_per_cell(cells.weights[rows], cells.symbols, limit=20)
 
 
 def _datasets(adata: AnnData, dataset_key: str | None, dataset: str) -> np.ndarray:
@@ -218,129 +303,198 @@ def _datasets(adata: AnnData, dataset_key: str | None, dataset: str) -> np.ndarr
     return adata.obs[dataset_key].astype(str).to_numpy().astype(object)
 
 
-def _write_version(
+def write_version(
     store: VectorStore,
     *,
     name: str,
     label_key: str,
     spec: CellVectorSpec,
-    cells: CellVectors,
-    art: Artifacts,
+    vectors: Mapping[str, np.ndarray],
     cell_ids: np.ndarray,
     labels: np.ndarray,
     datasets: np.ndarray,
-    progress: Progress | None,
+    top_genes: Sequence[Sequence[str]],
+    blobs: Mapping[str, bytes],
+    text_dim: int,
+    progress: Progress | None = None,
 ) -> BuildRecord:
-    if not cells.valid.all():
-        n_bad = int((~cells.valid).sum())
-        warnings.warn(
-            f"{n_bad} reference cells have no described expressed gene and were left out.",
-            NoUsableCellsWarning,
-            stacklevel=3,
-        )
-    keep = np.flatnonzero(cells.valid)
-    if keep.size == 0:
-        msg = "no reference cell has a usable vector; check the species and gene names (--species, --gene-column)."
-        raise InputError(msg)
+    """Write a new immutable version of a reference and switch ``current`` to it in one manifest write.
+
+    The manifest lists the version as ``"building"`` (which :func:`resolve_version` refuses) until every
+    point is written, stale points of an interrupted attempt are deleted and the index is built. Rerunning
+    after a crash reuses the unfinished version: ids are deterministic, so the result is exact.
+
+    Parameters
+    ----------
+    store
+        Target store.
+    name
+        Reference name.
+    label_key
+        ``obs`` column the labels came from.
+    spec
+        How the vectors were made.
+    vectors
+        Named vectors, one row per cell; must hold :data:`CELL_VECTOR`.
+    cell_ids, labels, datasets
+        Per cell.
+    top_genes
+        Per cell, its top described genes.
+    blobs
+        Artefact files stored with the version.
+    text_dim
+        Dimension of the gene text vectors (0 when unused).
+    progress
+        Progress callback.
+
+    Returns
+    -------
+    The build record of the finished version.
+    """
+    n = len(cell_ids)
+    dims = {v: int(a.shape[1]) for v, a in vectors.items()}
+    hashes = {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()}
     manifest = _manifest_or_new(store, name)
-    version, resuming = _next_version(manifest, spec, label_key)
+    version, stale = _claim_version(store, manifest, spec=spec, label_key=label_key, dims=dims)
     collection = version_collection(name, version)
-    refined = spec.refine.method != "none"
-    vectors = {CELL_VECTOR: cells.final.shape[1]}
-    if refined:
-        vectors[INPUT_VECTOR] = cells.inputs.shape[1]
-    if cells.inputs_view2 is not None:
-        vectors[VIEW2_VECTOR] = cells.inputs_view2.shape[1]
     record = BuildRecord(
-        reference=name, version=version, spec=spec, dim=cells.final.shape[1],
-        text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
-        label_key=label_key, created=datetime.now(UTC), status="building",
+        reference=name,
+        version=version,
+        spec=spec,
+        dim=dims[CELL_VECTOR],
+        text_dim=text_dim,
+        label_key=label_key,
+        artifacts=hashes,
+        created=datetime.now(UTC),
+        status="building",
     )
-    if not resuming:
-        if store.has_collection(collection):
-            store.drop_collection(collection)
-        manifest = manifest.model_copy(update={"versions": [*manifest.versions, record]})
-        save_manifest(store, manifest)
+    others = [v for v in manifest.versions if v.version != version]
+    save_manifest(store, manifest.model_copy(update={"versions": [*others, record]}))
+    for file in stale:
+        if file not in blobs:
+            store.delete_blob(artifact_key(name, version, file))
+    for file, data in blobs.items():
+        store.put_blob(artifact_key(name, version, file), data)
     if not store.has_collection(collection):
-        store.create_collection(
-            collection, vectors=vectors,
-            payload_indexes={"label": "keyword", "dataset": "keyword", "cell_id": "keyword"},
-        )
-    hashes = _save_artifacts(store, name, version, art)
-    top = (
-        top_genes_per_cell(cells.weights[keep], cells.symbols, limit=20)
-        if cells.weights is not None else [[] for _ in keep]
+        store.create_collection(collection, vectors=dims, payload_indexes=PAYLOAD_INDEXES)
+    upsert_rows(
+        store,
+        collection,
+        name=name,
+        vectors=vectors,
+        cell_ids=cell_ids,
+        labels=labels,
+        datasets=datasets,
+        top_genes=top_genes,
+        progress=progress,
     )
-    upsert_cells(
-        store, collection, name=name, rows=keep, cells=cells, cell_ids=cell_ids, labels=labels,
-        datasets=datasets, top_genes=top, refined=refined, progress=progress,
-    )
+    if store.count(collection) != n:  # points of an interrupted attempt with other cells
+        delete_stale(store, collection, {cell_point_id(name, str(c)) for c in cell_ids})
     store.optimize(collection)
     store.flush()
-    counts = dict(zip(*np.unique(labels[keep], return_counts=True), strict=True))
-    done = record.model_copy(update={
-        "artifacts": hashes, "n_cells": int(store.count(collection)),
-        "labels": {str(k): int(v) for k, v in counts.items()}, "status": "ready",
-    })
+    n_stored = store.count(collection)
+    if n_stored != n:
+        msg = f"reference '{name}' v{version} holds {n_stored} points, not {n}; rerun the command."
+        raise StoreError(msg)
+    uniq, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+    done = record.model_copy(
+        update={
+            "n_cells": n_stored,
+            "labels": {str(k): int(v) for k, v in zip(uniq, counts, strict=True)},
+            "status": "ready",
+        }
+    )
     manifest = _manifest_or_new(store, name)
     versions = [done if v.version == version else v for v in manifest.versions]
     save_manifest(store, manifest.model_copy(update={"versions": versions, "current": version}))
+    logger.info("reference %s v%d: %d cells written", name, version, n_stored)
     return done
 
 
-def upsert_cells(
+def _claim_version(
+    store: VectorStore,
+    manifest: ReferenceManifest,
+    *,
+    spec: CellVectorSpec,
+    label_key: str,
+    dims: dict[str, int],
+) -> tuple[int, dict[str, str]]:
+    """Return the version number to write and the artefacts an unfinished attempt left under it.
+
+    An unfinished (``"building"``) version is reused: its collection is kept when it was made the same way
+    (its points get overwritten), else dropped.
+    """
+    building = [v for v in manifest.versions if v.status == "building"]
+    if building:
+        last = building[-1]
+        collection = version_collection(manifest.name, last.version)
+        same = last.spec == spec and last.label_key == label_key and last.dim == dims[CELL_VECTOR]
+        if not same and store.has_collection(collection):
+            store.drop_collection(collection)
+        for rec in building[:-1]:  # never more than one, unless written by hand
+            _drop_version_data(store, manifest.name, rec)
+        return last.version, dict(last.artifacts)
+    version = max((v.version for v in manifest.versions), default=0) + 1
+    collection = version_collection(manifest.name, version)
+    if store.has_collection(collection):  # an orphan, e.g. from a prune that was killed
+        store.drop_collection(collection)
+    return version, {}
+
+
+def _drop_version_data(store: VectorStore, name: str, rec: BuildRecord) -> None:
+    store.drop_collection(version_collection(name, rec.version))
+    for file in rec.artifacts:
+        store.delete_blob(artifact_key(name, rec.version, file))
+
+
+def delete_stale(store: VectorStore, collection: str, expected: set[str]) -> int:
+    """Delete the points of ``collection`` whose id is not in ``expected``; return how many."""
+    stale = [p.id for batch in store.scroll(collection, payload=False) for p in batch if p.id not in expected]
+    if stale:
+        store.delete(collection, ids=stale)
+        logger.info("deleted %d stale points from %s", len(stale), collection)
+    return len(stale)
+
+
+def upsert_rows(
     store: VectorStore,
     collection: str,
     *,
     name: str,
-    rows: np.ndarray,
-    cells: CellVectors,
+    vectors: Mapping[str, np.ndarray],
     cell_ids: np.ndarray,
     labels: np.ndarray,
     datasets: np.ndarray,
-    top_genes: list[list[str]],
-    refined: bool,
+    top_genes: Sequence[Sequence[str]],
     progress: Progress | None = None,
 ) -> None:
-    """Write cells (the given rows of ``cells``) to a reference collection in idempotent batches."""
-    total = rows.size
+    """Write cells to a reference collection in idempotent batches (ids from ``(name, cell id)``)."""
+    total = len(cell_ids)
     for start in range(0, total, _UPSERT_BATCH):
-        sel = rows[start : start + _UPSERT_BATCH]
+        stop = min(start + _UPSERT_BATCH, total)
         payloads: list[dict[str, Any]] = [
             ReferenceCellPayload(
-                reference=name, cell_id=str(cell_ids[i]), label=str(labels[i]),
-                dataset=str(datasets[i]), top_genes=top_genes[start + j],
+                reference=name,
+                cell_id=str(cell_ids[i]),
+                label=str(labels[i]),
+                dataset=str(datasets[i]),
+                top_genes=list(top_genes[i]),
             ).model_dump()
-            for j, i in enumerate(sel)
+            for i in range(start, stop)
         ]
-        vecs = {CELL_VECTOR: cells.final[sel]}
-        if refined:
-            vecs[INPUT_VECTOR] = cells.inputs[sel]
-        if cells.inputs_view2 is not None:
-            v2 = cells.inputs_view2[sel]
-            # A cell whose second view is empty keeps its first view there (cosine stores need non-zero rows).
-            empty = np.linalg.norm(v2, axis=1) == 0
-            v2 = np.where(empty[:, None], cells.inputs[sel], v2)
-            vecs[VIEW2_VECTOR] = v2
         store.upsert(
-            collection, ids=[cell_point_id(name, str(cell_ids[i])) for i in sel], vectors=vecs, payloads=payloads
+            collection,
+            ids=[cell_point_id(name, str(cell_ids[i])) for i in range(start, stop)],
+            vectors={v: a[start:stop] for v, a in vectors.items()},
+            payloads=payloads,
         )
         if progress is not None:
-            progress("writing cells", min(start + _UPSERT_BATCH, total), total)
+            progress("writing cells", stop, total)
 
 
 def _manifest_or_new(store: VectorStore, name: str) -> ReferenceManifest:
     data = store.get_meta(manifest_key(name))
     return ReferenceManifest(name=name) if data is None else ReferenceManifest.model_validate(data)
-
-
-def _next_version(manifest: ReferenceManifest, spec: CellVectorSpec, label_key: str) -> tuple[int, bool]:
-    if manifest.versions:
-        last = manifest.versions[-1]
-        if last.status == "building" and last.spec == spec and last.label_key == label_key:
-            return last.version, True
-        return last.version + 1, False
-    return 1, False
 
 
 def reference_vectors(
