@@ -3,7 +3,14 @@
 Heavy dependencies (celltypist, matplotlib, umap-learn, torch) are imported only when a run needs them.
 """
 
-from ._baselines import CellTypistBaseline, GenePTW, LogRegBaseline, OvRLogisticRegression, SeuratLike, celltypist_compat
+from ._baselines import (
+    CellTypistBaseline,
+    GenePTW,
+    LogRegBaseline,
+    OvRLogisticRegression,
+    SeuratLike,
+    celltypist_compat,
+)
 from ._cellvec import CellvecMethod
 from ._datasets import (
     DATASETS,

@@ -94,7 +94,7 @@ def is_counts(adata: ad.AnnData, *, n_rows: int = 200) -> bool:
     Parameters
     ----------
     adata
-        Cells × genes.
+        Cells x genes.
     n_rows
         Number of cells inspected.
 
@@ -115,7 +115,7 @@ def log_normalised(adata: ad.AnnData) -> ad.AnnData:
     Parameters
     ----------
     adata
-        Cells × genes, counts or log-normalised.
+        Cells x genes, counts or log-normalised.
 
     Returns
     -------
@@ -301,7 +301,7 @@ class OvRLogisticRegression(LogisticRegression):
         self,
         *,
         multi_class: str | None = "ovr",
-        C: float = 1.0,  # noqa: N803
+        C: float = 1.0,
         tol: float = 1e-4,
         fit_intercept: bool = True,
         class_weight: Any = None,
@@ -325,7 +325,7 @@ class OvRLogisticRegression(LogisticRegression):
             n_jobs=n_jobs,
         )
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> OvRLogisticRegression:  # noqa: N803
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> OvRLogisticRegression:
         """Fit one binary model per class (a single one for two classes)."""
         from joblib import Parallel, delayed
 
@@ -353,7 +353,7 @@ class OvRLogisticRegression(LogisticRegression):
         self.n_features_in_ = fits[0].n_features_in_
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Return normalised one-vs-rest sigmoid scores (old scikit-learn's ``ovr`` probabilities)."""
         from scipy.special import expit
 

@@ -41,7 +41,7 @@ def reference_name(*parts: str) -> str:
 
 
 class CellvecMethod:
-    """One cellvec configuration (mode × encoder × refinement) run through the real library.
+    """One cellvec configuration (mode x encoder x refinement) run through the real library.
 
     Parameters
     ----------
@@ -86,7 +86,9 @@ class CellvecMethod:
         self.store = store
         self.data_dir = data_dir
         suffix = "+supcon" if supcon else ""
-        self.name = f"cellvec-{mode}{suffix}" if mode == "expression" else f"cellvec-{mode}[{encoder}]{suffix}"
+        self.name = (
+            f"cellvec-{mode}{suffix}" if mode == "expression" else f"cellvec-{mode}[{encoder}]{suffix}"
+        )
         base = refine or SUPCON_BENCH
         self.spec = CellVectorSpec(
             mode=mode,
@@ -102,11 +104,19 @@ class CellvecMethod:
         """Build the reference; return its stored vectors and labels (cells without a vector are absent)."""
         from indexer import build_reference, reference_vectors
 
-        adata = ad.AnnData(X=ref.X, obs=pd.DataFrame({"label": np.asarray(labels).astype(str)}, index=ref.obs_names),
-                           var=pd.DataFrame(index=ref.var_names))
+        adata = ad.AnnData(
+            X=ref.X,
+            obs=pd.DataFrame({"label": np.asarray(labels).astype(str)}, index=ref.obs_names),
+            var=pd.DataFrame(index=ref.var_names),
+        )
         self._built = True
         build_reference(
-            adata, store=self.store, name=self.ref_name, label_key="label", spec=self.spec, data_dir=self.data_dir
+            adata,
+            store=self.store,
+            name=self.ref_name,
+            label_key="label",
+            spec=self.spec,
+            data_dir=self.data_dir,
         )
         vecs, labs, ids = reference_vectors(self.store, self.ref_name)
         self.ref_vectors_ = vecs
@@ -119,7 +129,9 @@ class CellvecMethod:
         from annotator import annotate
 
         k = k or 10
-        q = ad.AnnData(X=query.X, obs=pd.DataFrame(index=query.obs_names), var=pd.DataFrame(index=query.var_names))
+        q = ad.AnnData(
+            X=query.X, obs=pd.DataFrame(index=query.obs_names), var=pd.DataFrame(index=query.var_names)
+        )
         res = annotate(q, reference=self.ref_name, store=self.store, k=k, data_dir=self.data_dir)
         labels = np.asarray(res.labels).astype(str)
         ann_ids = np.asarray(res.neighbour_ids).astype(str)
@@ -127,7 +139,9 @@ class CellvecMethod:
         has = np.isfinite(np.asarray(res.vectors)).all(axis=1) & (np.abs(res.vectors).sum(axis=1) > 0)
         extra = {
             "exact_labels": exact_labels,
-            "label_agreement": float(np.mean(exact_labels[has] == labels[has])) if has.any() else float("nan"),
+            "label_agreement": float(np.mean(exact_labels[has] == labels[has]))
+            if has.any()
+            else float("nan"),
             "recall_at_k": recall_at_k(exact_ids[has], ann_ids[has]),
             "k": k,
         }

@@ -1,4 +1,4 @@
-"""Benchmark datasets: PBMC 68k (reduced), Voigt 2019 retina tasks and the Tran 2019 RGC atlas format.
+r"""Benchmark datasets: PBMC 68k (reduced), Voigt 2019 retina tasks and the Tran 2019 RGC atlas format.
 
 A :class:`BenchDataset` is either one labelled AnnData that the protocol splits 80/20 per seed, or a fixed
 reference / query pair (cross-donor transfer).
@@ -8,7 +8,7 @@ Running the paper's own experiment (Tran et al. 2019 mouse RGC atlas)
 The expression matrix is about 1 GB and is not shipped offline. Where it can be downloaded:
 
 1. From the Broad Single Cell Portal study SCP509 ("Mouse retinal ganglion cell adult atlas and
-   optic nerve crush time series"), download ``RGC_Atlas.csv`` (genes × cells; the first column holds the
+   optic nerve crush time series"), download ``RGC_Atlas.csv`` (genes x cells; the first column holds the
    gene symbols, the header holds the cell names) and ``RGC_Atlas_coordinates.txt`` (the labels; its second
    line is the portal's ``TYPE`` row). GEO GSE137400 holds the same data.
 2. Run::
@@ -166,7 +166,7 @@ def load_pbmc68k() -> BenchDataset:
         adata=_clean(adata, "bulk_labels"),
         label_key="bulk_labels",
         description=(
-            "scanpy `pbmc68k_reduced`: 700 human PBMCs × 765 genes (`.raw`, log-normalised), "
+            "scanpy `pbmc68k_reduced`: 700 human PBMCs x 765 genes (`.raw`, log-normalised), "
             "10 FACS-derived populations (`bulk_labels`, noisy). Stratified 80/20 split per seed."
         ),
     )
@@ -226,7 +226,9 @@ def subsample_to_sizes(
     The subsample, in the original cell order.
     """
     if len(classes) != len(sizes):
-        msg = f"{len(classes)} clusters were selected but {len(sizes)} sizes given; give one size per cluster."
+        msg = (
+            f"{len(classes)} clusters were selected but {len(sizes)} sizes given; give one size per cluster."
+        )
         raise InputError(msg)
     rng = np.random.default_rng(seed)
     y = adata.obs[label_key].astype(str).to_numpy()
@@ -253,7 +255,7 @@ def load_voigt(
     ----------
     task
         ``"coarse"``: ``cell_type_inferred``; ``"fine"``: the authors' ``cluster_label``;
-        ``"cross-donor"``: ``cluster_label``, periphery donors 1–2 as reference → periphery donor 3 as query;
+        ``"cross-donor"``: ``cluster_label``, periphery donors 1-2 as reference → periphery donor 3 as query;
         ``"paper-sizes"``: six ``cluster_label`` clusters subsampled to the paper's sizes.
     data_dir
         Data folder (``CELLVEC_DATA_DIR``).
@@ -268,9 +270,11 @@ def load_voigt(
     """
     adata = ad.read_h5ad(voigt_path(data_dir))
     key = "cell_type_inferred" if task == "coarse" else "cluster_label"
-    adata.obs_names = adata.obs["barcode"].astype(str).to_numpy() if "barcode" in adata.obs else adata.obs_names
+    adata.obs_names = (
+        adata.obs["barcode"].astype(str).to_numpy() if "barcode" in adata.obs else adata.obs_names
+    )
     adata = _clean(adata, key)
-    base = "Voigt et al. 2019 human neural retina (GSE130636), 6,139 cells × 21,649 genes, ln(1 + CP10k). "
+    base = "Voigt et al. 2019 human neural retina (GSE130636), 6,139 cells x 21,649 genes, ln(1 + CP10k). "
     if task in ("coarse", "fine"):
         what = "coarse cell types (`cell_type_inferred`)" if task == "coarse" else "18 author clusters"
         return BenchDataset(
@@ -291,7 +295,7 @@ def load_voigt(
             query=adata[query_mask].copy(),
             label_key=key,
             description=base
-            + "Cross-donor transfer on `cluster_label`: periphery donors 1–2 (reference, "
+            + "Cross-donor transfer on `cluster_label`: periphery donors 1-2 (reference, "
             + f"{int(ref_mask.sum())} cells) → periphery donor 3 (query, {int(query_mask.sum())} cells).",
         )
     chosen = list(clusters or VOIGT_PAPER_CLUSTERS)
@@ -324,7 +328,9 @@ def read_tran_labels(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if not path.is_file():
-        msg = f"Tran RGC label file {str(path)!r} does not exist; download RGC_Atlas_coordinates.txt (SCP509)."
+        msg = (
+            f"Tran RGC label file {str(path)!r} does not exist; download RGC_Atlas_coordinates.txt (SCP509)."
+        )
         raise InputError(msg)
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as fh:
@@ -365,7 +371,7 @@ def select_tran_clusters(labels: pd.DataFrame, clusters: Sequence[str]) -> pd.Se
 
 
 def read_tran_matrix(path: str | Path, cells: Sequence[str]) -> ad.AnnData:
-    """Read the selected cells' columns of a Tran 2019 ``RGC_Atlas.csv`` (genes × cells).
+    """Read the selected cells' columns of a Tran 2019 ``RGC_Atlas.csv`` (genes x cells).
 
     Parameters
     ----------
@@ -376,7 +382,7 @@ def read_tran_matrix(path: str | Path, cells: Sequence[str]) -> ad.AnnData:
 
     Returns
     -------
-    Cells × genes AnnData (sparse float32), cells in the order given.
+    Cells x genes AnnData (sparse float32), cells in the order given.
     """
     path = Path(path)
     if not path.is_file():
@@ -392,9 +398,7 @@ def read_tran_matrix(path: str | Path, cells: Sequence[str]) -> ad.AnnData:
         )
         raise InputError(msg)
     want = [header[0], *cells]
-    frame = pd.read_csv(
-        path, usecols=want, index_col=0, dtype={c: np.float32 for c in cells}, engine="c"
-    )
+    frame = pd.read_csv(path, usecols=want, index_col=0, dtype=dict.fromkeys(cells, np.float32), engine="c")
     frame = frame[list(cells)]
     out = ad.AnnData(
         X=sp.csr_matrix(frame.to_numpy().T),
@@ -418,7 +422,7 @@ def load_tran_rgc(
     Parameters
     ----------
     matrix_path
-        ``RGC_Atlas.csv`` (genes × cells).
+        ``RGC_Atlas.csv`` (genes x cells).
     labels_path
         ``RGC_Atlas_coordinates.txt`` (gzipped is fine).
     clusters
@@ -510,7 +514,9 @@ def load_dataset(
         if tran_labels is None:
             from indexer._settings import Settings
 
-            tran_labels = Path(data_dir or Settings().data_dir) / "datasets" / "tran2019_rgc_atlas_labels.txt.gz"
+            tran_labels = (
+                Path(data_dir or Settings().data_dir) / "datasets" / "tran2019_rgc_atlas_labels.txt.gz"
+            )
         return load_tran_rgc(
             tran_matrix, tran_labels, clusters=clusters or PAPER_CLUSTERS, paper_sizes=paper_sizes, seed=seed
         )

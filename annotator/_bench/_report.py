@@ -24,14 +24,20 @@ CELLTYPIST_NOTE = (
     "CellTypist 1.7.1 asks scikit-learn for `LogisticRegression(multi_class='ovr')`, an argument "
     "scikit-learn ≥ 1.8 removed. Dropping it would silently switch CellTypist to a multinomial (softmax) "
     "model, which is a different classifier. The bench instead swaps, only while `celltypist.train` runs, "
-    "that name for `OvRLogisticRegression`: one binary L2 logistic regression per cell type with CellTypist's "
-    "C, solver and iteration limit, coefficients stacked — the model old scikit-learn fitted for "
+    "that name for `OvRLogisticRegression`: one binary L2 logistic regression per cell type with "
+    "CellTypist's C, solver and iteration limit, coefficients stacked: the model old scikit-learn fitted "
+    "for "
     "`multi_class='ovr'` (checked against `OneVsRestClassifier` in the tests). CellTypist's own scaling, "
     "gene matching and sigmoid scoring are used unchanged; `use_SGD=False`, no feature selection, majority "
     "voting off."
 )
 
-METRIC_TITLES = {"accuracy": "Accuracy", "weighted_f1": "Weighted F1", "macro_f1": "Macro F1", "kappa": "Kappa"}
+METRIC_TITLES = {
+    "accuracy": "Accuracy",
+    "weighted_f1": "Weighted F1",
+    "macro_f1": "Macro F1",
+    "kappa": "Kappa",
+}
 
 
 @dataclass
@@ -110,7 +116,10 @@ def summarise(result: BenchResult) -> dict[str, Any]:
         ann_runs = [r.ann for r in ok if r.ann]
         if ann_runs:
             ann[name] = {
-                key: {"mean": mean_sd([a[key] for a in ann_runs])[0], "sd": mean_sd([a[key] for a in ann_runs])[1]}
+                key: {
+                    "mean": mean_sd([a[key] for a in ann_runs])[0],
+                    "sd": mean_sd([a[key] for a in ann_runs])[1],
+                }
                 for key in ("ann_accuracy", "exact_accuracy", "label_agreement", "recall_at_k")
             }
             entry["exact_vs_ann"] = ann[name]
@@ -143,7 +152,7 @@ def summarise(result: BenchResult) -> dict[str, Any]:
 
 
 def _figure(width: float, height: float) -> Any:
-    """A matplotlib Figure drawn by the Agg canvas; pyplot and the global backend are never touched."""
+    """Return a matplotlib Figure drawn by the Agg canvas; pyplot and the global backend are never touched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -153,7 +162,7 @@ def _figure(width: float, height: float) -> Any:
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, *, title: str, path: Path) -> None:
-    """Draw a row-normalised confusion matrix with counts (the paper's Fig. 2–3).
+    """Draw a row-normalised confusion matrix with counts (the paper's Fig. 2-3).
 
     Parameters
     ----------
@@ -183,8 +192,15 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, *, title: str, path: 
     for i in range(len(true_classes)):
         for j in range(n):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if frac[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if frac[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
@@ -259,7 +275,9 @@ def plot_embedding(
         for c in classes:
             sel = labels == c
             if sel.any():
-                ax.scatter(coords[sel, 0], coords[sel, 1], s=4, color=colour[c], label=str(c)[:24], linewidths=0)
+                ax.scatter(
+                    coords[sel, 0], coords[sel, 1], s=4, color=colour[c], label=str(c)[:24], linewidths=0
+                )
         ax.set_title(f"{title}: {sub}", fontsize=9)
         ax.set_xlabel(f"{how} 1")
         ax.set_ylabel(f"{how} 2")
@@ -288,8 +306,14 @@ def plot_metric_bars(summary: dict[str, Any], *, path: Path) -> None:
     for i, metric in enumerate(METRICS):
         means = [summary["methods"][n]["metrics"][metric]["mean"] for n in names]
         sds = [summary["methods"][n]["metrics"][metric]["sd"] for n in names]
-        ax.bar(x + (i - (len(METRICS) - 1) / 2) * width, means, width, yerr=sds, capsize=2,
-               label=METRIC_TITLES[metric])
+        ax.bar(
+            x + (i - (len(METRICS) - 1) / 2) * width,
+            means,
+            width,
+            yerr=sds,
+            capsize=2,
+            label=METRIC_TITLES[metric],
+        )
     ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (mean ± sd over seeds)")
@@ -307,15 +331,28 @@ def _blocks(result: BenchResult, summary: dict[str, Any], figures: dict[str, Any
     names = list(summary["methods"])
     b: list[Block] = [Block("heading", f"cellvec bench — {ds['name']}", 1)]
     n_seeds = cfg.seeds
-    split = "fixed reference → query" if ds["fixed_query"] else f"stratified {1 - cfg.test_size:.0%}/{cfg.test_size:.0%} split"
+    split = (
+        "fixed reference → query"
+        if ds["fixed_query"]
+        else f"stratified {1 - cfg.test_size:.0%}/{cfg.test_size:.0%} split"
+    )
     b.append(Block("text", ds["description"]))
-    b.append(Block("text", (
-        f"Protocol: {split}, seeds 0–{n_seeds - 1}; for KNN methods k ∈ {{{', '.join(map(str, cfg.k_grid))}}} "
-        f"chosen by {cfg.n_folds}-fold stratified cross-validation on the reference split only (cosine KNN, "
-        "majority vote); every fitted step (HVG, scaling, PCA, SupCon, classifiers) sees reference cells only. "
-        "Values are mean ± sd over seeds. Labels: `" + ds["label_key"] + "`; encoders: "
-        + ", ".join(cfg.encoders) + f". Created {summary['created']}."
-    )))
+    b.append(
+        Block(
+            "text",
+            (
+                f"Protocol: {split}, seeds 0-{n_seeds - 1}; for KNN methods "
+                f"k ∈ {{{', '.join(map(str, cfg.k_grid))}}} chosen by {cfg.n_folds}-fold stratified "
+                "cross-validation on the reference split only (cosine KNN, majority vote); every fitted step "
+                "(HVG, scaling, PCA, SupCon, classifiers) sees reference cells only. "
+                "Values are mean ± sd over seeds. Labels: `"
+                + ds["label_key"]
+                + "`; encoders: "
+                + ", ".join(cfg.encoders)
+                + f". Created {summary['created']}."
+            ),
+        )
+    )
     rows = []
     for n in names:
         m = summary["methods"][n]
@@ -326,32 +363,87 @@ def _blocks(result: BenchResult, summary: dict[str, Any], figures: dict[str, Any
         met = [_pm(m["metrics"][x]["values"]) for x in METRICS]
         ks = ", ".join(str(k) for k in m["k"]) if any(k is not None for k in m["k"]) else "—"
         t = m["timings"]
-        fit = f"{t['fit_s']['mean']:.1f} (+{t['cv_s']['mean']:.1f} CV)" if m["kind"] == "knn" else f"{t['fit_s']['mean']:.1f}"
+        fit = (
+            f"{t['fit_s']['mean']:.1f} (+{t['cv_s']['mean']:.1f} CV)"
+            if m["kind"] == "knn"
+            else f"{t['fit_s']['mean']:.1f}"
+        )
         rows.append([n, *met, ks, fit, f"{t['annotate_s']['mean']:.2f}"])
     b.append(Block("heading", "Results"))
-    b.append(Block("table", (["method", *[METRIC_TITLES[x] for x in METRICS], "k per seed", "train/build s",
-                              "annotate s"], rows)))
+    b.append(
+        Block(
+            "table",
+            (
+                ["method", *[METRIC_TITLES[x] for x in METRICS], "k per seed", "train/build s", "annotate s"],
+                rows,
+            ),
+        )
+    )
     kn = [n for n in names if n in summary["k_table"]]
     if kn:
-        b.append(Block("heading", "k selection (cross-validation on the reference split; cf. the paper's Table 1)"))
-        krows = [[str(k), *[f"{summary['k_table'][n].get(str(k), float('nan')):.3f}" for n in kn]] for k in cfg.k_grid]
+        b.append(
+            Block("heading", "k selection (cross-validation on the reference split; cf. the paper's Table 1)")
+        )
+        krows = [
+            [str(k), *[f"{summary['k_table'][n].get(str(k), float('nan')):.3f}" for n in kn]]
+            for k in cfg.k_grid
+        ]
         b.append(Block("table", (["k", *kn], krows)))
     if summary["exact_vs_ann"]:
-        b.append(Block("heading", "Exact vs ANN (same cellvec vectors: in-memory exhaustive search vs the Qdrant collection)"))
+        b.append(
+            Block(
+                "heading",
+                "Exact vs ANN (same cellvec vectors: in-memory exhaustive search vs the Qdrant collection)",
+            )
+        )
         arows = []
         for n, a in summary["exact_vs_ann"].items():
-            arows.append([n, *[f"{a[key]['mean']:.3f} ± {a[key]['sd']:.3f}" for key in
-                               ("ann_accuracy", "exact_accuracy", "label_agreement", "recall_at_k")]])
-        b.append(Block("table", (["method", "accuracy (Qdrant)", "accuracy (exact)", "label agreement",
-                                  "recall@k of neighbours"], arows)))
-        b.append(Block("text", "Exact labels use cellvec's own vote (majority, ties by summed similarity) on "
-                               "the exhaustive top-k, so any difference comes from the neighbour search."))
+            arows.append(
+                [
+                    n,
+                    *[
+                        f"{a[key]['mean']:.3f} ± {a[key]['sd']:.3f}"
+                        for key in ("ann_accuracy", "exact_accuracy", "label_agreement", "recall_at_k")
+                    ],
+                ]
+            )
+        b.append(
+            Block(
+                "table",
+                (
+                    [
+                        "method",
+                        "accuracy (Qdrant)",
+                        "accuracy (exact)",
+                        "label agreement",
+                        "recall@k of neighbours",
+                    ],
+                    arows,
+                ),
+            )
+        )
+        b.append(
+            Block(
+                "text",
+                "Exact labels use cellvec's own vote (majority, ties by summed similarity) on "
+                "the exhaustive top-k, so any difference comes from the neighbour search.",
+            )
+        )
     b.append(Block("heading", "Per-class recall (mean over seeds)"))
     ok_names = [n for n in names if summary["methods"][n]["per_class_recall"]]
     prow = []
     for cls in result.labels:
-        prow.append([cls, *[f"{summary['methods'][n]['per_class_recall'][cls]['mean']:.2f}"
-                            if cls in summary["methods"][n]["per_class_recall"] else "—" for n in ok_names]])
+        prow.append(
+            [
+                cls,
+                *[
+                    f"{summary['methods'][n]['per_class_recall'][cls]['mean']:.2f}"
+                    if cls in summary["methods"][n]["per_class_recall"]
+                    else "—"
+                    for n in ok_names
+                ],
+            ]
+        )
     b.append(Block("table", (["class", *ok_names], prow)))
     b.append(Block("heading", "CellTypist compatibility"))
     b.append(Block("text", CELLTYPIST_NOTE))
@@ -422,8 +514,10 @@ def _html(blocks: list[Block], title: str) -> str:
             out.append("</table>")
         elif bl.kind == "image":
             path, alt = bl.content
-            out.append(f"<figure><img src='{html.escape(path)}' alt='{html.escape(alt)}'>"
-                       f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{html.escape(path)}' alt='{html.escape(alt)}'>"
+                f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+            )
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
@@ -462,14 +556,21 @@ def write_report(result: BenchResult, out_dir: str | Path, *, progress: Any = No
             coords, how = embed_2d(m.embedding, use_umap=result.config.umap)
             idx = m.embedding_index
             rel = f"figures/embedding_{_slug(name)}.png"
-            plot_embedding(coords, np.asarray(m.confusion[0])[idx], np.asarray(m.confusion[1])[idx],
-                           title=name, how=how, path=out / rel)
+            plot_embedding(
+                coords,
+                np.asarray(m.confusion[0])[idx],
+                np.asarray(m.confusion[1])[idx],
+                title=name,
+                how=how,
+                path=out / rel,
+            )
             figures["embedding"][name] = rel
     summary["figures"] = figures
     blocks = _blocks(result, summary, figures)
     (out / "report.md").write_text(_md(blocks), encoding="utf-8")
-    (out / "report.html").write_text(_html(blocks, f"cellvec bench — {summary['dataset']['name']}"),
-                                     encoding="utf-8")
+    (out / "report.html").write_text(
+        _html(blocks, f"cellvec bench — {summary['dataset']['name']}"), encoding="utf-8"
+    )
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
     return summary
 
