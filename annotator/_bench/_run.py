@@ -340,6 +340,8 @@ def _run_one(
             run.k = k
             pred, run.annotate_s = timed(lambda: method.predict(query, k=k))
         for w in caught:
+            if not issubclass(w.category, UserWarning):
+                continue  # library deprecation notices say nothing about this benchmark's data
             text = f"{w.category.__name__}: {w.message}"
             if text not in res.warnings:
                 res.warnings.append(text)
