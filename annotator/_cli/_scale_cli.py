@@ -1,0 +1,79 @@
+"""``cellvec bench scale``: reference size against build time, memory, disk, throughput and recall."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer import IndexParams, InputError
+
+_DEFAULTS = IndexParams()
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(v.replace("_", "").strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        msg = f"--sizes {value!r} is not a comma-separated list of cell counts; pass e.g. 10000,100000."
+        raise InputError(msg) from None
+    if not sizes or min(sizes) < 20:
+        msg = f"--sizes {value!r} needs one or more sizes of at least 20 cells; pass e.g. 10000,100000."
+        raise InputError(msg)
+    return sizes
+
+
+@click.command("scale")
+@click.option("--sizes", default="10000,100000,1000000", show_default=True,
+              help="Comma-separated reference sizes (cells); each is measured in a fresh process.")
+@click.option("--queries", type=click.IntRange(min=10), default=10_000, show_default=True,
+              help="Query cells annotated per size (and searched by each baseline).")
+@click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True,
+              help="Dimension of the random:<dim> gene encoder (384 = MiniLM, 1536 = ada-002).")
+@click.option("--hnsw-m", type=click.IntRange(min=2), default=_DEFAULTS.hnsw_m, show_default=True,
+              help="HNSW edges per node (Qdrant and faiss HNSW).")
+@click.option("--ef-construct", type=click.IntRange(min=4), default=_DEFAULTS.hnsw_ef_construct,
+              show_default=True, help="HNSW candidates while building.")
+@click.option("--hnsw-ef", type=click.IntRange(min=1), default=None, show_default="128",
+              help="HNSW candidates while searching.")
+@click.option("--quantization", type=click.Choice(["none", "int8"]), default=_DEFAULTS.quantization,
+              show_default=True, help="int8: scalar quantisation in RAM, rescored with the original vectors.")
+@click.option("--on-disk", is_flag=True, help="Keep original vectors memory-mapped on disk, not in RAM.")
+@click.option("--skip-faiss", is_flag=True, help="Skip the faiss IndexFlatIP and IndexHNSWFlat baselines.")
+@click.option("--skip-sklearn", is_flag=True, help="Skip the scikit-learn brute-force cosine baseline.")
+@click.option("--work-dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for the stores (kept; each size's store is rebuilt). Default: a temporary folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per size, as each finishes.")
+def scale_cmd(**opts: Any) -> None:
+    """Build references of each size; report build, memory, disk, annotate throughput and recall.
+
+    Cells are synthetic but cluster like real ones: per-class gene programs over about 2,000 real human
+    symbols, pooled through the real pipeline with the random:<dim> encoder. Each size runs the real
+    build_reference and annotate (10,000 query cells by default) on an embedded Qdrant Edge store, then the
+    same queries with faiss (IndexFlatIP, IndexHNSWFlat) and scikit-learn (brute-force cosine).
+    """
+    from annotator._scale import format_table, run_scale
+
+    index = IndexParams(
+        hnsw_m=opts["hnsw_m"], hnsw_ef_construct=opts["ef_construct"], hnsw_ef=opts["hnsw_ef"],
+        quantization=opts["quantization"], on_disk=opts["on_disk"],
+    )
+    rows = []
+    for row in run_scale(
+        _sizes(opts["sizes"]), queries=opts["queries"], dim=opts["dim"], index=index,
+        faiss=not opts["skip_faiss"], sklearn=not opts["skip_sklearn"],
+        work_dir=None if opts["work_dir"] is None else Path(opts["work_dir"]),
+    ):
+        rows.append(row)
+        if opts["as_json"]:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(
+                f"n={row['n']:,}: built in {row['build_s']} s, {row['annotate_cells_per_s']:,.0f} cells/s, "
+                f"recall@10 {row['recall_at_10']}",
+                err=True,
+            )
+    if not opts["as_json"]:
+        click.echo(format_table(rows))

@@ -1,0 +1,98 @@
+"""The scale benchmark: recall on hand examples, synthetic cells, and the command on tiny sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from annotator._cli._scale_cli import scale_cmd
+from annotator._scale import (
+    REQUIRED_FIELDS,
+    exact_topk,
+    format_table,
+    recall_at_k,
+    recall_by_score,
+    synthetic_cells,
+)
+from indexer import InputError
+
+
+def test_recall_at_k_hand_example() -> None:
+    found = np.array([[1, 2, 3], [4, 5, 6], [7, -1, -1]])
+    truth = np.array([[3, 2, 1], [4, 9, 8], [7, 8, 9]])
+    # 3 of 3, 1 of 3, 1 of 3 (missing hits never count)
+    assert recall_at_k(found, truth) == pytest.approx(5 / 9)
+    assert recall_at_k(np.zeros((0, 3), int), np.zeros((0, 3), int)) == 1.0
+
+
+def test_recall_by_score_counts_ties_as_hits() -> None:
+    # Query 0: exact 2nd-best similarity 0.8; the ANN found 0.9 and another point at 0.8 (a tie) -> 2/2.
+    # Query 1: exact 2nd-best 0.6; found 0.7 and 0.1 -> 1/2.
+    sims = np.array([[0.9, 0.8], [0.7, 0.1]])
+    assert recall_by_score(sims, np.array([0.8, 0.6])) == pytest.approx(0.75)
+    assert recall_by_score(np.array([[np.nan, -np.inf]]), np.array([0.5])) == 0.0
+
+
+def test_exact_topk_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((300, 8)).astype(np.float32)
+    q = rng.standard_normal((50, 8)).astype(np.float32)
+    sims, ids = exact_topk(ref, q, 5, block=7)
+    full = q @ ref.T
+    want = np.argsort(-full, axis=1)[:, :5]
+    np.testing.assert_array_equal(ids, want)
+    np.testing.assert_allclose(sims, np.take_along_axis(full, want, axis=1), rtol=1e-6)
+
+
+def test_synthetic_cells_are_labelled_sparse_counts() -> None:
+    symbols = [f"G{i}" for i in range(200)]
+    a = synthetic_cells(500, symbols, n_classes=5, program_size=10, n_shared=10, seed=3)
+    b = synthetic_cells(500, symbols, n_classes=5, program_size=10, n_shared=10, seed=3)
+    assert a.shape == (500, 200)
+    assert a.obs["cell_type"].nunique() == 5
+    assert a.obs_names[0] == "c0"
+    assert (a.X != b.X).nnz == 0  # reproducible
+    x = a.X.toarray()
+    assert (x >= 0).all()
+    assert np.array_equal(x, np.round(x))
+    assert x.max() > 20
+
+
+def test_format_table_puts_sizes_side_by_side() -> None:
+    text = format_table([{"n": 10, "build_s": 1.5, "index": {}}, {"n": 20, "build_s": 12.25}])
+    assert "n=10" in text
+    assert "n=20" in text
+    assert "build_s" in text
+    assert "index" not in text
+
+
+def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Path) -> None:
+    result = CliRunner().invoke(
+        scale_cmd,
+        ["--sizes", "500,1000", "--queries", "200", "--dim", "32", "--skip-faiss", "--json",
+         "--work-dir", str(tmp_path / "work")],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["n"] for r in rows] == [500, 1000]
+    for r in rows:
+        assert set(REQUIRED_FIELDS) <= set(r)
+        assert r["build_s"] > 0
+        assert r["peak_rss_mb"] > 0
+        assert r["disk_mb"] > 0
+        assert r["annotate_cells_per_s"] > 0
+        assert 0.9 <= r["recall_at_10"] <= 1.0
+        assert r["sklearn_recall_at_10"] == pytest.approx(1.0)
+        assert "faiss_flat_recall_at_10" not in r
+        assert r["accuracy"] > 0.9
+        assert r["index"]["hnsw_m"] == 16
+
+
+def test_scale_command_refuses_bad_sizes() -> None:
+    with pytest.raises(InputError, match="--sizes 'ten'"):
+        CliRunner().invoke(scale_cmd, ["--sizes", "ten"], catch_exceptions=False)
