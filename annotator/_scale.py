@@ -45,6 +45,9 @@ from indexer import CellvecError, IndexParams
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from indexer import Progress, VectorStore
+    from schemas import BuildRecord, CellVectorSpec
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = (
@@ -95,6 +98,9 @@ class ScaleConfig:
         Seed of the reference cells (queries use ``seed + 1``).
     encoder
         Gene text encoder; ``None`` means ``random:<dim>``.
+    chunk
+        References larger than this are pooled and written chunk by chunk (see :func:`build_chunked`);
+        smaller ones go through :func:`indexer.build_reference` in one call.
     """
 
     n: int
@@ -110,6 +116,7 @@ class ScaleConfig:
     work_dir: str = "scale-work"
     seed: int = 0
     encoder: str | None = None
+    chunk: int = 200_000
 
     @property
     def encoder_id(self) -> str:
@@ -354,6 +361,115 @@ def _ids_to_rows(ids: np.ndarray, prefix: str = "c") -> np.ndarray:
     return out.reshape(ids.shape)
 
 
+def build_chunked(
+    ref: AnnData,
+    *,
+    store: VectorStore,
+    spec: CellVectorSpec,
+    chunk: int,
+    vectors_to: Path | None = None,
+    progress: Progress | None = None,
+) -> BuildRecord:
+    """Build reference :data:`REFERENCE` chunk by chunk, as :func:`indexer.build_reference` would in one call.
+
+    The real pooling (:func:`indexer.encode_cells`) and writer (:func:`indexer.upsert_cells`) run on
+    ``chunk`` cells at a time, so that a million cells need a fraction of the memory of one call (which holds
+    every intermediate array of every cell at once). Valid for specs that fit nothing on the reference
+    (``paper`` mode without ``idf``/``whiten``/SupCon): pooling a chunk then equals pooling the whole.
+
+    Parameters
+    ----------
+    ref
+        Labelled reference cells (``obs['cell_type']``).
+    store
+        Target store (the reference must not exist yet).
+    spec
+        Cell vector spec.
+    chunk
+        Cells per chunk.
+    vectors_to
+        Also save the cell vectors to this ``.npy`` file (for exact search).
+    progress
+        Progress callback, called with ``"writing cells"``.
+
+    Returns
+    -------
+    The build record of version 1, ready.
+    """
+    import hashlib
+    from datetime import UTC, datetime
+
+    from indexer import CELL_VECTOR, encode_cells
+    from indexer._cells import Artifacts
+    from indexer._reference import (
+        HOUSEKEEPING_FILE,
+        PAYLOAD_INDEXES,
+        _default_housekeeping,
+        artifact_key,
+        save_manifest,
+        stored_vectors,
+        top_genes_of,
+        upsert_rows,
+        usable_rows,
+        version_collection,
+    )
+    from schemas import BuildRecord, ReferenceManifest
+
+    if spec.mode != "paper" or spec.pooling.idf or spec.pooling.whiten or spec.refine.method != "none":
+        msg = f"chunked builds need a spec that fits nothing on the reference (paper mode), got {spec.mode!r}"
+        raise ScaleError(msg)
+    n = ref.n_obs
+    labels = ref.obs[LABEL_KEY].astype(str).to_numpy().astype(object)
+    cell_ids = np.asarray(ref.obs_names, dtype=object)
+    datasets = np.full(n, "", dtype=object)
+    collection = version_collection(REFERENCE, 1)
+    housekeeping = _default_housekeeping(spec, data_dir=None)
+    blobs = {} if housekeeping is None else {HOUSEKEEPING_FILE: "\n".join(sorted(housekeeping)).encode()}
+    out = None
+    rec: BuildRecord | None = None
+    kept: list[np.ndarray] = []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        cells, _ = encode_cells(ref[start:stop], spec=spec, store=store, artifacts=Artifacts(),
+                                housekeeping=housekeeping, with_view2=True, what="reference")
+        keep = usable_rows(cells, what="reference")
+        vecs = stored_vectors(cells, keep, spec=spec)
+        if rec is None:
+            dims = {v: int(a.shape[1]) for v, a in vecs.items()}
+            rec = BuildRecord(
+                reference=REFERENCE, version=1, spec=spec, dim=dims[CELL_VECTOR], text_dim=dims[CELL_VECTOR],
+                label_key=LABEL_KEY, created=datetime.now(UTC), status="building",
+                artifacts={f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()},
+            )
+            save_manifest(store, ReferenceManifest(name=REFERENCE, versions=[rec]))
+            for file, data in blobs.items():
+                store.put_blob(artifact_key(REFERENCE, 1, file), data)
+            store.create_collection(collection, vectors=dims, payload_indexes=PAYLOAD_INDEXES)
+            if vectors_to is not None:
+                shape = (n, dims[CELL_VECTOR])
+                out = np.lib.format.open_memmap(vectors_to, mode="w+", dtype=np.float32, shape=shape)
+        rows = start + keep
+        upsert_rows(store, collection, name=REFERENCE, vectors=vecs, cell_ids=cell_ids[rows],
+                    labels=labels[rows], datasets=datasets[rows], top_genes=top_genes_of(cells, keep))
+        if out is not None:
+            out[start:stop] = cells.final
+        kept.append(rows)
+        if progress is not None:
+            progress("writing cells", stop, n)
+        del cells, vecs
+    if out is not None:
+        out.flush()
+        del out
+    assert rec is not None
+    store.optimize(collection)
+    store.flush()
+    names, counts = np.unique(labels[np.concatenate(kept)].astype(str), return_counts=True)
+    done = rec.model_copy(update={"n_cells": int(store.count(collection)), "status": "ready",
+                                  "labels": {str(k): int(v) for k, v in zip(names, counts, strict=True)}})
+    save_manifest(store, ReferenceManifest(name=REFERENCE, versions=[done], current=1))
+    return done
+
+
 def run_size(config: ScaleConfig) -> dict[str, Any]:
     """Measure one size in this process; return its result row (see :data:`REQUIRED_FIELDS`).
 
@@ -402,11 +518,18 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
 
     reset_peak_rss()
     row["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
+    vec_path = work / f"ref-n{config.n}.npy"
+    chunked = config.n > config.chunk
+    row["build_mode"] = "chunked" if chunked else "build_reference"
     t0, c0 = time.perf_counter(), time.process_time()
     with open_store(store_dir, index=index) as store:
-        rec = build_reference(
-            ref, store=store, name=REFERENCE, label_key=LABEL_KEY, spec=spec, progress=progress
-        )
+        if chunked:
+            rec = build_chunked(ref, store=store, spec=spec, chunk=config.chunk, vectors_to=vec_path,
+                                progress=progress)
+        else:
+            rec = build_reference(
+                ref, store=store, name=REFERENCE, label_key=LABEL_KEY, spec=spec, progress=progress
+            )
     t1 = time.perf_counter()
     row["build_s"] = round(t1 - t0, 2)
     row["build_cpu_s"] = round(time.process_time() - c0, 2)
@@ -419,11 +542,12 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     row["store_disk_mb"] = round(dir_size_mb(store_dir), 1)
 
     # Exact reference vectors for recall and baselines: the same pooling, kept on disk while annotating.
-    with open_store(store_dir, read_only=True) as store:
-        cells, _ = encode_cells(ref, spec=spec, store=store, artifacts=Artifacts(), what="reference")
-    vec_path = work / f"ref-n{config.n}.npy"
-    np.save(vec_path, cells.final)
-    del cells, ref
+    if not chunked:
+        with open_store(store_dir, read_only=True) as store:
+            cells, _ = encode_cells(ref, spec=spec, store=store, artifacts=Artifacts(), what="reference")
+        np.save(vec_path, cells.final)
+        del cells
+    del ref
     gc.collect()
 
     query = synthetic_cells(config.queries, symbols, n_classes=config.n_classes,

@@ -96,3 +96,25 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
 def test_scale_command_refuses_bad_sizes() -> None:
     with pytest.raises(InputError, match="--sizes 'ten'"):
         CliRunner().invoke(scale_cmd, ["--sizes", "ten"], catch_exceptions=False)
+
+
+def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
+    from annotator import annotate
+    from annotator._scale import REFERENCE, build_chunked, pick_genes
+    from indexer import build_reference, open_store, reference_vectors
+    from schemas import CellVectorSpec
+
+    spec = CellVectorSpec(mode="paper", encoder="random:32")
+    ref = synthetic_cells(300, pick_genes(300), n_classes=4, program_size=10, n_shared=10, seed=5)
+    with open_store(tmp_path / "one") as one, open_store(tmp_path / "chunked") as chunked:
+        build_reference(ref, store=one, name=REFERENCE, label_key="cell_type", spec=spec)
+        rec = build_chunked(ref, store=chunked, spec=spec, chunk=70)
+        assert rec.n_cells == 300
+        v1, l1, i1 = reference_vectors(one, REFERENCE)
+        v2, l2, i2 = reference_vectors(chunked, REFERENCE)
+        o1, o2 = np.argsort(i1), np.argsort(i2)
+        np.testing.assert_array_equal(i1[o1], i2[o2])
+        np.testing.assert_array_equal(l1[o1], l2[o2])
+        np.testing.assert_allclose(v1[o1], v2[o2], atol=1e-6)
+        res = annotate(ref[:20].copy(), reference=REFERENCE, store=chunked)
+        assert (res.labels == ref.obs["cell_type"].astype(str).to_numpy()[:20]).all()
