@@ -25,15 +25,13 @@ from ._common import Timer, emit, json_option, open_cli_store, read_h5ad, store_
               help="Read QUERY as a gene symbol or as free text (auto: one known gene name is a symbol).")
 @json_option
 def genes_cmd(**opts: Any) -> None:
-    r"""Find the genes whose descriptions are nearest to gene QUERY's, or to free-text QUERY.
+    """Find the genes whose descriptions are nearest to gene QUERY's, or to free-text QUERY.
 
-    Only genes already embedded in the store are searched: `cellvec genes index --all` embeds every
+    One word that names a gene (symbol, synonym, Ensembl or Entrez id) is a gene; several words are free
+    text. Only genes already embedded in the store are searched: `cellvec genes index --all` embeds every
     described gene of a species (`--genes FILE` a subset).
 
-    \b
-    Examples:
-      cellvec search genes RHO
-      cellvec search genes axon regeneration after optic nerve injury
+    Examples: `cellvec search genes RHO`; `cellvec search genes axon regeneration after optic nerve injury`.
     """
     from annotator._search import gene_search
 
@@ -78,13 +76,14 @@ def genes_cmd(**opts: Any) -> None:
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
 @json_option
 def cells_cmd(**opts: Any) -> None:
-    r"""Find the reference cells nearest to one query cell or to a label's centroid, or a per-label summary.
+    """Find the reference cells nearest to one query cell or to a label's centroid, or summarise labels.
 
-    \b
-    Examples:
-      cellvec search cells --reference retina --adata query.h5ad --cell AAACCTG-1 --where dataset=donor3
-      cellvec search cells --reference retina --label rod --limit 5
-      cellvec search cells --reference retina --summary
+    The query cell is encoded exactly as `cellvec annotate` encodes it, with the reference version's build
+    record and fitted artefacts.
+
+    Examples: `cellvec search cells --reference retina --adata q.h5ad --cell AAACCTG-1 --where label=rod`;
+    `cellvec search cells --reference retina --label rod --limit 5`;
+    `cellvec search cells --reference retina --summary`.
     """
     from annotator._search import label_summary, parse_where, search_cells, typical_cells
     from indexer import load_manifest, resolve_version
