@@ -56,6 +56,8 @@ _MIN_VAL_CELLS = 10
 _MAX_PCA_ROWS = 20_000
 _VAL_CHUNK = 1024
 _VAL_K = 10
+_BRANCH_INIT_SCALE = 0.0
+_MIN_STEPS_BEFORE_STOP = 200
 _REFIT_HINT = "rebuild it with `cellvec reference refit`"
 
 
@@ -529,9 +531,9 @@ def _init_skip(net: _Net, x_train: np.ndarray, rng: np.random.Generator) -> None
     weight[:r] = vh[:r]
     with torch.no_grad():
         net.skip.weight.copy_(torch.from_numpy(weight))
-        # The MLP starts as a zero branch: training adds to the principal projection instead of replacing it.
+        # The MLP branch starts small: training adds to the principal projection instead of replacing it.
         for param in net.mlp[-1].parameters():
-            param.zero_()
+            param.mul_(_BRANCH_INIT_SCALE)
 
 
 def _check_inputs(view1: np.ndarray, view2: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -764,7 +766,7 @@ def _train(
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 stale += 1
-                if stale >= params.patience:
+                if stale >= params.patience and epoch * n_batches >= _MIN_STEPS_BEFORE_STOP:
                     stopped_early = epoch < params.epochs
                     break
         final_state = best_state if early_stopping else net.state_dict()
