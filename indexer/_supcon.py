@@ -586,8 +586,10 @@ def train_supcon(
     ``params.val_fraction`` of the cells is held out; after every epoch the validation cells' encoded first
     view is labelled by cosine 10-NN vote against the training cells' and the weights with the best macro-F1
     are kept (the untrained encoder included), stopping after ``params.patience`` epochs without
-    improvement. Without validation (``val_fraction == 0`` or under 10 held-out cells) training runs
-    ``params.epochs`` epochs and the report says so. One epoch is ``ceil(n_train / batch_size)`` batches.
+    improvement, but never before 200 optimiser steps (a small reference has few batches per epoch, and a
+    freshly initialised encoder can score worse before it scores better). Without validation
+    (``val_fraction == 0`` or under 10 held-out cells) training runs ``params.epochs`` epochs and the report
+    says so. One epoch is ``ceil(n_train / batch_size)`` batches.
 
     Parameters
     ----------
