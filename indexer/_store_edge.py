@@ -102,6 +102,13 @@ def atomic_write(path: Path, data: bytes) -> None:
         _fsync_dir(path.parent)
 
 
+def _left_by_init(path: Path) -> bool:
+    """Return whether ``path`` is what an interrupted store creation leaves before the marker exists."""
+    if path.name.startswith(".tmp-"):
+        return True
+    return path.name == "collections" and path.is_dir() and not any(path.iterdir())
+
+
 def _filter(where: Where | None, ids: Sequence[str] | None = None) -> qe.Filter | Literal[False] | None:
     """Build an Edge filter; ``False`` when nothing can match, ``None`` when everything matches."""
     conds = where_conditions(where)
@@ -188,7 +195,7 @@ class EdgeStore:
         if root.exists() and not root.is_dir():
             msg = f"'{root}' is a file, not a cellvec store directory; pass a directory"
             raise StoreError(msg)
-        if root.is_dir() and any(root.iterdir()):
+        if root.is_dir() and any(not _left_by_init(p) for p in root.iterdir()):
             msg = (
                 f"'{root}' is not a cellvec store (no {MARKER}); pass an empty or new directory, "
                 "or the store created by `cellvec reference build`"
