@@ -1,0 +1,166 @@
+"""build_reference and versions: records, resuming, atomic switch, refusal of unfinished versions."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from annotator import annotate
+from indexer import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    VIEW2_VECTOR,
+    StoreError,
+    VectorStore,
+    build_reference,
+    list_references,
+    load_manifest,
+    reference_vectors,
+    resolve_version,
+    version_collection,
+)
+from indexer import _reference as ref_module
+from schemas import CellVectorSpec, RefineParams
+
+
+class Boom(RuntimeError):
+    """Stands for a crash in the middle of a write."""
+
+
+def _crash_after(monkeypatch: pytest.MonkeyPatch, store: VectorStore, n_batches: int) -> None:
+    """Make the store's upsert into a reference collection fail after ``n_batches`` batches of 25."""
+    monkeypatch.setattr(ref_module, "_UPSERT_BATCH", 25)
+    real = store.upsert
+    calls = {"n": 0}
+
+    def upsert(name: str, **kw: object) -> None:
+        if name.startswith("ref__"):
+            calls["n"] += 1
+            if calls["n"] > n_batches:
+                raise Boom
+        real(name, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "upsert", upsert)
+
+
+def test_build_record_and_vectors(adata: ad.AnnData, store: VectorStore, fast_spec: CellVectorSpec) -> None:
+    rec = build_reference(
+        adata, store=store, name="r", label_key="cell_type", spec=fast_spec, dataset_key="batch"
+    )
+    assert (rec.version, rec.status, rec.n_cells, rec.dim, rec.text_dim) == (1, "ready", 120, 32, 32)
+    assert rec.labels == {"B cell": 30, "Monocyte": 30, "NK cell": 30, "T cell": 30}
+    assert "housekeeping.txt" in rec.artifacts
+    man = load_manifest(store, "r")
+    assert man.current == 1
+    assert [m.name for m in list_references(store)] == ["r"]
+    vecs, _, ids = reference_vectors(store, "r")
+    assert vecs.shape == (120, 32)
+    assert sorted(ids) == sorted(adata.obs_names)
+    _, _, _ = reference_vectors(store, "r", using=VIEW2_VECTOR)
+    with pytest.raises(StoreError, match="has no vector named 'input'"):
+        reference_vectors(store, "r", using=INPUT_VECTOR)  # only refined references keep it
+
+
+def test_refined_build_keeps_input_and_view2(adata: ad.AnnData, edge_store: VectorStore) -> None:
+    spec = CellVectorSpec(
+        encoder="random:32",
+        refine=RefineParams(method="supcon", hidden_dim=16, out_dim=8, proj_dim=8, epochs=2),
+    )
+    rec = build_reference(adata, store=edge_store, name="r", label_key="cell_type", spec=spec)
+    assert rec.dim == 8
+    for using, dim in ((CELL_VECTOR, 8), (INPUT_VECTOR, 32), (VIEW2_VECTOR, 32)):
+        assert reference_vectors(edge_store, "r", using=using)[0].shape == (120, dim)
+
+
+def test_each_build_is_a_new_version_old_ones_stay_queryable(
+    adata: ad.AnnData, query_adata: ad.AnnData, edge_store: VectorStore, fast_spec: CellVectorSpec
+) -> None:
+    build_reference(adata, store=edge_store, name="r", label_key="cell_type", spec=fast_spec)
+    rec2 = build_reference(
+        adata[:80].copy(), store=edge_store, name="r", label_key="cell_type", spec=fast_spec
+    )
+    assert rec2.version == 2
+    assert load_manifest(edge_store, "r").current == 2
+    assert annotate(query_adata, reference="r", store=edge_store, k=3).record.n_cells == 80
+    assert annotate(query_adata, reference="r", store=edge_store, k=3, version=1).record.n_cells == 120
+
+
+def test_interrupted_build_is_invisible_then_resumed_exactly(
+    adata: ad.AnnData,
+    query_adata: ad.AnnData,
+    store: VectorStore,
+    fast_spec: CellVectorSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _crash_after(monkeypatch, store, 2)
+    with pytest.raises(Boom):
+        build_reference(adata, store=store, name="r", label_key="cell_type", spec=fast_spec)
+    man = load_manifest(store, "r")
+    assert (man.current, [v.status for v in man.versions]) == (None, ["building"])
+    assert store.count(version_collection("r", 1)) == 50
+    with pytest.raises(StoreError, match=r"no finished version yet.*rerun `cellvec reference build`"):
+        resolve_version(man)
+    with pytest.raises(StoreError, match="no finished version"):
+        annotate(query_adata, reference="r", store=store)
+    monkeypatch.undo()
+    rec = build_reference(adata, store=store, name="r", label_key="cell_type", spec=fast_spec)
+    assert (rec.version, rec.n_cells) == (1, 120)
+    assert store.count(version_collection("r", 1)) == 120
+
+
+def test_resume_with_other_cells_deletes_the_stale_ones(
+    adata: ad.AnnData, store: VectorStore, fast_spec: CellVectorSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after(monkeypatch, store, 3)
+    with pytest.raises(Boom):
+        build_reference(adata, store=store, name="r", label_key="cell_type", spec=fast_spec)
+    monkeypatch.undo()
+    subset = adata[40:].copy()  # the first 40 cells, written before the crash, must go
+    rec = build_reference(subset, store=store, name="r", label_key="cell_type", spec=fast_spec)
+    assert rec.version == 1
+    assert rec.n_cells == store.count(version_collection("r", 1)) == 80
+    assert sorted(reference_vectors(store, "r")[2]) == sorted(subset.obs_names)
+
+
+def test_resume_with_another_spec_starts_the_version_afresh(
+    adata: ad.AnnData, edge_store: VectorStore, fast_spec: CellVectorSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crash_after(monkeypatch, edge_store, 1)
+    with pytest.raises(Boom):
+        build_reference(adata, store=edge_store, name="r", label_key="cell_type", spec=fast_spec)
+    monkeypatch.undo()
+    other = CellVectorSpec(mode="paper", encoder="random:16")
+    rec = build_reference(adata, store=edge_store, name="r", label_key="cell_type", spec=other)
+    assert (rec.version, rec.dim, rec.n_cells) == (1, 16, 120)
+    man = load_manifest(edge_store, "r")
+    assert [(v.version, v.status, v.spec.encoder) for v in man.versions] == [(1, "ready", "random:16")]
+
+
+def test_a_failed_new_version_leaves_the_current_one_in_use(
+    adata: ad.AnnData,
+    query_adata: ad.AnnData,
+    edge_store: VectorStore,
+    fast_spec: CellVectorSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build_reference(adata, store=edge_store, name="r", label_key="cell_type", spec=fast_spec)
+    _crash_after(monkeypatch, edge_store, 1)
+    with pytest.raises(Boom):
+        build_reference(adata, store=edge_store, name="r", label_key="cell_type", spec=fast_spec)
+    monkeypatch.undo()
+    man = load_manifest(edge_store, "r")
+    assert man.current == 1
+    assert [v.status for v in man.versions] == ["ready", "building"]
+    assert annotate(query_adata, reference="r", store=edge_store, k=3).params.version == 1
+    with pytest.raises(StoreError, match=r"no finished version 2 \(versions: 1\)"):
+        annotate(query_adata, reference="r", store=edge_store, version=2)
+
+
+def test_repeated_obs_names_are_refused(
+    adata: ad.AnnData, store: VectorStore, fast_spec: CellVectorSpec
+) -> None:
+    dup = adata.copy()
+    dup.obs_names = np.where(np.arange(dup.n_obs) < 2, "same", dup.obs_names)
+    with pytest.raises(Exception, match="duplicate cell names"):
+        build_reference(dup, store=store, name="r", label_key="cell_type", spec=fast_spec)
