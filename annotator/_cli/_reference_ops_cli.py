@@ -67,7 +67,7 @@ def _current_cells(store: Any, name: str) -> int:
 @click.option("--label", default=None, help="Remove every cell with this label.")
 @click.option("--dataset", default=None, help="Remove every cell of this dataset.")
 @json_option
-def remove_cmd(store: str, name: str, cells_path: str | None, label: str | None, dataset: str | None,
+def remove_cmd(*, store: str, name: str, cells_path: str | None, label: str | None, dataset: str | None,
                as_json: bool) -> None:
     """Remove cells from the current version: by id, by label or by dataset (exactly one)."""
     from indexer._lifecycle import remove_cells
@@ -101,7 +101,7 @@ def _record(store: Any, name: str) -> Any:
 @click.option("--from", "old", required=True, help="Label to rename.")
 @click.option("--to", "new", required=True, help="New label (an existing one merges the two).")
 @json_option
-def relabel_cmd(store: str, name: str, old: str, new: str, as_json: bool) -> None:
+def relabel_cmd(*, store: str, name: str, old: str, new: str, as_json: bool) -> None:
     """Rename a label in the current version."""
     from indexer._lifecycle import relabel
 
@@ -120,7 +120,7 @@ def relabel_cmd(store: str, name: str, old: str, new: str, as_json: bool) -> Non
 @click.option("--out-dim", type=int, default=None, help="Dimension of the refined vectors.")
 @click.option("--seed", type=int, default=None, help="Random seed.")
 @json_option
-def refit_cmd(store: str, name: str, as_json: bool, **params: Any) -> None:
+def refit_cmd(*, store: str, name: str, as_json: bool, **options: Any) -> None:
     """Retrain the SupCon encoder on every cell and write the result as a new version."""
     from indexer._lifecycle import refit
     from schemas import RefineParams
@@ -129,9 +129,10 @@ def refit_cmd(store: str, name: str, as_json: bool, **params: Any) -> None:
     with open_cli_store(store) as st, progress_bars(enabled=not as_json) as report:
         cur = _record(st, name)
         base = cur.spec.refine if cur.spec.refine.method == "supcon" else RefineParams(method="supcon")
-        update = {k: v for k, v in params.items() if v is not None}
+        update = {k: v for k, v in options.items() if v is not None}
         with timer.step("refit"):
-            rec = refit(st, name, params=base.model_validate({**base.model_dump(), **update}), progress=report)
+            params = base.model_validate({**base.model_dump(), **update})
+            rec = refit(st, name, params=params, progress=report)
     emit({**_record_data(rec), "previous": cur.version, "seconds": timer.steps}, as_json=as_json, text=(
         f"reference '{name}': refit v{cur.version} -> v{rec.version} ({rec.n_cells} cells, {rec.dim}-d) in "
         f"{timer.steps['refit']:.1f} s; v{cur.version} stays queryable with --version {cur.version}"))
@@ -143,7 +144,7 @@ def refit_cmd(store: str, name: str, as_json: bool, **params: Any) -> None:
 @click.option("--out", "out_path", required=True, help="File to write (e.g. retina.cellvec).")
 @click.option("--version", "version", type=int, default=None, help="Version to export (default: current).")
 @json_option
-def export_cmd(store: str, name: str, out_path: str, version: int | None, as_json: bool) -> None:
+def export_cmd(*, store: str, name: str, out_path: str, version: int | None, as_json: bool) -> None:
     """Write one version of a reference to one portable file."""
     from indexer._lifecycle import export_reference
 
@@ -161,14 +162,15 @@ def export_cmd(store: str, name: str, out_path: str, version: int | None, as_jso
 @click.option("--file", "file_path", required=True, help="File written by `cellvec reference export`.")
 @click.option("--name", default=None, help="Name in this store (default: the exported name).")
 @json_option
-def import_cmd(store: str, file_path: str, name: str | None, as_json: bool) -> None:
+def import_cmd(*, store: str, file_path: str, name: str | None, as_json: bool) -> None:
     """Load an exported reference into a store as a new version."""
     from indexer._lifecycle import import_reference
 
     with open_cli_store(store) as st:
         rec = import_reference(st, file_path, name=name)
     emit(_record_data(rec), as_json=as_json,
-         text=f"imported reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, {len(rec.labels)} labels")
+         text=f"imported reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, "
+              f"{len(rec.labels)} labels")
 
 
 @reference.command("prune")
@@ -176,7 +178,7 @@ def import_cmd(store: str, file_path: str, name: str | None, as_json: bool) -> N
 @_name_option
 @click.option("--keep", type=int, default=1, show_default=True, help="Finished versions to keep.")
 @json_option
-def prune_cmd(store: str, name: str, keep: int, as_json: bool) -> None:
+def prune_cmd(*, store: str, name: str, keep: int, as_json: bool) -> None:
     """Delete old versions of a reference (the current one always stays)."""
     from indexer._lifecycle import prune_versions
 
