@@ -19,7 +19,7 @@ def expression_matrix(adata: AnnData, *, what: str = "adata") -> sp.csr_matrix:
     Parameters
     ----------
     adata
-        Cells × genes.
+        Cells x genes.
     what
         Name of the input in error messages (e.g. ``"reference"``).
 
@@ -34,7 +34,7 @@ def expression_matrix(adata: AnnData, *, what: str = "adata") -> sp.csr_matrix:
     """
     n_obs, n_vars = adata.shape
     if n_obs == 0 or n_vars == 0:
-        msg = f"{what} is empty ({n_obs} cells × {n_vars} genes); pass an AnnData with cells and genes."
+        msg = f"{what} is empty ({n_obs} cells x {n_vars} genes); pass an AnnData with cells and genes."
         raise InputError(msg)
     _check_unique(adata.var_names, kind="gene", what=what, fix="call `adata.var_names_make_unique()` first")
     _check_unique(adata.obs_names, kind="cell", what=what, fix="call `adata.obs_names_make_unique()` first")
@@ -97,6 +97,9 @@ def labels_of(adata: AnnData, label_key: str, *, what: str = "reference") -> np.
     if label_key not in adata.obs.columns:
         cols = ", ".join(map(str, adata.obs.columns[:20])) or "none"
         msg = f"{what} has no obs column '{label_key}' (columns: {cols}); pass --label-key with one of them."
+        raise InputError(msg)
+    if adata.n_obs == 0:
+        msg = f"{what} is empty (0 cells x {adata.n_vars} genes); pass an AnnData with labelled cells."
         raise InputError(msg)
     col = adata.obs[label_key]
     missing = col.isna().to_numpy()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
 
 import click
 from pydantic import ValidationError
@@ -13,6 +18,44 @@ from . import _commands  # noqa: F401  (registers the commands on the group)
 from ._app import cli
 
 __all__ = ["main"]
+
+
+class _WarningLines(logging.Handler):
+    """Echo each log record as one ``warning:`` line on stderr (through click, so tests capture it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}".splitlines()[0], err=True)
+
+
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Show library warnings (``warnings.warn`` and WARNING log records) as one ``warning:`` line each.
+
+    Without this, Python prints a warning as two lines with the source file, and log records go through
+    logging's last-resort handler as bare text.
+    """
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        click.echo(f"warning: {str(message).splitlines()[0]}", err=True)
+
+    handler = _WarningLines(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("indexer", "annotator")]
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        for lg in loggers:
+            lg.addHandler(handler)
+        try:
+            yield
+        finally:
+            for lg in loggers:
+                lg.removeHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     The process exit code.
     """
     try:
-        cli.main(args=argv, prog_name="cellvec", standalone_mode=False)
+        with _one_line_warnings():
+            cli.main(args=argv, prog_name="cellvec", standalone_mode=False)
     except CellvecError as e:
         click.echo(f"error: {e}", err=True)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from indexer import InputError, Settings
+from indexer import InputError, Settings, StoreError
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -40,9 +41,23 @@ def open_cli_store(location: str, *, read_only: bool = False, create: bool = Tru
     from indexer import open_store
 
     key = Settings().qdrant_api_key
-    return open_store(
-        location, read_only=read_only, create=create, api_key=None if key is None else key.get_secret_value()
-    )
+    try:
+        return open_store(
+            location,
+            read_only=read_only,
+            create=create,
+            api_key=None if key is None else key.get_secret_value(),
+        )
+    except StoreError as e:
+        cause = e.__cause__
+        if isinstance(cause, OSError) and cause.errno == errno.EROFS:
+            msg = (
+                f"store '{location}' is on a read-only file system, and this command writes to it; "
+                "commands that only read (annotate, reference list, reference info) work there: to write, "
+                "copy the store to a writable disk and pass that copy to --store."
+            )
+            raise StoreError(msg) from e
+        raise
 
 
 def read_h5ad(path: str | Path, *, what: str = "--adata") -> AnnData:
