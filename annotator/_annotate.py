@@ -128,9 +128,7 @@ class AnnotationResult:
         out.obsm[f"X_{key_added}"] = self.vectors
         uns: dict[str, Any] = {"params": self.params.model_dump(mode="json")}
         if self.explanations is not None:
-            out.obs[f"{key_added}_top_genes"] = [
-                ", ".join(g for g, _ in ex[:5]) for ex in self.explanations
-            ]
+            out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
             uns["explain"] = {
                 "method": self.extra.get("explain_method", ""),
                 "genes": [[g for g, _ in ex] for ex in self.explanations],
@@ -219,8 +217,14 @@ def annotate(
         raise InputError(msg)
     art = load_artifacts(store, record)
     cells, _ = encode_cells(
-        adata, spec=record.spec, store=store, artifacts=art, data_dir=data_dir,
-        gene_column=gene_column, progress=progress, what="query",
+        adata,
+        spec=record.spec,
+        store=store,
+        artifacts=art,
+        data_dir=data_dir,
+        gene_column=gene_column,
+        progress=progress,
+        what="query",
     )
     collection = version_collection(reference, record.version)
     n = adata.n_obs
@@ -231,8 +235,12 @@ def annotate(
     for start in range(0, rows.size, _QUERY_BATCH):
         sel = rows[start : start + _QUERY_BATCH]
         res = store.query(
-            collection, cells.final[sel], using=CELL_VECTOR, limit=k,
-            payload_fields=["label", "cell_id"], exact=exact,
+            collection,
+            cells.final[sel],
+            using=CELL_VECTOR,
+            limit=k,
+            payload_fields=["label", "cell_id"],
+            exact=exact,
         )
         lens = np.array([len(h) for h in res.payloads], dtype=np.int64)
         filled = np.arange(k)[None, :] < lens[:, None]
@@ -260,13 +268,24 @@ def annotate(
     labels[low] = UNKNOWN
     reasons[low] = f"confidence below {min_confidence:g}"
     params = AnnotationParams(
-        reference=reference, version=record.version, k=k, min_confidence=min_confidence,
-        spec=record.spec, store=str(store.location),
+        reference=reference,
+        version=record.version,
+        k=k,
+        min_confidence=min_confidence,
+        spec=record.spec,
+        store=str(store.location),
     )
     result = AnnotationResult(
-        labels=labels, confidence=confidence, similarity=similarity, vectors=cells.final,
-        neighbour_ids=ids, neighbour_scores=scores, neighbour_labels=labs, reasons=reasons,
-        params=params, record=record,
+        labels=labels,
+        confidence=confidence,
+        similarity=similarity,
+        vectors=cells.final,
+        neighbour_ids=ids,
+        neighbour_scores=scores,
+        neighbour_labels=labs,
+        reasons=reasons,
+        params=params,
+        record=record,
     )
     if explain:
         from ._explain import explain_labels

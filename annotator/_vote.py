@@ -38,8 +38,6 @@ def vote(
     n_present = present.sum(axis=1)
     win_count = counts[np.arange(n), winner]
     confidence = np.divide(win_count, n_present, out=np.zeros(n), where=n_present > 0)
-    similarity = np.divide(
-        sims[np.arange(n), winner], win_count, out=np.full(n, np.nan), where=win_count > 0
-    )
+    similarity = np.divide(sims[np.arange(n), winner], win_count, out=np.full(n, np.nan), where=win_count > 0)
     winner = np.where(n_present > 0, winner, -1)
     return winner, confidence, similarity

@@ -21,9 +21,18 @@ from ._errors import (
 )
 from ._expression import ExpressionProjection, fit_expression
 from ._geneids import coverage_report, detect_id_kind, infer_species, map_var_names
-from ._genes import GeneIndex, gene_collection_name, gene_point_id
+from ._genes import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id
 from ._genetext import GeneCatalog
 from ._housekeeping import load_housekeeping
+from ._lifecycle import (
+    add_cells,
+    export_reference,
+    import_reference,
+    prune_versions,
+    refit,
+    relabel,
+    remove_cells,
+)
 from ._ncbi import fetch_gene_data
 from ._pool import log_normalise, pool, top_gene_weights
 from ._reference import (
@@ -42,13 +51,15 @@ from ._reference import (
     version_collection,
 )
 from ._settings import Settings
-from ._store import IndexParams, SearchResult, StoredPoint, VectorStore, open_store
+from ._store import IndexParams, SearchResult, StoredPoint, VectorStore, Where, open_store
+from ._validate import expression_matrix
 
 if TYPE_CHECKING:
     from ._supcon import SupConModel, supcon_loss, train_supcon
 
 __all__ = [
     "CELL_VECTOR",
+    "GENE_VECTOR",
     "INPUT_VECTOR",
     "VIEW2_VECTOR",
     "Artifacts",
@@ -73,6 +84,8 @@ __all__ = [
     "TruncationWarning",
     "UnseenLabelWarning",
     "VectorStore",
+    "Where",
+    "add_cells",
     "build_reference",
     "cell_point_id",
     "count_truncated",
@@ -81,11 +94,14 @@ __all__ = [
     "drop_reference",
     "embed_texts",
     "encode_cells",
+    "export_reference",
+    "expression_matrix",
     "fetch_gene_data",
     "fit_expression",
     "gene_collection_name",
     "gene_point_id",
     "get_encoder",
+    "import_reference",
     "infer_species",
     "list_references",
     "load_artifacts",
@@ -95,7 +111,11 @@ __all__ = [
     "map_var_names",
     "open_store",
     "pool",
+    "prune_versions",
     "reference_vectors",
+    "refit",
+    "relabel",
+    "remove_cells",
     "resolve_version",
     "save_manifest",
     "supcon_loss",

@@ -57,7 +57,10 @@ class Artifacts:
         """Return every artefact serialised (no pickle), keyed by artefact file name."""
         out: dict[str, bytes] = {}
         if self.idf is not None:
-            out["idf.npz"] = _npz(genes=np.array(list(self.idf), dtype=str), weights=np.array(list(self.idf.values()), dtype=np.float32))
+            out["idf.npz"] = _npz(
+                genes=np.array(list(self.idf), dtype=str),
+                weights=np.array(list(self.idf.values()), dtype=np.float32),
+            )
         if self.whiten_mean is not None:
             out["whiten.npz"] = _npz(mean=self.whiten_mean.astype(np.float32))
         if self.expression is not None:
@@ -205,8 +208,16 @@ def encode_cells(
     n_described = 0
     if spec.uses_text():
         weights, gene_vectors, pooled, pooled_v2, n_described = _text_view(
-            x, symbols, spec=spec, store=store, art=art, fitting=fitting, data_dir=data_dir,
-            housekeeping=housekeeping, progress=progress, with_view2=with_view2,
+            x,
+            symbols,
+            spec=spec,
+            store=store,
+            art=art,
+            fitting=fitting,
+            data_dir=data_dir,
+            housekeeping=housekeeping,
+            progress=progress,
+            with_view2=with_view2,
         )
         parts.append(pooled)
         parts_v2.append(pooled_v2 if pooled_v2 is not None else pooled)
@@ -298,7 +309,9 @@ def _text_view(
                 msg = "the reference has no whitening mean although it was built with whitening; rebuild it."
                 raise StoreError(msg)
             art.whiten_mean = gene_vectors[described].mean(axis=0)
-        gene_vectors = l2_normalise(np.where(described[:, None], gene_vectors - art.whiten_mean, 0.0).astype(np.float32))
+        gene_vectors = l2_normalise(
+            np.where(described[:, None], gene_vectors - art.whiten_mean, 0.0).astype(np.float32)
+        )
     if spec.pooling.idf:
         if art.idf is None:
             if not fitting:
@@ -312,8 +325,13 @@ def _text_view(
         gw = np.array([art.idf.get(str(s), top) for s in symbols], dtype=np.float32)
         w = top_gene_weights(x, usable, top_n=top_n, weighting=spec.pooling.weighting, gene_weights=gw)
         if w2 is not None:
-            w2 = top_gene_weights(x, usable & ~np.isin(symbols, list(housekeeping or ())), top_n=top_n,
-                                  weighting=spec.pooling.weighting, gene_weights=gw)
+            w2 = top_gene_weights(
+                x,
+                usable & ~np.isin(symbols, list(housekeeping or ())),
+                top_n=top_n,
+                weighting=spec.pooling.weighting,
+                gene_weights=gw,
+            )
     pooled = pool(w, gene_vectors)
     pooled2 = pool(w2, gene_vectors) if w2 is not None else None
     if not described.any():

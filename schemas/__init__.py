@@ -18,6 +18,8 @@ from ._reference import (
     RefineParams,
     Weighting,
 )
+from ._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
+from ._training import EpochStats, TrainReport
 
 __all__ = [
     "DEFAULT_MODE",
@@ -27,13 +29,18 @@ __all__ = [
     "CellMode",
     "CellVectorSpec",
     "CoverageReport",
+    "EpochStats",
     "ExpressionParams",
     "FetchReport",
     "GeneCount",
+    "GeneFrequency",
+    "GeneHit",
     "GeneMapping",
     "GeneRecord",
+    "GeneSearch",
     "GeneText",
     "IdKind",
+    "LabelSummary",
     "Neighbour",
     "PoolingParams",
     "Record",
@@ -43,5 +50,6 @@ __all__ = [
     "RefineParams",
     "Species",
     "TextSource",
+    "TrainReport",
     "Weighting",
 ]

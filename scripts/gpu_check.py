@@ -52,7 +52,7 @@ half = vecs.astype(np.float16)
 n = len(half) // 2 + 1
 np.save(out / "gene_vectors_0.npy", half[:n])
 np.save(out / "gene_vectors_1.npy", half[n:])
-json.dump([r["symbol"] for r in rows], open(out / "gene_symbols.json", "w"))
+(out / "gene_symbols.json").write_text(json.dumps([r["symbol"] for r in rows]))
 
 rng = np.random.default_rng(0)
 for n_cells in (5000, 50000):
@@ -64,11 +64,20 @@ for n_cells in (5000, 50000):
     v2 /= np.linalg.norm(v2, axis=1, keepdims=True)
     for device in ("cuda", "cpu") if n_cells == 5000 else ("cuda",):
         t0 = time.perf_counter()
-        model, rep = train_supcon(v1.astype(np.float32), v2.astype(np.float32), labels.astype(str),
-                                  params=RefineParams(method="supcon"), device=device)
+        model, rep = train_supcon(
+            v1.astype(np.float32),
+            v2.astype(np.float32),
+            labels.astype(str),
+            params=RefineParams(method="supcon"),
+            device=device,
+        )
         dt = time.perf_counter() - t0
         key = f"supcon_{n_cells}_{device}"
-        report[key] = {"seconds": dt, "epochs": rep.epochs_run, "best_epoch": rep.best_epoch,
-                       "val_macro_f1": rep.best_val_metric}
+        report[key] = {
+            "seconds": dt,
+            "epochs": rep.epochs_run,
+            "best_epoch": rep.best_epoch,
+            "val_macro_f1": rep.best_val_metric,
+        }
         print(key, report[key], flush=True)
-json.dump(report, open(out / "gpu_report.json", "w"), indent=1)
+(out / "gpu_report.json").write_text(json.dumps(report, indent=1))

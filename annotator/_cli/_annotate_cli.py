@@ -20,8 +20,13 @@ from ._common import Timer, emit, json_option, open_cli_store, progress_bars, re
 @click.option("--adata", "adata_path", required=True, help="Query cells (.h5ad).")
 @click.option("--out", "out_path", default=None, help="Write the annotated AnnData here (.h5ad).")
 @click.option("--k", type=int, default=10, show_default=True, help="Neighbours that vote.")
-@click.option("--min-confidence", type=float, default=0.0, show_default=True,
-              help="Vote share under which a cell is called Unknown (0: off).")
+@click.option(
+    "--min-confidence",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Vote share under which a cell is called Unknown (0: off).",
+)
 @click.option("--version", "version", type=int, default=None, help="Reference version (default: current).")
 @click.option("--encoder", default=None, help="Refuse to run unless the reference uses this encoder.")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
@@ -36,13 +41,22 @@ def annotate_cmd(**opts: Any) -> None:
     as_json = opts.pop("as_json")
     with timer.step("read"):
         adata = read_h5ad(opts["adata_path"])
-    with open_cli_store(opts["store"], read_only=True, create=False) as store, \
-            progress_bars(enabled=not as_json) as report:
+    with (
+        open_cli_store(opts["store"], read_only=True, create=False) as store,
+        progress_bars(enabled=not as_json) as report,
+    ):
         with timer.step("annotate"):
             res = annotate(
-                adata, reference=opts["reference"], store=store, k=opts["k"],
-                min_confidence=opts["min_confidence"], version=opts["version"], encoder=opts["encoder"],
-                gene_column=opts["gene_column"], explain=opts["explain"], progress=report,
+                adata,
+                reference=opts["reference"],
+                store=store,
+                k=opts["k"],
+                min_confidence=opts["min_confidence"],
+                version=opts["version"],
+                encoder=opts["encoder"],
+                gene_column=opts["gene_column"],
+                explain=opts["explain"],
+                progress=report,
             )
     res.to_adata(adata, key_added=opts["key_added"])
     if opts["out_path"]:
@@ -50,14 +64,25 @@ def annotate_cmd(**opts: Any) -> None:
             adata.write_h5ad(opts["out_path"])
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
-    data = {"n_cells": int(adata.n_obs), "reference": opts["reference"], "version": res.params.version,
-            "labels": dict(zip(labels.tolist(), counts.tolist(), strict=True)), "unknown": n_unknown,
-            "cells_per_s": adata.n_obs / max(timer.steps["annotate"], 1e-9), "seconds": timer.steps,
-            "out": opts["out_path"]}
-    emit(data, as_json=as_json, text=(
-        f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
-        f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown"
-        + (f"; wrote {opts['out_path']}" if opts["out_path"] else "")))
+    data = {
+        "n_cells": int(adata.n_obs),
+        "reference": opts["reference"],
+        "version": res.params.version,
+        "labels": dict(zip(labels.tolist(), counts.tolist(), strict=True)),
+        "unknown": n_unknown,
+        "cells_per_s": adata.n_obs / max(timer.steps["annotate"], 1e-9),
+        "seconds": timer.steps,
+        "out": opts["out_path"],
+    }
+    emit(
+        data,
+        as_json=as_json,
+        text=(
+            f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
+            f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown"
+            + (f"; wrote {opts['out_path']}" if opts["out_path"] else "")
+        ),
+    )
 
 
 def demo_split(adata: Any, label_key: str, *, test_size: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
@@ -87,12 +112,16 @@ def classification_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, flo
 @cli.command("demo")
 @click.option("--store", default="./cellvec-demo-store", show_default=True, help="Store for the demo.")
 @click.option("--encoder", default="minilm", show_default=True, help="Gene text encoder.")
-@click.option("--mode", type=click.Choice(["paper", "genept", "expression", "hybrid"]), default=None,
-              help="Cell vector mode (default: the build default).")
+@click.option(
+    "--mode",
+    type=click.Choice(["paper", "genept", "expression", "hybrid"]),
+    default=None,
+    help="Cell vector mode (default: the build default).",
+)
 @click.option("--refine", type=click.Choice(["none", "supcon"]), default="none", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the 80/20 split.")
 @json_option
-def demo_cmd(store: str, encoder: str, mode: str | None, refine: str, seed: int, as_json: bool) -> None:
+def demo_cmd(*, store: str, encoder: str, mode: str | None, refine: str, seed: int, as_json: bool) -> None:
     """Build a reference from 80% of pbmc68k_reduced, annotate the other 20% and print the metrics."""
     import warnings
 
@@ -114,19 +143,31 @@ def demo_cmd(store: str, encoder: str, mode: str | None, refine: str, seed: int,
         warnings.simplefilter("ignore")
         adata = sc.datasets.pbmc68k_reduced().raw.to_adata()
     ref, query = demo_split(adata, "bulk_labels", seed=seed)
-    spec = CellVectorSpec(mode=mode or DEFAULT_MODE, encoder=encoder, species="human",  # type: ignore[arg-type]
-                          refine=RefineParams(method=refine, seed=seed))  # type: ignore[arg-type]
+    spec = CellVectorSpec(
+        mode=mode or DEFAULT_MODE,
+        encoder=encoder,
+        species="human",  # type: ignore[arg-type]
+        refine=RefineParams(method=refine, seed=seed),
+    )  # type: ignore[arg-type]
     with open_cli_store(store) as st, progress_bars(enabled=not as_json) as report:
         if any(m.name == "pbmc-demo" for m in list_references(st)):
             drop_reference(st, "pbmc-demo")
         with timer.step("build reference"):
-            rec = build_reference(ref, store=st, name="pbmc-demo", label_key="bulk_labels", spec=spec,
-                                  progress=report)
+            rec = build_reference(
+                ref, store=st, name="pbmc-demo", label_key="bulk_labels", spec=spec, progress=report
+            )
         with timer.step("annotate"):
             res = annotate(query, reference="pbmc-demo", store=st, k=10, progress=report)
     metrics = classification_metrics(query.obs["bulk_labels"].to_numpy(), res.labels)
-    data = {"reference_cells": ref.n_obs, "query_cells": query.n_obs, "mode": rec.spec.mode,
-            "encoder": encoder, "refine": refine, "metrics": metrics, "seconds": timer.steps}
+    data = {
+        "reference_cells": ref.n_obs,
+        "query_cells": query.n_obs,
+        "mode": rec.spec.mode,
+        "encoder": encoder,
+        "refine": refine,
+        "metrics": metrics,
+        "seconds": timer.steps,
+    }
     lines = [
         f"pbmc68k_reduced: {ref.n_obs} reference / {query.n_obs} query cells, {len(rec.labels)} labels; "
         f"mode={rec.spec.mode}, encoder={encoder}, refine={refine}, k=10",

@@ -20,7 +20,7 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     return items or None
 
 
-@cli.command("bench")
+@cli.group("bench", invoke_without_command=True)
 @click.option(
     "--adata", "adata_path", default=None, help="Labelled cells (.h5ad); the reference with --query-adata."
 )
@@ -81,11 +81,15 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--no-umap", is_flag=True, help="Draw PCA instead of UMAP projections (faster).")
 @click.option("--n-jobs", type=int, default=2, show_default=True, help="Processes for CellTypist's fits.")
 @json_option
-def bench_cmd(**opts: Any) -> None:
+@click.pass_context
+def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     """Benchmark cellvec against Seurat-like KNN, CellTypist, logistic regression and GenePT-w.
 
-    Writes OUT/report.md, OUT/report.html, OUT/figures/*.png and OUT/results.json.
+    Writes OUT/report.md, OUT/report.html, OUT/figures/*.png and OUT/results.json. ``cellvec bench scale``
+    measures build, memory and search at reference sizes up to millions of cells.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from annotator._bench import BenchConfig, from_files, load_dataset, run_bench, write_report
 
     if opts["seeds"] < 1:
@@ -142,3 +146,12 @@ def bench_cmd(**opts: Any) -> None:
         as_json=opts["as_json"],
         text="\n".join(lines),
     )
+
+
+def _attach_scale() -> None:
+    from ._scale_cli import scale_cmd
+
+    bench_cmd.add_command(scale_cmd)
+
+
+_attach_scale()

@@ -19,8 +19,9 @@ from ._common import Timer, emit, json_option, open_cli_store, progress_bars, st
 @click.option("--species", type=click.Choice(["human", "mouse"]), default="human", show_default=True)
 @click.option("--encoder", envvar="CELLVEC_ENCODER", default="minilm", show_default=True)
 @json_option
-def index_cmd(store: str, genes_file: str | None, all_genes: bool, species: str, encoder: str,
-              as_json: bool) -> None:
+def index_cmd(
+    *, store: str, genes_file: str | None, all_genes: bool, species: str, encoder: str, as_json: bool
+) -> None:
     """Embed the descriptions of the listed genes (or all genes); stored vectors are never recomputed."""
     from indexer import GeneCatalog, GeneIndex, get_encoder
 
@@ -44,10 +45,21 @@ def index_cmd(store: str, genes_file: str | None, all_genes: bool, species: str,
     with open_cli_store(store) as st, progress_bars(enabled=not as_json) as report, timer.step("index"):
         index = GeneIndex(st, get_encoder(encoder), catalog)
         _, found = index.vectors(symbols, progress=lambda d, t: report("embedding genes", d, t))
-    data = {"genes": len(symbols), "with_vector": int(found.sum()), "embedded": index.last_embedded,
-            "unknown": unknown[:20], "encoder": index.encoder.id, "collection": index.collection,
-            "seconds": timer.steps["index"]}
-    emit(data, as_json=as_json, text=(
-        f"{int(found.sum())} of {len(symbols)} genes have {index.encoder.id} vectors; embedded "
-        f"{index.last_embedded} new in {timer.steps['index']:.1f} s"
-        + (f"; {len(unknown)} names not found (e.g. {', '.join(unknown[:5])})" if unknown else "")))
+    data = {
+        "genes": len(symbols),
+        "with_vector": int(found.sum()),
+        "embedded": index.last_embedded,
+        "unknown": unknown[:20],
+        "encoder": index.encoder.id,
+        "collection": index.collection,
+        "seconds": timer.steps["index"],
+    }
+    emit(
+        data,
+        as_json=as_json,
+        text=(
+            f"{int(found.sum())} of {len(symbols)} genes have {index.encoder.id} vectors; embedded "
+            f"{index.last_embedded} new in {timer.steps['index']:.1f} s"
+            + (f"; {len(unknown)} names not found (e.g. {', '.join(unknown[:5])})" if unknown else "")
+        ),
+    )

@@ -6,8 +6,6 @@ from typing import Any
 
 import click
 
-from indexer import InputError
-
 from ._app import reference
 from ._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
 from ._spec_options import spec_from_options, spec_options
@@ -31,7 +29,9 @@ def infer_species_of(adata: Any, species: str | None, gene_column: str | None) -
 @click.option("--dataset-key", default=None, help="obs column naming each cell's dataset or batch.")
 @click.option("--dataset", default="", help="Dataset name for every cell (when --dataset-key is not given).")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
-@click.option("--housekeeping", "hk_path", default=None, help="Housekeeping gene list for SupCon's second view.")
+@click.option(
+    "--housekeeping", "hk_path", default=None, help="Housekeeping gene list for SupCon's second view."
+)
 @spec_options
 @json_option
 def build_cmd(**opts: Any) -> None:
@@ -51,22 +51,42 @@ def build_cmd(**opts: Any) -> None:
     with open_cli_store(opts.pop("store")) as store, progress_bars(enabled=not as_json) as report:
         with timer.step("build"):
             rec = build_reference(
-                adata, store=store, name=opts["name"], label_key=opts["label_key"], spec=spec,
-                dataset_key=opts["dataset_key"], dataset=opts["dataset"], gene_column=opts["gene_column"],
-                housekeeping=hk, progress=report,
+                adata,
+                store=store,
+                name=opts["name"],
+                label_key=opts["label_key"],
+                spec=spec,
+                dataset_key=opts["dataset_key"],
+                dataset=opts["dataset"],
+                gene_column=opts["gene_column"],
+                housekeeping=hk,
+                progress=report,
             )
-    data = {"reference": rec.reference, "version": rec.version, "n_cells": rec.n_cells, "labels": rec.labels,
-            "dim": rec.dim, "mode": rec.spec.mode, "encoder": rec.spec.encoder, "seconds": timer.steps}
-    emit(data, as_json=as_json, text=(
-        f"reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, {len(rec.labels)} labels, "
-        f"{rec.dim}-d {rec.spec.mode} vectors ({rec.spec.encoder}, refine={rec.spec.refine.method}) "
-        f"in {timer.steps['build']:.1f} s"))
+    data = {
+        "reference": rec.reference,
+        "version": rec.version,
+        "n_cells": rec.n_cells,
+        "labels": rec.labels,
+        "dim": rec.dim,
+        "mode": rec.spec.mode,
+        "encoder": rec.spec.encoder,
+        "seconds": timer.steps,
+    }
+    emit(
+        data,
+        as_json=as_json,
+        text=(
+            f"reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, {len(rec.labels)} labels, "
+            f"{rec.dim}-d {rec.spec.mode} vectors ({rec.spec.encoder}, refine={rec.spec.refine.method}) "
+            f"in {timer.steps['build']:.1f} s"
+        ),
+    )
 
 
 @reference.command("list")
 @store_option
 @json_option
-def list_cmd(store: str, as_json: bool) -> None:
+def list_cmd(*, store: str, as_json: bool) -> None:
     """List the references in a store with their current version."""
     from indexer import list_references
 
@@ -75,8 +95,15 @@ def list_cmd(store: str, as_json: bool) -> None:
     rows = []
     for m in mans:
         rec = m.record()
-        rows.append({"name": m.name, "current": m.current, "versions": [v.version for v in m.versions],
-                     "n_cells": rec.n_cells if rec else 0, "mode": rec.spec.mode if rec else None})
+        rows.append(
+            {
+                "name": m.name,
+                "current": m.current,
+                "versions": [v.version for v in m.versions],
+                "n_cells": rec.n_cells if rec else 0,
+                "mode": rec.spec.mode if rec else None,
+            }
+        )
     text = "\n".join(f"{r['name']}\tv{r['current']}\t{r['n_cells']} cells\t{r['mode']}" for r in rows)
     emit({"references": rows}, as_json=as_json, text=text or "no references")
 
@@ -85,7 +112,7 @@ def list_cmd(store: str, as_json: bool) -> None:
 @store_option
 @click.option("--name", required=True, help="Reference name.")
 @json_option
-def info_cmd(store: str, name: str, as_json: bool) -> None:
+def info_cmd(*, store: str, name: str, as_json: bool) -> None:
     """Show a reference's build record, versions, cells per label and datasets."""
     from indexer import load_manifest, resolve_version, version_collection
 
@@ -96,10 +123,10 @@ def info_cmd(store: str, name: str, as_json: bool) -> None:
     data = {"manifest": man.model_dump(mode="json"), "datasets": datasets}
     lines = [f"reference '{name}': current v{man.current}"]
     for v in man.versions:
-        lines.append(f"  v{v.version} [{v.status}] {v.n_cells} cells, mode={v.spec.mode}, encoder={v.spec.encoder},"
-                     f" refine={v.spec.refine.method}, created {v.created:%Y-%m-%d %H:%M}")
+        lines.append(
+            f"  v{v.version} [{v.status}] {v.n_cells} cells, mode={v.spec.mode}, encoder={v.spec.encoder},"
+            f" refine={v.spec.refine.method}, created {v.created:%Y-%m-%d %H:%M}"
+        )
     lines.append("labels: " + ", ".join(f"{k}={c}" for k, c in sorted(rec.labels.items())))
     lines.append("datasets: " + ", ".join(f"{k or '(none)'}={c}" for k, c in sorted(datasets.items())))
-    if not man.versions:
-        raise InputError(f"reference '{name}' has no versions")
     emit(data, as_json=as_json, text="\n".join(lines))

@@ -42,7 +42,9 @@ def test_result_to_adata_writes_documented_fields(edge_store, adata, query_adata
         assert key in out.obs
     assert out.obsm["X_cellvec"].shape == (query_adata.n_obs, 32)
     params = out.uns["cellvec"]["params"]
-    assert params["reference"] == "ref" and params["version"] == 1 and params["k"] == 5
+    assert params["reference"] == "ref"
+    assert params["version"] == 1
+    assert params["k"] == 5
     assert "cellvec_label" not in query_adata.obs
 
 
@@ -53,7 +55,8 @@ def test_unknown_threshold_and_cells_without_described_genes(edge_store, adata, 
     x[0, :] = 0  # a cell without any expressed gene
     q.X = sp.csr_matrix(x)
     res = annotate(q, reference="ref", store=edge_store, k=10, min_confidence=1.0)
-    assert res.labels[0] == UNKNOWN and res.reasons[0] == "no described expressed gene"
+    assert res.labels[0] == UNKNOWN
+    assert res.reasons[0] == "no described expressed gene"
     low = res.confidence < 1.0
     assert (res.labels[low] == UNKNOWN).all()
     assert all(r.startswith("confidence below") for r in res.reasons[low & (res.confidence > 0)])
@@ -73,9 +76,12 @@ def test_bad_k_unknown_reference_and_encoder_mismatch(edge_store, adata, query_a
 
 def test_rebuild_makes_a_new_version_and_keeps_the_old(edge_store, adata, fast_spec):
     build_reference(adata, store=edge_store, name="ref", label_key="cell_type", spec=fast_spec)
-    rec2 = build_reference(adata[:80].copy(), store=edge_store, name="ref", label_key="cell_type", spec=fast_spec)
+    rec2 = build_reference(
+        adata[:80].copy(), store=edge_store, name="ref", label_key="cell_type", spec=fast_spec
+    )
     man = load_manifest(edge_store, "ref")
-    assert rec2.version == 2 and man.current == 2
+    assert rec2.version == 2
+    assert man.current == 2
     assert [v.n_cells for v in man.versions] == [120, 80]
     res = annotate(adata, reference="ref", store=edge_store, k=3, version=1)
     assert res.params.version == 1
@@ -87,7 +93,8 @@ def test_gene_vectors_are_embedded_once(edge_store, adata, fast_spec):
     index = GeneIndex(edge_store, get_encoder(FAST_ENCODER), GeneCatalog.load("human"))
     symbols = ["CD3E", "MS4A1", "LYZ"]
     v1, found = index.vectors(symbols)
-    assert found.all() and index.last_embedded == 3
+    assert found.all()
+    assert index.last_embedded == 3
     v2, _ = index.vectors([*symbols, "GNLY"])
     assert index.last_embedded == 1
     np.testing.assert_allclose(v1, v2[:3])

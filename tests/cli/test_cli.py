@@ -26,13 +26,46 @@ def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
 
 def test_reference_build_annotate_list_info(files, capsys):
     store = str(files["store"])
-    built = run_json(capsys, ["reference", "build", "--store", store, "--name", "pbmc", "--adata", str(files["ref"]),
-                              "--label-key", "cell_type", "--encoder", FAST_ENCODER, "--dataset-key", "batch",
-                              "--json"])
-    assert built["n_cells"] == 100 and built["version"] == 1 and built["mode"]
-    out = run_json(capsys, ["annotate", "--store", store, "--reference", "pbmc", "--adata", str(files["query"]),
-                            "--out", str(files["out"]), "--json"])
-    assert out["n_cells"] == 32 and sum(out["labels"].values()) == 32
+    built = run_json(
+        capsys,
+        [
+            "reference",
+            "build",
+            "--store",
+            store,
+            "--name",
+            "pbmc",
+            "--adata",
+            str(files["ref"]),
+            "--label-key",
+            "cell_type",
+            "--encoder",
+            FAST_ENCODER,
+            "--dataset-key",
+            "batch",
+            "--json",
+        ],
+    )
+    assert built["n_cells"] == 100
+    assert built["version"] == 1
+    assert built["mode"]
+    out = run_json(
+        capsys,
+        [
+            "annotate",
+            "--store",
+            store,
+            "--reference",
+            "pbmc",
+            "--adata",
+            str(files["query"]),
+            "--out",
+            str(files["out"]),
+            "--json",
+        ],
+    )
+    assert out["n_cells"] == 32
+    assert sum(out["labels"].values()) == 32
     annotated = ad.read_h5ad(files["out"])
     truth = annotated.obs["cell_type"].astype(str)
     assert (annotated.obs["cellvec_label"].astype(str) == truth).mean() >= 0.9
@@ -47,22 +80,38 @@ def test_reference_build_annotate_list_info(files, capsys):
 def test_genes_index_embeds_once(tmp_path, capsys):
     genes = tmp_path / "genes.txt"
     genes.write_text("CD3E\nms4a1\nNOT_A_GENE\n")
-    argv = ["genes", "index", "--store", str(tmp_path / "s"), "--genes", str(genes), "--encoder", FAST_ENCODER,
-            "--json"]
+    argv = [
+        "genes",
+        "index",
+        "--store",
+        str(tmp_path / "s"),
+        "--genes",
+        str(genes),
+        "--encoder",
+        FAST_ENCODER,
+        "--json",
+    ]
     first = run_json(capsys, argv)
-    assert first["genes"] == 2 and first["embedded"] == 2 and first["unknown"] == ["NOT_A_GENE"]
+    assert first["genes"] == 2
+    assert first["embedded"] == 2
+    assert first["unknown"] == ["NOT_A_GENE"]
     assert run_json(capsys, argv)["embedded"] == 0
 
 
 def test_demo_prints_four_metrics(tmp_path, capsys):
     out = run_json(capsys, ["demo", "--store", str(tmp_path / "demo"), "--encoder", FAST_ENCODER, "--json"])
     assert set(out["metrics"]) == {"accuracy", "weighted_f1", "macro_f1", "kappa"}
-    assert out["reference_cells"] == 560 and out["query_cells"] == 140
+    assert out["reference_cells"] == 560
+    assert out["query_cells"] == 140
     assert out["metrics"]["accuracy"] > 0.5
 
 
 def test_user_error_is_one_line_and_exit_2(files, capsys):
-    code = main(["annotate", "--store", str(files["store"]), "--reference", "x", "--adata", str(files["query"])])
+    code = main(
+        ["annotate", "--store", str(files["store"]), "--reference", "x", "--adata", str(files["query"])]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert err.count("\n") == 1
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
