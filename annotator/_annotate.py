@@ -253,13 +253,13 @@ def annotate(
         scores[sel] = np.where(filled, res.scores[:, :k], np.nan)
         if progress is not None:
             progress("searching", min(start + _QUERY_BATCH, rows.size), rows.size)
-    names = np.array(sorted(record.labels), dtype=object)
-    lookup = {s: c for c, s in enumerate(names)}
-    extra_names = sorted({str(x) for x in np.unique(labs[labs != ""])} - set(lookup))
-    if extra_names:
-        names = np.concatenate([names, np.array(extra_names, dtype=object)])
-        lookup = {s: c for c, s in enumerate(names)}
-    codes = np.vectorize(lambda s: lookup.get(s, -1), otypes=[np.int64])(labs) if n else np.zeros((0, k), int)
+    # Labels present among the neighbours (labels added since the build included), coded in one pass.
+    names, inverse = np.unique(labs.astype(str), return_inverse=True)
+    codes = inverse.reshape(labs.shape).astype(np.int64)
+    if names.size and names[0] == "":
+        codes -= 1  # "" (no neighbour) sorts first: it becomes -1
+        names = names[1:]
+    names = names.astype(object)
     winner, confidence, similarity = vote(codes, np.nan_to_num(scores), len(names))
     labels = np.where(winner >= 0, names[np.maximum(winner, 0)], UNKNOWN).astype(object)
     reasons = np.full(n, "", dtype=object)

@@ -16,9 +16,12 @@ flag files) even when nothing is written. Hence:
 
 - a writer (``read_only=False``) takes an exclusive ``flock`` on ``<root>/.lock``; a second writer gets a
   :class:`StoreError` naming the PID of the first;
-- a reader (``read_only=True``) takes no lock, never writes into the store, and opens each collection it
-  uses from a private copy in a temporary directory (deleted on ``close()``). It keeps working while a
-  writer runs and sees each collection as it was when the reader first touched it. A collection copied
+- a reader (``read_only=True``) never writes points, payloads, meta or blobs. When no writer holds the
+  lock it takes the lock for its lifetime and opens the shards in place (no copy: fast for large
+  references; Edge may touch its own config files on load). While a writer holds the lock, or when the
+  store is on a read-only filesystem, it opens each collection it uses from a sparse private copy in a
+  temporary directory (deleted on ``close()``): it keeps working during the write and sees each
+  collection as it was when the reader first touched it. A collection copied
   in the middle of a write may miss the writes not yet flushed; writers that publish a new reference
   version into a new collection, then switch a meta key, give readers a consistent view.
 """
@@ -167,9 +170,16 @@ class EdgeStore:
         self._lock_fd: int | None = None
         self._tmp: Path | None = None
         self._closed = False
+        self._direct = not read_only
         self._check_or_init(create=create)
         if not read_only:
+            if not _has_room(self.root):
+                raise enospc_error(self.root)  # even loading a shard writes through mmap
             self._acquire_lock()
+        else:
+            # A reader that finds no writer takes the lock itself and reads the shards in place (no copy);
+            # while a writer holds it, or on a read-only filesystem, the reader works on private copies.
+            self._direct = _has_room(self.root) and self._try_reader_lock()
 
     # ---------------------------------------------------------------- opening, locking
 
@@ -225,7 +235,7 @@ class EdgeStore:
             finally:
                 os.close(fd)
             msg = (
-                f"store '{self.root}' is locked by process {pid} (another cellvec write is running); "
+                f"store '{self.root}' is locked by process {pid} (another cellvec command is using it); "
                 "wait for it to finish or stop it"
             )
             raise StoreError(msg) from None
@@ -233,10 +243,29 @@ class EdgeStore:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
+    def _try_reader_lock(self) -> bool:
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
     def _check_writable(self, what: str) -> None:
         self._check_open()
         if self.read_only:
             raise read_only_error(self.location, what)
+        if not what.startswith(("drop", "delete")) and not _has_room(self.root):
+            # Edge writes through memory-mapped files: on a full disk the process dies of SIGBUS instead of
+            # seeing ENOSPC, so refuse before writing while the previous state is intact.
+            raise enospc_error(self.root)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -356,7 +385,7 @@ class EdgeStore:
             )
             raise StoreError(msg) from e
         shard_path = path
-        if self.read_only:
+        if not self._direct:
             shard_path = self._private_copy(name, path)
         shard = self._edge(path, "open collection", lambda: qe.EdgeShard.load(str(shard_path)))
         coll = _Collection(shard, dict(info["vectors"]), IndexParams.from_json(info.get("index", {})), path)
@@ -371,7 +400,7 @@ class EdgeStore:
         for _ in range(3):  # a writer may swap segments while we copy; try again
             shutil.rmtree(dest, ignore_errors=True)
             try:
-                shutil.copytree(path, dest)
+                _copy_sparse(path, dest)
                 return dest
             except (OSError, shutil.Error) as e:
                 last = e
@@ -394,7 +423,7 @@ class EdgeStore:
             text = str(e).splitlines()[0] if str(e) else type(e).__name__
             if "WouldBlock" in text:
                 msg = (
-                    f"collection '{path}' is open in another process (another cellvec write is running); "
+                    f"collection '{path}' is open in another process (another cellvec command is using it); "
                     "wait for it to finish"
                 )
                 raise StoreError(msg) from e
@@ -730,3 +759,28 @@ class EdgeStore:
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
         return f"EdgeStore('{self.location}', {mode})"
+
+
+MIN_FREE_BYTES = 8 * 1024 * 1024
+"""Free space under which writes are refused and readers work on copies (Edge maps files into memory)."""
+
+
+def _has_room(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free >= MIN_FREE_BYTES
+    except OSError:
+        return True
+
+
+def _copy_sparse(src: Path, dest: Path) -> None:
+    """Copy a shard directory keeping its sparse files sparse (Edge preallocates large mmap files)."""
+    import subprocess
+
+    try:
+        subprocess.run(
+            ["cp", "-a", "--sparse=always", "--reflink=auto", str(src), str(dest)],
+            check=True, capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(src, dest)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,9 @@ from indexer._store import IndexParams, open_store
 from indexer._store_edge import EdgeStore
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+COLLECTION_FILE_NAME = "cellvec-collection.json"
 
 
 def _points(n: int, dim: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -122,7 +126,7 @@ def test_interrupted_create_is_not_a_collection(tmp_path: Path) -> None:
 def test_second_writer_in_process_is_refused(built: tuple[Path, list[str], np.ndarray]) -> None:
     root = built[0]
     with open_store(root) as s:
-        with pytest.raises(StoreError, match=f"locked by process {os.getpid()} \\(another cellvec write"):
+        with pytest.raises(StoreError, match=f"locked by process {os.getpid()} \\(another cellvec command"):
             open_store(root)
         s.count("cells")
     open_store(root).close()  # released on close
@@ -177,6 +181,19 @@ def test_readers_work_during_a_write_and_write_nothing(
         with pytest.raises(StoreError, match="opened read-only"):
             r1.optimize("cells")
     assert _snapshot(root) == before
+
+
+def test_reader_without_a_writer_reads_in_place_and_blocks_writers(
+    built: tuple[Path, list[str], np.ndarray],
+) -> None:
+    root, ids, vecs = built
+    with open_store(root, read_only=True) as r:
+        assert r.count("cells") == 200
+        assert not list(Path(tempfile.gettempdir()).glob(f"cellvec-ro-*/cells/{COLLECTION_FILE_NAME}"))
+        with pytest.raises(StoreError, match=f"locked by process {os.getpid()} "):
+            open_store(root)
+    with open_store(root) as w:  # released on close
+        assert w.count("cells") == 200
 
 
 def test_read_only_sees_only_what_was_flushed_when_it_opened(tmp_path: Path) -> None:
