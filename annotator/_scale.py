@@ -494,7 +494,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     store_dir = work / f"store-n{config.n}"
     shutil.rmtree(store_dir, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    spec = CellVectorSpec(mode="paper", encoder=config.encoder_id)
+    spec = CellVectorSpec(mode="paper", encoder=config.encoder_id, keep_views=False)
     row: dict[str, Any] = {"n": config.n, "queries": config.queries, "dim": config.dim, "k": config.k,
                            "encoder": config.encoder_id, "index": index.to_json()}
 

@@ -227,7 +227,7 @@ def encode_cells(
                 msg = "the reference has no expression projection although its mode needs one; rebuild it."
                 raise StoreError(msg)
             assert spec.expression is not None
-            art.expression = fit_expression(x, symbols, spec.expression, seed=spec.refine.seed)
+            art.expression = fit_expression(x, symbols, spec.expression, labels=fit_labels, seed=spec.refine.seed)
         expr = art.expression.transform(x, symbols)
         parts.insert(0, expr)
         parts_v2.insert(0, expr)
@@ -254,7 +254,7 @@ def encode_cells(
     cv = CellVectors(
         final=final.astype(np.float32, copy=False),
         inputs=inputs,
-        inputs_view2=view2 if spec.uses_text() else None,
+        inputs_view2=view2 if spec.stores_view2() else None,
         valid=valid,
         weights=weights,
         symbols=symbols,

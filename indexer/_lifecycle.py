@@ -158,7 +158,7 @@ def add_cells(
         data_dir=data_dir,
         gene_column=gene_column,
         housekeeping=housekeeping,
-        with_view2=spec.uses_text(),
+        with_view2=spec.stores_view2(),
         progress=progress,
         what="new cells",
     )
@@ -365,7 +365,7 @@ def refit(
         params = record.spec.refine if refined else RefineParams(method="supcon")
     params = params.model_copy(update={"method": "supcon"})
     source = INPUT_VECTOR if refined else CELL_VECTOR
-    has_view2 = record.spec.uses_text()
+    has_view2 = record.spec.stores_view2()
     cols = _read_cells(store, record, [source, VIEW2_VECTOR] if has_view2 else [source], progress=progress)
     view1 = cols[source]
     view2 = cols[VIEW2_VECTOR] if has_view2 else view1

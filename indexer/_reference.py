@@ -203,7 +203,7 @@ def build_reference(
         gene_column=gene_column,
         housekeeping=housekeeping,
         fit_labels=labels,
-        with_view2=spec.uses_text(),
+        with_view2=spec.stores_view2(),
         progress=progress,
         what="reference",
     )

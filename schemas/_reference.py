@@ -45,18 +45,27 @@ class PoolingParams(Record):
 
 
 class ExpressionParams(Record):
-    """The expression view: a PCA projection of log-normalised expression on a fixed gene panel.
+    """The expression view: projections of log-normalised expression fitted on the reference at build time.
 
     Parameters
     ----------
     n_genes
-        Number of highly variable reference genes in the panel.
+        Number of highly variable reference genes in the PCA panel.
     n_components
         Number of principal components.
+    head
+        ``"pca"``: the unit PCA scores only (the Seurat-like view); ``"pca+logistic"``: the unit PCA scores
+        concatenated with the unit (per-cell centred) class scores of a multinomial logistic regression
+        fitted on the reference's log-expression over all its genes, so that cosine neighbours agree on what
+        separates the reference's labels.
+    c
+        Inverse L2 regularisation strength of the logistic regression.
     """
 
     n_genes: int = Field(default=2000, ge=10)
     n_components: int = Field(default=50, ge=2)
+    head: Literal["pca", "pca+logistic"] = "pca+logistic"
+    c: float = Field(default=1.0, gt=0)
 
 
 class RefineParams(Record):
@@ -131,6 +140,10 @@ class CellVectorSpec(Record):
         Weight of the unit text vector in ``"hybrid"`` mode (the expression part gets ``1 - text_weight``).
     refine
         Refinement parameters.
+    keep_views
+        Store SupCon's second view (housekeeping genes removed) beside every reference cell, so that
+        ``refit`` needs no h5ad. Turning it off halves the stored vectors of an unrefined reference (atlas
+        scale); ``refit`` then uses the first view twice.
     """
 
     mode: CellMode = DEFAULT_MODE
@@ -140,6 +153,7 @@ class CellVectorSpec(Record):
     expression: ExpressionParams | None = None
     text_weight: float = Field(default=0.5, ge=0, le=1)
     refine: RefineParams = RefineParams()
+    keep_views: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +167,10 @@ class CellVectorSpec(Record):
     def uses_text(self) -> bool:
         """Return whether gene text vectors enter the cell vector."""
         return self.mode != "expression"
+
+    def stores_view2(self) -> bool:
+        """Return whether reference cells keep SupCon's second view as a named vector."""
+        return self.uses_text() and (self.keep_views or self.refine.method != "none")
 
     def uses_expression(self) -> bool:
         """Return whether the expression view enters the cell vector."""

@@ -47,7 +47,7 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory(prefix="cellvec-bench-annotate-")
     store_dir = Path(args.store) if args.store else Path(tmp.name) / "store"
     symbols = pick_genes(args.n_genes)
-    spec = CellVectorSpec(mode="paper", encoder=args.encoder)
+    spec = CellVectorSpec(mode="paper", encoder=args.encoder, keep_views=False)
     out: dict[str, object] = {"reference_cells": args.reference_cells, "queries": args.queries,
                               "encoder": args.encoder, "n_genes": len(symbols)}
     with open_store(store_dir) as store:

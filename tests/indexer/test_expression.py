@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from indexer import StoreError
+from indexer._expression import ExpressionProjection, fit_expression
+from indexer._pool import log_normalise
+from schemas import ExpressionParams
+
+from ..conftest import make_adata
+
+
+def _data(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    a = make_adata(20, seed=seed)
+    return log_normalise(sp.csr_matrix(a.X)), np.asarray(a.var_names, dtype=object), a.obs["cell_type"].to_numpy()
+
+
+def test_pca_head_is_unit_and_panel_limited():
+    x, symbols, _ = _data()
+    proj = fit_expression(x, symbols, ExpressionParams(n_genes=20, n_components=5, head="pca"))
+    assert proj.genes.size == 20
+    assert proj.head_coef is None
+    v = proj.transform(x, symbols)
+    assert v.shape == (x.shape[0], 5)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, rtol=1e-5)
+
+
+def test_logistic_head_adds_one_score_per_class_and_separates_labels():
+    x, symbols, labels = _data()
+    proj = fit_expression(x, symbols, ExpressionParams(n_genes=20, n_components=5), labels=labels)
+    assert proj.dim == 5 + 4
+    assert sorted(proj.head_classes) == sorted(set(labels))
+    xq, _, yq = _data(seed=7)
+    v = proj.transform(xq, symbols)
+    head = v[:, 5:]
+    # The largest class score names the true label of held-out cells.
+    assert np.mean(proj.head_classes[np.argmax(head, axis=1)] == yq) > 0.95
+
+
+def test_query_genes_are_aligned_by_symbol_and_missing_genes_tolerated():
+    x, symbols, labels = _data()
+    proj = fit_expression(x, symbols, ExpressionParams(n_genes=20, n_components=5), labels=labels)
+    order = np.random.default_rng(0).permutation(symbols.size)
+    np.testing.assert_allclose(proj.transform(x[:, order], symbols[order]), proj.transform(x, symbols), atol=1e-5)
+    keep = order[: symbols.size - 5]
+    v = proj.transform(x[:, keep], symbols[keep])
+    assert np.isfinite(v).all()
+
+
+def test_round_trip_and_tamper_check():
+    import hashlib
+
+    x, symbols, labels = _data()
+    proj = fit_expression(x, symbols, ExpressionParams(n_genes=20, n_components=5), labels=labels)
+    data = proj.to_bytes()
+    again = ExpressionProjection.from_bytes(data, expected_sha256=hashlib.sha256(data).hexdigest())
+    np.testing.assert_allclose(again.transform(x, symbols), proj.transform(x, symbols))
+    with pytest.raises(StoreError, match="altered or truncated"):
+        ExpressionProjection.from_bytes(data[:-10], expected_sha256=hashlib.sha256(data).hexdigest())
