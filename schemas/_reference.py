@@ -116,7 +116,7 @@ class RefineParams(Record):
 CellMode = Literal["paper", "genept", "expression", "hybrid"]
 """Named ways of turning a cell into a vector (see :class:`CellVectorSpec`)."""
 
-DEFAULT_MODE: CellMode = "paper"
+DEFAULT_MODE: CellMode = "hybrid"
 """Mode of ``cellvec reference build`` when none is given; chosen by the benchmark (see the README)."""
 
 
@@ -151,7 +151,7 @@ class CellVectorSpec(Record):
     species: Species = "human"
     pooling: PoolingParams = PoolingParams()
     expression: ExpressionParams | None = None
-    text_weight: float = Field(default=0.5, ge=0, le=1)
+    text_weight: float = Field(default=0.2, ge=0, le=1)
     refine: RefineParams = RefineParams()
     keep_views: bool = True
 

@@ -55,9 +55,16 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--n-pcs", type=int, default=50, show_default=True, help="Expression view: components."),
         click.option(
+            "--expression-head",
+            type=click.Choice(["pca", "pca+logistic"]),
+            default="pca+logistic",
+            show_default=True,
+            help="Expression view: PCA only, or PCA plus class scores of a logistic regression on the reference.",
+        ),
+        click.option(
             "--text-weight",
             type=float,
-            default=0.5,
+            default=CellVectorSpec.model_fields["text_weight"].default,
             show_default=True,
             help="Hybrid mode: share of the cosine similarity given to the text view.",
         ),
@@ -85,7 +92,9 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def spec_from_options(opts: dict[str, Any], *, species: str) -> CellVectorSpec:
     """Build the spec from the parsed options (removing them from ``opts``)."""
     mode = opts.pop("mode")
-    expression = ExpressionParams(n_genes=opts.pop("n_hvg"), n_components=opts.pop("n_pcs"))
+    expression = ExpressionParams(
+        n_genes=opts.pop("n_hvg"), n_components=opts.pop("n_pcs"), head=opts.pop("expression_head")
+    )
     pooling = PoolingParams(
         top_n=opts.pop("top_n"),
         weighting=opts.pop("weighting"),
