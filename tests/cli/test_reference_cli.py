@@ -60,7 +60,7 @@ def test_reference_lifecycle_commands(files: dict[str, Path], capsys: pytest.Cap
     store = str(files["store"])
     common = ["--store", store, "--name", "pbmc"]
     built = run_json(capsys, ["reference", "build", *common, "--adata", str(files["ref"]), "--label-key",
-                              "cell_type", "--encoder", FAST_ENCODER, "--dataset", "run1"])
+                              "cell_type", "--encoder", FAST_ENCODER, "--dataset", "run1", "--mode", "paper"])
     assert (built["version"], built["n_cells"]) == (1, 60)
     # (No annotation yet: a read-only annotate cannot embed the NK genes that no reference cell uses.)
 
