@@ -159,7 +159,7 @@ class CellVectorSpec(Record):
     @classmethod
     def _expression_default(cls, data: Any) -> Any:
         """Give modes that use the expression view its default parameters when none are given."""
-        needs_view = isinstance(data, dict) and data.get("mode") in ("expression", "hybrid")
+        needs_view = isinstance(data, dict) and data.get("mode", DEFAULT_MODE) in ("expression", "hybrid")
         if needs_view and data.get("expression") is None:
             return {**data, "expression": ExpressionParams()}
         return data

@@ -192,7 +192,7 @@ def test_ctrl_c_during_a_build_is_one_line_130_and_resumes(
     proc = cellvec([*build, "--encoder", "openai:text-embedding-3-small"], openai_env)
     wait_for(lambda: server.n_requests >= n0 + 2, proc, "the embedding request")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=150)
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == [
         "error: interrupted; the store is consistent and the next run resumes."

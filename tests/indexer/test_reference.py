@@ -64,6 +64,7 @@ def test_build_record_and_vectors(adata: ad.AnnData, store: VectorStore, fast_sp
 
 def test_refined_build_keeps_input_and_view2(adata: ad.AnnData, edge_store: VectorStore) -> None:
     spec = CellVectorSpec(
+        mode="paper",
         encoder="random:32",
         refine=RefineParams(method="supcon", hidden_dim=16, out_dim=8, proj_dim=8, epochs=2),
     )
