@@ -127,7 +127,8 @@ class GeneIndex:
         todo = [s for s in with_text if s not in stored]
         self.last_embedded = len(todo)
         if todo:
-            self._ensure_collection()
+            if not getattr(self.store, "read_only", False):
+                self._ensure_collection()
             todo_texts = [texts[s].text for s in todo]  # type: ignore[union-attr]
             n_trunc = count_truncated(self.encoder, todo_texts)
             if n_trunc:
@@ -139,18 +140,22 @@ class GeneIndex:
                 )
             logger.info("embedding %d gene descriptions with %s", len(todo), self.encoder.id)
 
+            # A store opened read-only (annotate, search) embeds what it lacks for this call only.
+            writable = not getattr(self.store, "read_only", False)
+
             def persist(vecs: np.ndarray, start: int, stop: int) -> None:
                 part = todo[start:stop]
-                recs = [self._record(texts[s]) for s in part]  # type: ignore[arg-type]
-                self.store.upsert(
-                    self.collection,
-                    ids=[ids[s] for s in part],
-                    vectors={GENE_VECTOR: vecs.astype(np.float32)},
-                    payloads=[r.model_dump() for r in recs],
-                )
+                if writable:
+                    recs = [self._record(texts[s]) for s in part]  # type: ignore[arg-type]
+                    self.store.upsert(
+                        self.collection,
+                        ids=[ids[s] for s in part],
+                        vectors={GENE_VECTOR: vecs.astype(np.float32)},
+                        payloads=[r.model_dump() for r in recs],
+                    )
+                    self.store.flush()
                 for s, v in zip(part, vecs, strict=True):
                     stored[s] = v
-                self.store.flush()
                 if progress is not None:
                     progress(stop, len(todo))
 

@@ -98,3 +98,18 @@ def test_gene_vectors_are_embedded_once(edge_store, adata, fast_spec):
     v2, _ = index.vectors([*symbols, "GNLY"])
     assert index.last_embedded == 1
     np.testing.assert_allclose(v1, v2[:3])
+
+
+def test_read_only_annotate_embeds_missing_genes_without_writing(tmp_path, adata, query_adata, fast_spec):
+    from indexer import gene_collection_name, open_store
+
+    no_nk = adata[adata.obs["cell_type"] != "NK cell"].copy()
+    with open_store(tmp_path / "s") as st:
+        build_reference(no_nk, store=st, name="ref", label_key="cell_type", spec=fast_spec)
+        n_genes = st.count(gene_collection_name(FAST_ENCODER))
+    with open_store(tmp_path / "s", read_only=True, create=False) as ro:
+        res = annotate(query_adata, reference="ref", store=ro, k=3)
+    assert res.labels.size == query_adata.n_obs
+    assert (res.labels != UNKNOWN).all()
+    with open_store(tmp_path / "s") as st:
+        assert st.count(gene_collection_name(FAST_ENCODER)) == n_genes  # nothing written by the reader
