@@ -98,9 +98,17 @@ def one_line_error(err: str, code: int, *, exit_code: int = 2) -> str:
     return lines[-1]
 
 
+# A runner started in the background (nohup, `cmd &`) ignores SIGINT and its children inherit that; the CLI
+# is started with Python's interactive Ctrl-C handler, as in a terminal.
+_CLI = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'cellvec'; runpy.run_module('annotator._cli', run_name='__main__')"
+)
+
+
 def cellvec(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "annotator._cli", *args],
+        [sys.executable, "-c", _CLI, *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,
