@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -536,5 +536,3 @@ def drop_reference(store: VectorStore, name: str) -> None:
     store.delete_meta(manifest_key(name))
     store.flush()
 
-
-ProgressFn = Callable[[str, int, int], None]
