@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import tempfile
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,7 +186,7 @@ def test_readers_work_during_a_write_and_write_nothing(
 def test_reader_without_a_writer_reads_in_place_and_blocks_writers(
     built: tuple[Path, list[str], np.ndarray],
 ) -> None:
-    root, ids, vecs = built
+    root, _ids, _vecs = built
     with open_store(root, read_only=True) as r:
         assert r.count("cells") == 200
         assert not list(Path(tempfile.gettempdir()).glob(f"cellvec-ro-*/cells/{COLLECTION_FILE_NAME}"))
