@@ -388,13 +388,20 @@ def decode_key(filename: str) -> str:
     return unquote(filename)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_ids(ids: Sequence[str]) -> list[str]:
     """Return ids in canonical UUID form; raise :class:`StoreError` naming the first id that is not a UUID."""
     if isinstance(ids, str):
         msg = f"ids must be a sequence of UUID strings, got the single string {ids!r}"
         raise StoreError(msg)
     out: list[str] = []
+    canonical = _CANONICAL_UUID.fullmatch
     for i in ids:
+        if isinstance(i, str) and canonical(i):  # already canonical (cellvec's own ids): no UUID object
+            out.append(i)
+            continue
         try:
             out.append(str(uuid.UUID(str(i))))
         except ValueError:

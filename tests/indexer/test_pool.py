@@ -69,3 +69,20 @@ def test_inverse_frequency_downweights_ubiquitous_genes():
 def test_top_genes_per_cell_orders_by_weight():
     w = sp.csr_matrix(np.array([[0.2, 0.5, 0.3]], dtype=np.float32))
     assert top_genes_per_cell(w, np.array(["A", "B", "C"], dtype=object)) == [["B", "C", "A"]]
+
+
+def test_top_genes_per_cell_matches_a_per_cell_sort_with_ties_and_empty_rows():
+    rng = np.random.default_rng(3)
+    dense = np.round(rng.random((300, 40)) * 4) / 4 * (rng.random((300, 40)) < 0.4)
+    dense[7] = 0  # a cell without genes
+    w = sp.csr_matrix(dense.astype(np.float32))
+    symbols = np.array([f"G{i}" for i in range(40)], dtype=object)
+    for limit in (1, 5, 20):
+        expected = []
+        for row in dense:
+            nz = np.flatnonzero(row)
+            order = nz[np.argsort(-row[nz], kind="stable")][:limit]
+            expected.append([f"G{j}" for j in order])
+        assert top_genes_per_cell(w, symbols, limit=limit) == expected
+    assert top_genes_per_cell(w[7:8], symbols) == [[]]
+    assert top_genes_per_cell(sp.csr_matrix((0, 40), dtype=np.float32), symbols) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from indexer import (
     version_collection,
 )
 from indexer import _reference as ref_module
-from schemas import CellVectorSpec, RefineParams
+from schemas import CellVectorSpec, ReferenceCellPayload, RefineParams
 
 
 class Boom(RuntimeError):
@@ -60,6 +62,21 @@ def test_build_record_and_vectors(adata: ad.AnnData, store: VectorStore, fast_sp
     _, _, _ = reference_vectors(store, "r", using=VIEW2_VECTOR)
     with pytest.raises(StoreError, match="has no vector named 'input'"):
         reference_vectors(store, "r", using=INPUT_VECTOR)  # only refined references keep it
+
+
+def test_stored_payloads_follow_the_schema_and_ids_are_uuid5(
+    adata: ad.AnnData, store: VectorStore, fast_spec: CellVectorSpec
+) -> None:
+    build_reference(adata, store=store, name="r", label_key="cell_type", spec=fast_spec, dataset_key="batch")
+    points = [p for batch in store.scroll(version_collection("r", 1)) for p in batch]
+    assert len(points) == adata.n_obs
+    truth = dict(zip(adata.obs_names, adata.obs["cell_type"].astype(str), strict=True))
+    for p in points:
+        pay = ReferenceCellPayload.model_validate(p.payload)
+        assert pay.reference == "r"
+        assert pay.label == truth[pay.cell_id]
+        assert 1 <= len(pay.top_genes) <= 20
+        assert p.id == str(uuid.uuid5(ref_module._NAMESPACE, f"r\x1f{pay.cell_id}"))
 
 
 def test_refined_build_keeps_input_and_view2(adata: ad.AnnData, edge_store: VectorStore) -> None:
