@@ -30,8 +30,13 @@ def _sizes(value: str) -> list[int]:
               help="Comma-separated reference sizes (cells); each is measured in a fresh process.")
 @click.option("--queries", type=click.IntRange(min=10), default=10_000, show_default=True,
               help="Query cells annotated per size (and searched by each baseline).")
+@click.option("--encoder", default="minilm", show_default=True,
+              help="Gene text encoder whose vectors the cells pool (minilm: real MiniLM vectors of the "
+                   "genes' NCBI descriptions, embedded once into --gene-cache; random:<dim>: instant).")
+@click.option("--gene-cache", default=None, type=click.Path(file_okay=False),
+              help="Store folder caching the gene vectors across sizes and runs. Default: <work-dir>/genes.")
 @click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True,
-              help="Dimension of the random:<dim> gene encoder (384 = MiniLM, 1536 = ada-002).")
+              help="Dimension of the random:<dim> gene encoder when --encoder is random (1536 = ada-002 size).")
 @click.option("--hnsw-m", type=click.IntRange(min=2), default=_DEFAULTS.hnsw_m, show_default=True,
               help="HNSW edges per node (Qdrant and faiss HNSW).")
 @click.option("--ef-construct", type=click.IntRange(min=4), default=_DEFAULTS.hnsw_ef_construct,
@@ -50,9 +55,9 @@ def scale_cmd(**opts: Any) -> None:
     """Build references of each size; report build, memory, disk, annotate throughput and recall.
 
     Cells are synthetic but cluster like real ones: per-class gene programs over about 2,000 real human
-    symbols, pooled through the real pipeline with the random:<dim> encoder. Each size runs the real
-    build_reference and annotate (10,000 query cells by default) on an embedded Qdrant Edge store, then the
-    same queries with faiss (IndexFlatIP, IndexHNSWFlat) and scikit-learn (brute-force cosine).
+    symbols, pooled through the real pipeline from the genes' MiniLM vectors (or random:<dim>). Each size
+    runs the real build_reference and annotate (10,000 query cells by default) on an embedded Qdrant Edge
+    store, then the same queries with faiss (IndexFlatIP, IndexHNSWFlat) and scikit-learn (brute-force cosine).
     """
     from annotator._scale import format_table, run_scale
 
@@ -60,11 +65,22 @@ def scale_cmd(**opts: Any) -> None:
         hnsw_m=opts["hnsw_m"], hnsw_ef_construct=opts["ef_construct"], hnsw_ef=opts["hnsw_ef"],
         quantization=opts["quantization"], on_disk=opts["on_disk"],
     )
+    encoder, dim = opts["encoder"], opts["dim"]
+    if encoder.startswith("random:"):
+        try:
+            dim = int(encoder.split(":", 1)[1])
+        except ValueError:
+            msg = f"--encoder {encoder!r} needs a dimension after 'random:'; pass e.g. random:384."
+            raise InputError(msg) from None
+    elif encoder == "random":
+        encoder = f"random:{dim}"
     rows = []
     for row in run_scale(
-        _sizes(opts["sizes"]), queries=opts["queries"], dim=opts["dim"], index=index,
+        _sizes(opts["sizes"]), queries=opts["queries"], dim=dim, index=index,
         faiss=not opts["skip_faiss"], sklearn=not opts["skip_sklearn"],
         work_dir=None if opts["work_dir"] is None else Path(opts["work_dir"]),
+        encoder=None if encoder.startswith("random:") else encoder,
+        **({} if opts["gene_cache"] is None else {"gene_cache": opts["gene_cache"]}),
     ):
         rows.append(row)
         if opts["as_json"]:

@@ -73,7 +73,7 @@ def test_format_table_puts_sizes_side_by_side() -> None:
 def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Path) -> None:
     result = CliRunner().invoke(
         scale_cmd,
-        ["--sizes", "500,1000", "--queries", "200", "--dim", "32", "--skip-faiss", "--json",
+        ["--sizes", "500,1000", "--queries", "200", "--encoder", "random:32", "--skip-faiss", "--json",
          "--work-dir", str(tmp_path / "work")],
         catch_exceptions=False,
     )
@@ -91,6 +91,11 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
         assert "faiss_flat_recall_at_10" not in r
         assert r["accuracy"] > 0.9
         assert r["index"]["hnsw_m"] == 16
+        assert (r["encoder"], r["dim"]) == ("random:32", 32)
+    # The gene cache is shared by the sizes: the first embeds every gene once, the second none.
+    assert rows[0]["genes_embedded"] == 2000
+    assert rows[1]["genes_embedded"] == 0
+    assert (tmp_path / "work" / "genes").is_dir()
 
 
 def test_scale_command_refuses_bad_sizes() -> None:
