@@ -65,7 +65,7 @@ def cell_point_id(reference: str, cell_id: str) -> str:
     Computed as :func:`uuid.uuid5` does (RFC 4122: SHA-1 of namespace and name, version 5, RFC variant)
     without building ``UUID`` objects, which cost more than the hash on a million cells.
     """
-    h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{reference}\x1f{cell_id}".encode()).digest()[:16])  # noqa: S324
+    h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{reference}\x1f{cell_id}".encode()).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x50
     h[8] = (h[8] & 0x3F) | 0x80
     x = h.hex()
