@@ -84,6 +84,7 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
         assert set(REQUIRED_FIELDS) <= set(r)
         assert r["build_s"] > 0
         assert r["peak_rss_mb"] > 0
+        assert 0 < r["peak_rss_anon_build_mb"] <= r["peak_rss_build_mb"] + 1
         assert r["disk_mb"] > 0
         assert r["annotate_cells_per_s"] > 0
         assert 0.9 <= r["recall_at_10"] <= 1.0
@@ -113,7 +114,7 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
     ref = synthetic_cells(300, pick_genes(300), n_classes=4, program_size=10, n_shared=10, seed=5)
     with open_store(tmp_path / "one") as one, open_store(tmp_path / "chunked") as chunked:
         build_reference(ref, store=one, name=REFERENCE, label_key="cell_type", spec=spec)
-        rec = build_chunked(ref, store=chunked, spec=spec, chunk=70)
+        rec = build_chunked(ref, store=chunked, spec=spec, chunk=70, vectors_to=tmp_path / "v.npy")
         assert rec.n_cells == 300
         v1, l1, i1 = reference_vectors(one, REFERENCE)
         v2, l2, i2 = reference_vectors(chunked, REFERENCE)
@@ -121,5 +122,9 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
         np.testing.assert_array_equal(i1[o1], i2[o2])
         np.testing.assert_array_equal(l1[o1], l2[o2])
         np.testing.assert_allclose(v1[o1], v2[o2], atol=1e-6)
+        saved = np.load(tmp_path / "v.npy")  # the exact-search copy, in obs order
+        row_of = {c: i for i, c in enumerate(ref.obs_names)}
+        assert saved.shape == (300, 32)
+        np.testing.assert_allclose(saved[[row_of[c] for c in i2]], v2, atol=1e-6)
         res = annotate(ref[:20].copy(), reference=REFERENCE, store=chunked)
         assert (res.labels == ref.obs["cell_type"].astype(str).to_numpy()[:20]).all()
