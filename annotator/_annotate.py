@@ -241,6 +241,7 @@ def annotate(
             limit=k,
             payload_fields=["label", "cell_id"],
             exact=exact,
+            with_ids=False,  # the cell ids come from the payloads
         )
         lens = np.array([len(h) for h in res.payloads], dtype=np.int64)
         filled = np.arange(k)[None, :] < lens[:, None]

@@ -208,8 +208,13 @@ class VectorStore(Protocol):
         where: Where | None = None,
         payload_fields: Sequence[str] | None = None,
         exact: bool = False,
+        with_ids: bool = True,
     ) -> SearchResult:
-        """Return the ``limit`` nearest points (cosine) of each row of ``vectors``."""
+        """Return the ``limit`` nearest points (cosine) of each row of ``vectors``.
+
+        ``with_ids=False`` leaves ``ids`` empty (one empty list per query): callers that read what they need
+        from payloads skip converting every hit's point id.
+        """
         ...
 
     def scroll(

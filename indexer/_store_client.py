@@ -379,6 +379,7 @@ class ClientStore:
         where: Where | None = None,
         payload_fields: Sequence[str] | None = None,
         exact: bool = False,
+        with_ids: bool = True,
     ) -> SearchResult:
         """Return the ``limit`` nearest points of each query row (``query_batch_points``, 256 per request)."""
         full, dims, idx = self._coll(name)
@@ -422,7 +423,7 @@ class ClientStore:
                 retry=True,
             )
             for r in res:
-                ids.append([str(h.id) for h in r.points])
+                ids.append([str(h.id) for h in r.points] if with_ids else [])
                 scores.append([h.score for h in r.points])
                 pays.append([dict(h.payload or {}) for h in r.points])
         return SearchResult(ids=ids, scores=pad_scores(scores, limit), payloads=pays)

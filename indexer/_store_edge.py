@@ -498,6 +498,7 @@ class EdgeStore:
         where: Where | None = None,
         payload_fields: Sequence[str] | None = None,
         exact: bool = False,
+        with_ids: bool = True,
     ) -> SearchResult:
         """Return the ``limit`` nearest points of each query row, in batches of 256 queries."""
         coll = self._coll(name)
@@ -534,7 +535,7 @@ class EdgeStore:
             batch = qe.QueryBatchRequest(reqs)
             res = self._edge(coll.path, "query", lambda batch=batch: coll.shard.query_batch(batch))
             for hits in res:
-                ids.append([str(h.id) for h in hits])
+                ids.append([str(h.id) for h in hits] if with_ids else [])
                 scores.append([h.score for h in hits])
                 pays.append([dict(h.payload or {}) for h in hits])
         return SearchResult(ids=ids, scores=pad_scores(scores, limit), payloads=pays)

@@ -174,6 +174,10 @@ def test_query_matches_exact_cosine(filled: Filled) -> None:
     assert res.payloads[0][0] == filled[3][ids.index(res.ids[0][0])]
     exact = store.query("ctest_cells", q, using="pooled", limit=10, exact=True)
     assert exact.ids == res.ids
+    bare = store.query("ctest_cells", q, using="pooled", limit=10, with_ids=False)
+    assert bare.ids == [[] for _ in range(7)]
+    np.testing.assert_allclose(bare.scores, res.scores, atol=1e-6)
+    assert bare.payloads == res.payloads
 
 
 def test_query_where_and_payload_fields(filled: Filled) -> None:
