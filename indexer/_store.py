@@ -111,6 +111,11 @@ class IndexParams:
         With quantization, re-rank candidates with the original vectors.
     oversampling
         With quantization, fetch ``oversampling * limit`` candidates before rescoring.
+    segment_points
+        Embedded store only: index the write buffer into an HNSW segment of its own each time it has
+        received this many points (``0``: one segment, indexed by :meth:`VectorStore.optimize`). Qdrant
+        Edge searches a collection's segments in parallel, one thread each, so segments of about
+        ``n / cores`` points let one search use every core; each smaller graph is also quicker to build.
     shard_number
         Server only: shards of the collection.
     replication_factor
@@ -128,6 +133,7 @@ class IndexParams:
     on_disk: bool = False
     rescore: bool = True
     oversampling: float = 2.0
+    segment_points: int = 0
     shard_number: int = 1
     replication_factor: int = 1
     write_consistency_factor: int = 1

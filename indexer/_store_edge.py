@@ -145,6 +145,8 @@ class _Collection:
         self.dims = dims
         self.index = index
         self.path = path
+        self.unindexed = 0
+        """Points written since the last optimize (by this process)."""
 
 
 class EdgeStore:
@@ -333,7 +335,9 @@ class EdgeStore:
                 m=idx.hnsw_m, ef_construct=idx.hnsw_ef_construct, full_scan_threshold=idx.full_scan_threshold
             ),
             quantization_config=quant,
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=idx.indexing_threshold),
+            optimizers=qe.EdgeOptimizersConfig(
+                indexing_threshold=idx.indexing_threshold, max_segment_size=_max_segment_kb(idx, vectors)
+            ),
         )
         shard = self._edge(path, "create collection", lambda: qe.EdgeShard.create(str(path), config))
         kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
@@ -455,6 +459,11 @@ class EdgeStore:
             ]
             op = qe.UpdateOperation.upsert_points(points)
             self._edge(coll.path, "upsert points", lambda op=op: coll.shard.update(op))
+            coll.unindexed += stop - start
+            if coll.index.segment_points and coll.unindexed >= coll.index.segment_points:
+                # Close this segment: index it now, so that later points fill a new one.
+                self._edge(coll.path, "optimize", coll.shard.optimize)
+                coll.unindexed = 0
 
     def retrieve(
         self, name: str, ids: Sequence[str], *, with_vectors: Sequence[str] = (), payload: bool = True
@@ -634,6 +643,7 @@ class EdgeStore:
         coll = self._coll(name)
         self._edge(coll.path, "optimize", coll.shard.optimize)
         self._edge(coll.path, "flush", coll.shard.flush)
+        coll.unindexed = 0
 
     def flush(self) -> None:
         """Make every write so far durable."""
@@ -764,6 +774,14 @@ class EdgeStore:
 
 MIN_FREE_BYTES = 8 * 1024 * 1024
 """Free space under which writes are refused and readers work on copies (Edge maps files into memory)."""
+
+
+def _max_segment_kb(idx: IndexParams, vectors: Mapping[str, int]) -> int | None:
+    """Qdrant's ``max_segment_size`` (kB of vectors) that keeps the optimiser from merging closed segments."""
+    if not idx.segment_points:
+        return None
+    per_point = 4 * sum(int(d) for d in vectors.values())
+    return max(1, -(-idx.segment_points * per_point // 1024))
 
 
 def _has_room(path: Path) -> bool:

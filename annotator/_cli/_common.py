@@ -17,7 +17,7 @@ from indexer import InputError, Settings, StoreError
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from indexer import VectorStore
+    from indexer import IndexParams, VectorStore
 
 
 def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -31,12 +31,64 @@ def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+_INDEX_OPTIONS = ("hnsw_m", "ef_construct", "hnsw_ef", "quantization", "on_disk", "segment_points", "shards",
+                  "replicas", "write_consistency")
+
+
+def index_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the HNSW, quantization, storage and (server) sharding settings of new collections."""
+    from indexer import IndexParams
+
+    d = IndexParams()
+    opts = [
+        click.option("--hnsw-m", type=click.IntRange(min=2), default=d.hnsw_m, show_default=True,
+                     help="HNSW edges per node (memory and recall grow with it)."),
+        click.option("--ef-construct", type=click.IntRange(min=4), default=d.hnsw_ef_construct,
+                     show_default=True, help="HNSW candidates kept while building (build time grows with it)."),
+        click.option("--hnsw-ef", type=click.IntRange(min=1), default=d.hnsw_ef, show_default=str(d.search_ef),
+                     help="HNSW candidates kept while searching (recall and query time grow with it)."),
+        click.option("--quantization", type=click.Choice(["none", "int8"]), default=d.quantization,
+                     show_default=True,
+                     help="int8: search a scalar-quantised copy (1 byte per dimension), rescored with the "
+                          "original vectors."),
+        click.option("--on-disk/--in-ram", "on_disk", default=d.on_disk, show_default=True,
+                     help="Keep the original vectors memory-mapped on disk rather than in RAM."),
+        click.option("--segment-points", type=click.IntRange(min=0), default=d.segment_points,
+                     show_default=True,
+                     help="Embedded store: close an HNSW segment every this many points (0: one segment); "
+                          "segments are searched in parallel, one core each."),
+        click.option("--shards", type=click.IntRange(min=1), default=d.shard_number, show_default=True,
+                     help="Qdrant server: shards of the collection."),
+        click.option("--replicas", type=click.IntRange(min=1), default=d.replication_factor, show_default=True,
+                     help="Qdrant server: copies of each shard."),
+        click.option("--write-consistency", type=click.IntRange(min=1), default=d.write_consistency_factor,
+                     show_default=True, help="Qdrant server: replicas that must confirm a write."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def index_from_options(opts: dict[str, Any]) -> IndexParams:
+    """Pop the :func:`index_options` from ``opts`` and return them as :class:`indexer.IndexParams`."""
+    from indexer import IndexParams
+
+    v = {k: opts.pop(k) for k in _INDEX_OPTIONS}
+    return IndexParams(
+        hnsw_m=v["hnsw_m"], hnsw_ef_construct=v["ef_construct"], hnsw_ef=v["hnsw_ef"],
+        quantization=v["quantization"], on_disk=v["on_disk"], segment_points=v["segment_points"],
+        shard_number=v["shards"], replication_factor=v["replicas"], write_consistency_factor=v["write_consistency"],
+    )
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--json`` (machine-readable output on stdout)."""
     return click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")(f)
 
 
-def open_cli_store(location: str, *, read_only: bool = False, create: bool = True) -> VectorStore:
+def open_cli_store(
+    location: str, *, read_only: bool = False, create: bool = True, index: IndexParams | None = None
+) -> VectorStore:
     """Open a store for a command, with the Qdrant API key from the settings."""
     from indexer import open_store
 
@@ -47,6 +99,7 @@ def open_cli_store(location: str, *, read_only: bool = False, create: bool = Tru
             read_only=read_only,
             create=create,
             api_key=None if key is None else key.get_secret_value(),
+            index=index,
         )
     except StoreError as e:
         cause = e.__cause__

@@ -7,7 +7,17 @@ from typing import Any
 import click
 
 from ._app import reference
-from ._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
+from ._common import (
+    Timer,
+    emit,
+    index_from_options,
+    index_options,
+    json_option,
+    open_cli_store,
+    progress_bars,
+    read_h5ad,
+    store_option,
+)
 from ._spec_options import spec_from_options, spec_options
 
 
@@ -33,6 +43,7 @@ def infer_species_of(adata: Any, species: str | None, gene_column: str | None) -
     "--housekeeping", "hk_path", default=None, help="Housekeeping gene list for SupCon's second view."
 )
 @spec_options
+@index_options
 @json_option
 def build_cmd(**opts: Any) -> None:
     """Build (or resume) a new version of a labelled reference and make it current."""
@@ -48,7 +59,8 @@ def build_cmd(**opts: Any) -> None:
     spec = spec_from_options(opts, species=species)
     hk_path = opts.pop("hk_path")
     hk = load_housekeeping(spec.species, path=Path(hk_path)) if hk_path else None
-    with open_cli_store(opts.pop("store")) as store, progress_bars(enabled=not as_json) as report:
+    index = index_from_options(opts)
+    with open_cli_store(opts.pop("store"), index=index) as store, progress_bars(enabled=not as_json) as report:
         with timer.step("build"):
             rec = build_reference(
                 adata,

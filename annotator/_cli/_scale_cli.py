@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from indexer import IndexParams, InputError
+from indexer import InputError
 
-_DEFAULTS = IndexParams()
+from ._common import index_from_options, index_options
 
 
 def _sizes(value: str) -> list[int]:
@@ -37,15 +37,7 @@ def _sizes(value: str) -> list[int]:
               help="Store folder caching the gene vectors across sizes and runs. Default: <work-dir>/genes.")
 @click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True,
               help="Dimension of the random:<dim> gene encoder when --encoder is random (1536 = ada-002 size).")
-@click.option("--hnsw-m", type=click.IntRange(min=2), default=_DEFAULTS.hnsw_m, show_default=True,
-              help="HNSW edges per node (Qdrant and faiss HNSW).")
-@click.option("--ef-construct", type=click.IntRange(min=4), default=_DEFAULTS.hnsw_ef_construct,
-              show_default=True, help="HNSW candidates while building.")
-@click.option("--hnsw-ef", type=click.IntRange(min=1), default=None, show_default="128",
-              help="HNSW candidates while searching.")
-@click.option("--quantization", type=click.Choice(["none", "int8"]), default=_DEFAULTS.quantization,
-              show_default=True, help="int8: scalar quantisation in RAM, rescored with the original vectors.")
-@click.option("--on-disk", is_flag=True, help="Keep original vectors memory-mapped on disk, not in RAM.")
+@index_options
 @click.option("--skip-faiss", is_flag=True, help="Skip the faiss IndexFlatIP and IndexHNSWFlat baselines.")
 @click.option("--skip-sklearn", is_flag=True, help="Skip the scikit-learn brute-force cosine baseline.")
 @click.option("--work-dir", default=None, type=click.Path(file_okay=False),
@@ -61,10 +53,7 @@ def scale_cmd(**opts: Any) -> None:
     """
     from annotator._scale import format_table, run_scale
 
-    index = IndexParams(
-        hnsw_m=opts["hnsw_m"], hnsw_ef_construct=opts["ef_construct"], hnsw_ef=opts["hnsw_ef"],
-        quantization=opts["quantization"], on_disk=opts["on_disk"],
-    )
+    index = index_from_options(opts)
     encoder, dim = opts["encoder"], opts["dim"]
     if encoder.startswith("random:"):
         try:

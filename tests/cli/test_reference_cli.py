@@ -129,3 +129,17 @@ def test_reference_command_errors(files: dict[str, Path], capsys: pytest.Capture
         assert "is locked by process" in err
         assert run_json(capsys, ["reference", "info", *common])["manifest"]["current"] == 1
         run_json(capsys, ["reference", "export", *common, "--out", str(files["export"])])
+
+
+def test_build_takes_the_index_settings(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from indexer import version_collection
+
+    run_json(capsys, ["reference", "build", "--store", str(files["store"]), "--name", "pbmc", "--adata",
+                      str(files["ref"]), "--label-key", "cell_type", "--encoder", FAST_ENCODER, "--mode", "paper",
+                      "--hnsw-m", "8", "--ef-construct", "40", "--hnsw-ef", "64", "--quantization", "int8",
+                      "--on-disk", "--segment-points", "5000"])
+    sidecar = files["store"] / "collections" / version_collection("pbmc", 1) / "cellvec-collection.json"
+    index = json.loads(sidecar.read_text())["index"]
+    assert (index["hnsw_m"], index["hnsw_ef_construct"], index["hnsw_ef"]) == (8, 40, 64)
+    assert (index["quantization"], index["on_disk"], index["segment_points"]) == ("int8", True, 5000)
+    assert annotate_labels(capsys, files, files["store"])["n_cells"] == ad.read_h5ad(files["query"]).n_obs

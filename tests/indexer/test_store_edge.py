@@ -248,3 +248,28 @@ def test_hnsw_recall_on_clustered_data(tmp_path: Path) -> None:
     recall = np.mean([len({ids[j] for j in t} & set(r)) / 10 for t, r in zip(truth, res.ids, strict=True)])
     assert recall >= 0.95
     assert exact.ids == [[ids[j] for j in t] for t in truth]
+
+
+def test_segment_points_splits_the_collection_into_indexed_segments(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n, dim = 2_000, 16
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
+    q = rng.normal(size=(20, dim)).astype(np.float32)
+    index = IndexParams(indexing_threshold=1, segment_points=500)
+    with open_store(tmp_path / "s", index=index) as s:
+        s.create_collection("c", vectors={"cell": dim})
+        for start in range(0, n, 250):  # a segment is closed every 500 points written
+            s.upsert("c", ids=ids[start : start + 250], vectors={"cell": x[start : start + 250]},
+                     payloads=[{}] * 250)
+        assert isinstance(s, EdgeStore)
+        info = s._coll("c").shard.info()
+        assert info.indexed_vectors_count == n
+        assert info.segments_count >= 4
+        assert s.count("c") == n
+        res = s.query("c", q, using="cell", limit=5, payload_fields=[])
+        exact = s.query("c", q, using="cell", limit=5, payload_fields=[], exact=True)
+    hits = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(res.ids, exact.ids, strict=True)])
+    assert hits >= 0.95
+    with open_store(tmp_path / "s", read_only=True) as s:  # the setting is kept with the collection
+        assert s._coll("c").index.segment_points == 500  # type: ignore[attr-defined]
