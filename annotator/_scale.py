@@ -104,6 +104,9 @@ class ScaleConfig:
     chunk
         References larger than this are pooled and written chunk by chunk (see :func:`build_chunked`);
         smaller ones go through :func:`indexer.build_reference` in one call.
+    ef_sweep
+        Also search the built reference with each of these ``hnsw_ef`` values (queries/s and recall@10 of
+        the store's search alone): the speed/recall trade-off without rebuilding.
     """
 
     n: int
@@ -121,6 +124,7 @@ class ScaleConfig:
     encoder: str | None = None
     gene_cache: str | None = None
     chunk: int = 200_000
+    ef_sweep: tuple[int, ...] = ()
 
     @property
     def encoder_id(self) -> str:
@@ -680,7 +684,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
 
     reset_peak_rss()
     refv = np.load(vec_path)
-    _baselines(config, index, refv, qv, ann_ids, row)
+    _baselines(config, index, refv, qv, ann_ids, row, store_dir=store_dir)
     row["peak_rss_baselines_mb"] = round(peak_rss_mb(), 1)
     row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     row["cpus"] = os.cpu_count()
@@ -691,8 +695,10 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
 def _baselines(
     config: ScaleConfig, index: IndexParams, refv: np.ndarray, qv: np.ndarray, ann_ids: np.ndarray,
     row: dict[str, Any],
+    *,
+    store_dir: Path | None = None,
 ) -> None:
-    """Exact neighbours (faiss IndexFlatIP, else numpy), then scikit-learn, then faiss HNSW (slowest)."""
+    """Exact neighbours (faiss IndexFlatIP, else numpy), the ``hnsw_ef`` sweep, scikit-learn, faiss HNSW."""
     k = config.k
     if config.faiss:
         import faiss
@@ -719,6 +725,20 @@ def _baselines(
     if config.faiss:
         row["faiss_flat_recall_at_10"] = recall(truth_ids)
     _partial(config, row)
+    if config.ef_sweep and store_dir is not None:
+        from indexer import open_store
+        from indexer._reference import version_collection
+
+        with open_store(store_dir, read_only=True) as store:
+            for ef in config.ef_sweep:
+                t = time.perf_counter()
+                res = store.query(version_collection(REFERENCE, 1), qv, using="cell", limit=k,
+                                  payload_fields=["cell_id"], with_ids=False, hnsw_ef=ef)
+                row[f"ef{ef}_queries_per_s"] = round(len(qv) / (time.perf_counter() - t), 1)
+                cells = np.array([[h["cell_id"] for h in hits] + [""] * (k - len(hits)) for hits in res.payloads],
+                                 dtype=object)
+                row[f"ef{ef}_recall_at_10"] = recall(_ids_to_rows(cells))
+        _partial(config, row)
     if config.sklearn:
         from sklearn.neighbors import NearestNeighbors
 

@@ -215,11 +215,13 @@ class VectorStore(Protocol):
         payload_fields: Sequence[str] | None = None,
         exact: bool = False,
         with_ids: bool = True,
+        hnsw_ef: int | None = None,
     ) -> SearchResult:
         """Return the ``limit`` nearest points (cosine) of each row of ``vectors``.
 
         ``with_ids=False`` leaves ``ids`` empty (one empty list per query): callers that read what they need
-        from payloads skip converting every hit's point id.
+        from payloads skip converting every hit's point id. ``hnsw_ef`` overrides the collection's search
+        setting for this call.
         """
         ...
 

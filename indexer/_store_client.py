@@ -380,6 +380,7 @@ class ClientStore:
         payload_fields: Sequence[str] | None = None,
         exact: bool = False,
         with_ids: bool = True,
+        hnsw_ef: int | None = None,
     ) -> SearchResult:
         """Return the ``limit`` nearest points of each query row (``query_batch_points``, 256 per request)."""
         full, dims, idx = self._coll(name)
@@ -398,7 +399,11 @@ class ClientStore:
         )
         # Local mode is brute force and warns that search params have no effect.
         params = (
-            None if self.local else qm.SearchParams(hnsw_ef=idx.search_ef, exact=exact, quantization=quant)
+            None
+            if self.local
+            else qm.SearchParams(
+                hnsw_ef=idx.search_ef if hnsw_ef is None else int(hnsw_ef), exact=exact, quantization=quant
+            )
         )
         ids: list[list[str]] = []
         scores: list[list[float]] = []

@@ -508,6 +508,7 @@ class EdgeStore:
         payload_fields: Sequence[str] | None = None,
         exact: bool = False,
         with_ids: bool = True,
+        hnsw_ef: int | None = None,
     ) -> SearchResult:
         """Return the ``limit`` nearest points of each query row, in batches of 256 queries."""
         coll = self._coll(name)
@@ -524,7 +525,8 @@ class EdgeStore:
             if coll.index.quantization == "int8"
             else None
         )
-        params = qe.SearchParams(hnsw_ef=coll.index.search_ef, exact=exact, quantization=quant)
+        ef = coll.index.search_ef if hnsw_ef is None else int(hnsw_ef)
+        params = qe.SearchParams(hnsw_ef=ef, exact=exact, quantization=quant)
         ids: list[list[str]] = []
         scores: list[list[float]] = []
         pays: list[list[dict[str, Any]]] = []

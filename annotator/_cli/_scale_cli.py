@@ -13,14 +13,15 @@ from indexer import InputError
 from ._common import index_from_options, index_options
 
 
-def _sizes(value: str) -> list[int]:
+def _sizes(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[int]:
+    example = "10000,100000" if what == "--sizes" else "64,128,256"
     try:
         sizes = [int(v.replace("_", "").strip()) for v in value.split(",") if v.strip()]
     except ValueError:
-        msg = f"--sizes {value!r} is not a comma-separated list of cell counts; pass e.g. 10000,100000."
+        msg = f"{what} {value!r} is not a comma-separated list of integers; pass e.g. {example}."
         raise InputError(msg) from None
-    if not sizes or min(sizes) < 20:
-        msg = f"--sizes {value!r} needs one or more sizes of at least 20 cells; pass e.g. 10000,100000."
+    if not sizes or min(sizes) < minimum:
+        msg = f"{what} {value!r} needs one or more values of at least {minimum}; pass e.g. {example}."
         raise InputError(msg)
     return sizes
 
@@ -38,6 +39,9 @@ def _sizes(value: str) -> list[int]:
 @click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True,
               help="Dimension of the random:<dim> gene encoder when --encoder is random (1536 = ada-002 size).")
 @index_options
+@click.option("--ef-sweep", default="", show_default=False,
+              help="Comma-separated hnsw_ef values: after the run, search each size's reference with each "
+                   "(queries/s and recall@10) to see the trade-off without rebuilding, e.g. 64,128,256.")
 @click.option("--skip-faiss", is_flag=True, help="Skip the faiss IndexFlatIP and IndexHNSWFlat baselines.")
 @click.option("--skip-sklearn", is_flag=True, help="Skip the scikit-learn brute-force cosine baseline.")
 @click.option("--work-dir", default=None, type=click.Path(file_okay=False),
@@ -69,6 +73,7 @@ def scale_cmd(**opts: Any) -> None:
         faiss=not opts["skip_faiss"], sklearn=not opts["skip_sklearn"],
         work_dir=None if opts["work_dir"] is None else Path(opts["work_dir"]),
         encoder=None if encoder.startswith("random:") else encoder,
+        ef_sweep=tuple(_sizes(opts["ef_sweep"], what="--ef-sweep", minimum=1)) if opts["ef_sweep"] else (),
         **({} if opts["gene_cache"] is None else {"gene_cache": opts["gene_cache"]}),
     ):
         rows.append(row)

@@ -74,6 +74,7 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
     result = CliRunner().invoke(
         scale_cmd,
         ["--sizes", "500,1000", "--queries", "200", "--encoder", "random:32", "--skip-faiss", "--json",
+         "--ef-sweep", "16,64",
          "--work-dir", str(tmp_path / "work")],
         catch_exceptions=False,
     )
@@ -93,6 +94,8 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
         assert r["accuracy"] > 0.9
         assert r["index"]["hnsw_m"] == 16
         assert (r["encoder"], r["dim"]) == ("random:32", 32)
+        assert r["ef16_queries_per_s"] > 0
+        assert r["ef64_recall_at_10"] == pytest.approx(1.0)  # below the indexing threshold: exact search
     # The gene cache is shared by the sizes: the first embeds every gene once, the second none.
     assert rows[0]["genes_embedded"] == 2000
     assert rows[1]["genes_embedded"] == 0
@@ -102,6 +105,8 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
 def test_scale_command_refuses_bad_sizes() -> None:
     with pytest.raises(InputError, match="--sizes 'ten'"):
         CliRunner().invoke(scale_cmd, ["--sizes", "ten"], catch_exceptions=False)
+    with pytest.raises(InputError, match="--ef-sweep '0'"):
+        CliRunner().invoke(scale_cmd, ["--sizes", "100", "--ef-sweep", "0"], catch_exceptions=False)
 
 
 def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
