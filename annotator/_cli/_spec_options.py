@@ -83,6 +83,9 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--hidden-dim", type=int, default=_DEFAULTS.hidden_dim, show_default=True),
         click.option("--out-dim", type=int, default=_DEFAULTS.out_dim, show_default=True),
         click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True),
+        click.option("--keep-views/--no-keep-views", default=True, show_default=True,
+                     help="Store SupCon's second view beside every cell so that a later refit needs no "
+                          "h5ad; --no-keep-views halves the vectors of an unrefined reference."),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -123,4 +126,5 @@ def spec_from_options(opts: dict[str, Any], *, species: str) -> CellVectorSpec:
         expression=expression if mode in ("expression", "hybrid") else None,
         text_weight=opts.pop("text_weight"),
         refine=refine,
+        keep_views=opts.pop("keep_views"),
     )

@@ -137,8 +137,9 @@ def test_build_takes_the_index_settings(files: dict[str, Path], capsys: pytest.C
     run_json(capsys, ["reference", "build", "--store", str(files["store"]), "--name", "pbmc", "--adata",
                       str(files["ref"]), "--label-key", "cell_type", "--encoder", FAST_ENCODER, "--mode", "paper",
                       "--hnsw-m", "8", "--ef-construct", "40", "--hnsw-ef", "64", "--quantization", "int8",
-                      "--on-disk", "--segment-points", "5000"])
+                      "--on-disk", "--segment-points", "5000", "--no-keep-views"])
     sidecar = files["store"] / "collections" / version_collection("pbmc", 1) / "cellvec-collection.json"
+    assert json.loads(sidecar.read_text())["vectors"] == {"cell": 32}  # no second view stored
     index = json.loads(sidecar.read_text())["index"]
     assert (index["hnsw_m"], index["hnsw_ef_construct"], index["hnsw_ef"]) == (8, 40, 64)
     assert (index["quantization"], index["on_disk"], index["segment_points"]) == ("int8", True, 5000)
