@@ -7,9 +7,10 @@ gene vectors of ``$ENC``: ``random:384`` by default; ``minilm`` reads them from 
 ``$TUNE_DIR/genes-minilm``, e.g. a copy of the ``--gene-cache`` of ``cellvec bench scale``), saves them and
 their exact 10th-neighbour similarities (faiss ``IndexFlatIP``) under ``$TUNE_DIR`` once, then for each
 setting creates a shard, upserts the vectors (1,000 per update, a one-field payload), runs ``optimize()`` and
-searches the queries at each ``hnsw_ef``. One JSON line per setting: upsert and index seconds, CPU seconds,
-peak memory (``VmHWM``; sampled anonymous / file-backed resident memory), segment directories (the indexed
-ones plus one empty appendable segment), and queries/s and recall@10 per ef.
+searches the queries at each ``hnsw_ef``. A first JSON line says how concentrated the cells are (mean cosine
+between query cells, mean cosine of the exact 10th neighbour); then one JSON line per setting: upsert and
+index seconds, CPU seconds, peak memory (``VmHWM``; sampled anonymous / file-backed resident memory), segment
+directories (the indexed ones plus one empty appendable segment), and queries/s and recall@10 per ef.
 
 Setting keys: ``m``, ``efc`` (ef_construct), ``int8``, ``on_disk``, ``phases`` (optimize after every
 1/phases of the points: one HNSW segment each), ``efs``, ``os`` (oversampling), ``keep`` (keep the shard
@@ -123,8 +124,9 @@ def run(n: int, ref: np.ndarray, queries: np.ndarray, kth: np.ndarray, cfg: dict
         hwm = next(float(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM"))
     res = {
         "n": n, **cfg, "peak": {"hwm": round(hwm), **{k: round(v) for k, v in PEAK.items()}},
-        "upsert_s": round(t1 - t0, 1), "index_s": round(t2 - t1 + idx_s, 1), "upsert_only_s": round(t1 - t0 - idx_s, 1),
-        "cpu_s": round(c2 - c0, 1), "segments": len(list((d / "segments").iterdir())),
+        "upsert_s": round(t1 - t0, 1), "index_s": round(t2 - t1 + idx_s, 1),
+        "upsert_only_s": round(t1 - t0 - idx_s, 1), "cpu_s": round(c2 - c0, 1),
+        "segments": len(list((d / "segments").iterdir())),
     }
     rows = queries.tolist()
     for ef in cfg.get("efs", [128]):
@@ -173,6 +175,11 @@ def main(argv: list[str]) -> None:
         sims, _ = flat.search(queries, 10)
         kth = sims[:, -1]
         np.save(truth, kth)
+    sample = queries[:2000] @ queries[:2000].T
+    pairwise = float(sample[np.triu_indices(2000, 1)].mean())
+    stats = {"n": n, "encoder": ENC, "query_pairwise_cos_mean": round(pairwise, 4),
+             "tenth_neighbour_cos_mean": round(float(kth.mean()), 4)}
+    sys.stdout.write(json.dumps(stats) + "\n")  # how concentrated the cells are (one line before the settings)
     threading.Thread(target=sample_memory, daemon=True).start()
     for arg in argv[1:]:
         sys.stdout.write(json.dumps(run(n, ref, queries, kth, json.loads(arg))) + "\n")
