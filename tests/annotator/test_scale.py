@@ -88,6 +88,7 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
         assert 0 < r["peak_rss_anon_build_mb"] <= r["peak_rss_build_mb"] + 1
         assert r["disk_mb"] > 0
         assert r["annotate_cells_per_s"] > 0
+        assert r["annotate_cold_cells_per_s"] > 0
         assert 0.9 <= r["recall_at_10"] <= 1.0
         assert r["sklearn_recall_at_10"] == pytest.approx(1.0)
         assert "faiss_flat_recall_at_10" not in r
