@@ -740,8 +740,9 @@ def _baselines(
         from indexer._reference import version_collection
 
         with open_store(store_dir, read_only=True) as store:
-            # One untimed pass first: the store was just reopened and its pages are cold.
-            store.query(version_collection(REFERENCE, 1), qv, using="cell", limit=k, payload_fields=[],
+            # One untimed pass first: the store was just reopened and its pages (graph, vectors and the
+            # payloads read below) are cold.
+            store.query(version_collection(REFERENCE, 1), qv, using="cell", limit=k, payload_fields=["cell_id"],
                         with_ids=False, hnsw_ef=max(config.ef_sweep))
             for ef in config.ef_sweep:
                 t = time.perf_counter()
