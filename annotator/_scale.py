@@ -378,7 +378,7 @@ class RssSampler:
             anon, file = _status_kb("RssAnon") / 1024, _status_kb("RssFile") / 1024
         except OSError:
             return
-        if anon == anon:  # not NaN
+        if not np.isnan(anon):  # no /proc figures on this system
             self.peak_anon_mb = max(self.peak_anon_mb, anon)
             self.peak_file_mb = max(self.peak_file_mb, file)
 
@@ -535,7 +535,7 @@ def seed_gene_vectors(store: VectorStore, symbols: Sequence[str], encoder: str, 
     with their records, so that each size's build starts with every gene cached as a user's second build
     would. Without one, they are embedded into ``store`` directly.
     """
-    from indexer import GENE_VECTOR, GeneCatalog, GeneIndex, get_encoder, open_store
+    from indexer import GENE_VECTOR, GeneCatalog, GeneIndex, gene_point_id, get_encoder, open_store
 
     enc = get_encoder(encoder)
     catalog = GeneCatalog.load("human")
@@ -546,7 +546,7 @@ def seed_gene_vectors(store: VectorStore, symbols: Sequence[str], encoder: str, 
     with open_store(cache) as src:
         index = GeneIndex(src, enc, catalog)
         _, found = index.vectors(symbols)
-        ids = [gene_id for gene_id, ok in zip(_gene_ids(symbols), found, strict=True) if ok]
+        ids = [gene_point_id("human", s) for s, ok in zip(symbols, found, strict=True) if ok]
         points = src.retrieve(index.collection, ids, with_vectors=[GENE_VECTOR])
     dest = GeneIndex(store, enc, catalog)
     dest._ensure_collection()
@@ -558,12 +558,6 @@ def seed_gene_vectors(store: VectorStore, symbols: Sequence[str], encoder: str, 
     )
     store.flush()
     return index.last_embedded
-
-
-def _gene_ids(symbols: Sequence[str]) -> list[str]:
-    from indexer import gene_point_id
-
-    return [gene_point_id("human", s) for s in symbols]
 
 
 def run_size(config: ScaleConfig) -> dict[str, Any]:
@@ -739,15 +733,16 @@ def _baselines(
         from indexer import open_store
         from indexer._reference import version_collection
 
+        collection = version_collection(REFERENCE, 1)
         with open_store(store_dir, read_only=True) as store:
             # One untimed pass first: the store was just reopened and its pages (graph, vectors and the
             # payloads read below) are cold.
-            store.query(version_collection(REFERENCE, 1), qv, using="cell", limit=k, payload_fields=["cell_id"],
-                        with_ids=False, hnsw_ef=max(config.ef_sweep))
+            store.query(collection, qv, using="cell", limit=k, payload_fields=["cell_id"], with_ids=False,
+                        hnsw_ef=max(config.ef_sweep))
             for ef in config.ef_sweep:
                 t = time.perf_counter()
-                res = store.query(version_collection(REFERENCE, 1), qv, using="cell", limit=k,
-                                  payload_fields=["cell_id"], with_ids=False, hnsw_ef=ef)
+                res = store.query(collection, qv, using="cell", limit=k, payload_fields=["cell_id"],
+                                  with_ids=False, hnsw_ef=ef)
                 row[f"ef{ef}_queries_per_s"] = round(len(qv) / (time.perf_counter() - t), 1)
                 cells = np.array([[h["cell_id"] for h in hits] + [""] * (k - len(hits)) for hits in res.payloads],
                                  dtype=object)

@@ -127,7 +127,9 @@ class GeneIndex:
         todo = [s for s in with_text if s not in stored]
         self.last_embedded = len(todo)
         if todo:
-            if not getattr(self.store, "read_only", False):
+            # A store opened read-only (annotate, search) embeds what it lacks for this call only.
+            writable = not getattr(self.store, "read_only", False)
+            if writable:
                 self._ensure_collection()
             todo_texts = [texts[s].text for s in todo]  # type: ignore[union-attr]
             n_trunc = count_truncated(self.encoder, todo_texts)
@@ -139,9 +141,6 @@ class GeneIndex:
                     stacklevel=2,
                 )
             logger.info("embedding %d gene descriptions with %s", len(todo), self.encoder.id)
-
-            # A store opened read-only (annotate, search) embeds what it lacks for this call only.
-            writable = not getattr(self.store, "read_only", False)
 
             def persist(vecs: np.ndarray, start: int, stop: int) -> None:
                 part = todo[start:stop]

@@ -128,9 +128,9 @@ def top_genes_per_cell(weights: sp.csr_matrix, symbols: np.ndarray, *, limit: in
     order = np.lexsort((-weights.data, rows))  # by cell, then by decreasing weight; stable for ties
     rank = np.arange(order.size) - np.repeat(weights.indptr[:-1], counts)
     keep = order[rank < limit]
-    flat = [str(g) for g in np.asarray(symbols)[weights.indices[keep]].tolist()]
+    flat = np.asarray(symbols)[weights.indices[keep]].astype(str).tolist()
     ends = np.cumsum(np.minimum(counts, limit)).tolist()
-    starts = [0, *ends[:-1]][: len(ends)]
+    starts = [0, *ends][:-1]
     return [flat[a:b] for a, b in zip(starts, ends, strict=True)]
 
 

@@ -131,16 +131,8 @@ def run(n: int, ref: np.ndarray, queries: np.ndarray, kth: np.ndarray, cfg: dict
     rows = queries.tolist()
     for ef in cfg.get("efs", [128]):
         qp = qe.QuantizationSearchParams(rescore=True, oversampling=cfg.get("os", 2.0)) if quant else None
-        params = qe.SearchParams(hnsw_ef=ef, quantization=qp)
-        found = []
         t = time.perf_counter()
-        for s in range(0, len(rows), 256):
-            reqs = [
-                qe.QueryRequest(limit=10, query=qe.Query.Nearest(v, using="cell"), with_payload=False,
-                                with_vector=False, params=params)
-                for v in rows[s : s + 256]
-            ]
-            found += [[int(h.id) for h in hits] for hits in shard.query_batch(qe.QueryBatchRequest(reqs))]
+        found = search(shard, rows, qe.SearchParams(hnsw_ef=ef, quantization=qp))
         dt = time.perf_counter() - t
         res[f"ef{ef}_qps"] = round(len(queries) / dt, 1)
         res[f"ef{ef}_recall"] = round(recall(ref, queries, np.array(found), kth), 4)
@@ -149,6 +141,19 @@ def run(n: int, ref: np.ndarray, queries: np.ndarray, kth: np.ndarray, cfg: dict
         shutil.rmtree(W / cfg["keep"], ignore_errors=True)
         d.rename(W / cfg["keep"])
     return res
+
+
+def search(shard: qe.EdgeShard, rows: list[list[float]], params: qe.SearchParams) -> np.ndarray:
+    """Return the integer ids of each query's 10 nearest points, 256 queries per ``query_batch``."""
+    found = []
+    for s in range(0, len(rows), 256):
+        reqs = [
+            qe.QueryRequest(limit=10, query=qe.Query.Nearest(v, using="cell"), with_payload=False,
+                            with_vector=False, params=params)
+            for v in rows[s : s + 256]
+        ]
+        found += [[int(h.id) for h in hits] for hits in shard.query_batch(qe.QueryBatchRequest(reqs))]
+    return np.array(found)
 
 
 def recall(ref: np.ndarray, queries: np.ndarray, found: np.ndarray, kth: np.ndarray) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import qdrant_edge as qe
+from tune_hnsw_build import recall, search  # the same search loop and recall as the build script
 
 
 def main(argv: list[str]) -> None:
@@ -32,21 +33,11 @@ def main(argv: list[str]) -> None:
         qp = qe.QuantizationSearchParams(rescore=True, oversampling=oversampling) if oversampling > 0 else None
         params = qe.SearchParams(hnsw_ef=ef, quantization=qp)
         for _ in range(2):
-            found = []
             t, c = time.perf_counter(), time.process_time()
-            for s in range(0, len(rows), 256):
-                reqs = [
-                    qe.QueryRequest(limit=10, query=qe.Query.Nearest(v, using="cell"), with_payload=False,
-                                    with_vector=False, params=params)
-                    for v in rows[s : s + 256]
-                ]
-                found += [[int(h.id) for h in hits] for hits in shard.query_batch(qe.QueryBatchRequest(reqs))]
+            found = search(shard, rows, params)
             dt, dc = time.perf_counter() - t, time.process_time() - c
-        f = np.array(found)
-        ids = np.unique(f)
-        sims = np.einsum("ijk,ik->ij", np.asarray(ref[ids])[np.searchsorted(ids, f)], queries)
         line = {"ef": ef, "oversampling": oversampling, "qps": round(len(queries) / dt),
-                "cpu_per_wall": round(dc / dt, 2), "recall": round(float((sims >= kth[:, None] - 1e-5).mean()), 4)}
+                "cpu_per_wall": round(dc / dt, 2), "recall": round(recall(ref, queries, found, kth), 4)}
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 

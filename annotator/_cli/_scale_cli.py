@@ -13,7 +13,7 @@ from indexer import InputError
 from ._common import index_from_options, index_options
 
 
-def _sizes(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[int]:
+def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[int]:
     example = "10000,100000" if what == "--sizes" else "64,128,256"
     try:
         sizes = [int(v.replace("_", "").strip()) for v in value.split(",") if v.strip()]
@@ -69,11 +69,11 @@ def scale_cmd(**opts: Any) -> None:
         encoder = f"random:{dim}"
     rows = []
     for row in run_scale(
-        _sizes(opts["sizes"]), queries=opts["queries"], dim=dim, index=index,
+        _int_list(opts["sizes"]), queries=opts["queries"], dim=dim, index=index,
         faiss=not opts["skip_faiss"], sklearn=not opts["skip_sklearn"],
         work_dir=None if opts["work_dir"] is None else Path(opts["work_dir"]),
         encoder=None if encoder.startswith("random:") else encoder,
-        ef_sweep=tuple(_sizes(opts["ef_sweep"], what="--ef-sweep", minimum=1)) if opts["ef_sweep"] else (),
+        ef_sweep=tuple(_int_list(opts["ef_sweep"], what="--ef-sweep", minimum=1)) if opts["ef_sweep"] else (),
         **({} if opts["gene_cache"] is None else {"gene_cache": opts["gene_cache"]}),
     ):
         rows.append(row)
