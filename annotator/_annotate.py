@@ -22,7 +22,7 @@ from indexer import (
 )
 from schemas import AnnotationParams, BuildRecord
 
-from ._vote import vote
+from indexer.cells._knn import vote
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -289,7 +289,7 @@ def annotate(
         record=record,
     )
     if explain:
-        from ._explain import explain_labels
+        from annotator._explain import explain_labels
 
         explain_labels(result, cells=cells, store=store)
     return result

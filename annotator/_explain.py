@@ -21,8 +21,8 @@ import scipy.sparse as sp
 
 from indexer import CellVectors, VectorStore, load_artifacts, version_collection
 
-from ._annotate import UNKNOWN, AnnotationResult
-from ._search import label_centroids
+from annotator._annotate import UNKNOWN, AnnotationResult
+from annotator._search import label_centroids
 
 if TYPE_CHECKING:
     from indexer import SupConModel

@@ -34,8 +34,8 @@ from indexer import (
     resolve_version,
     version_collection,
 )
-from indexer._genes import GENE_VECTOR
-from indexer._validate import expression_matrix
+from indexer.genes._index import GENE_VECTOR
+from indexer.cells._validate import expression_matrix
 from schemas import BuildRecord, Neighbour, ReferenceCellPayload, Species
 from schemas._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
 

@@ -6,9 +6,9 @@ import torch (the SupCon encoder) load on first use, so importing :mod:`indexer`
 
 from typing import TYPE_CHECKING, Any
 
-from ._cells import Artifacts, CellVectors, Progress, encode_cells
-from ._encoders import Encoder, count_truncated, embed_texts, get_encoder
-from ._errors import (
+from indexer.cells._encode import Artifacts, CellVectors, Progress, encode_cells
+from indexer.encoders._registry import Encoder, count_truncated, embed_texts, get_encoder
+from indexer._errors import (
     CellvecError,
     CellvecWarning,
     DataError,
@@ -19,12 +19,12 @@ from ._errors import (
     TruncationWarning,
     UnseenLabelWarning,
 )
-from ._expression import ExpressionProjection, fit_expression
-from ._geneids import coverage_report, detect_id_kind, infer_species, map_var_names
-from ._genes import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id
-from ._genetext import GeneCatalog
-from ._housekeeping import load_housekeeping
-from ._lifecycle import (
+from indexer.cells._expression import ExpressionProjection, fit_expression
+from indexer.genes._ids import coverage_report, detect_id_kind, infer_species, map_var_names
+from indexer.genes._index import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id
+from indexer.genes._catalog import GeneCatalog
+from indexer.genes._housekeeping import load_housekeeping
+from indexer.reference._edit import (
     add_cells,
     export_reference,
     import_reference,
@@ -33,9 +33,9 @@ from ._lifecycle import (
     relabel,
     remove_cells,
 )
-from ._ncbi import fetch_gene_data
-from ._pool import log_normalise, pool, top_gene_weights
-from ._reference import (
+from indexer.genes._ncbi import fetch_gene_data
+from indexer.cells._pool import log_normalise, pool, top_gene_weights
+from indexer.reference._build import (
     CELL_VECTOR,
     INPUT_VECTOR,
     VIEW2_VECTOR,
@@ -50,12 +50,12 @@ from ._reference import (
     save_manifest,
     version_collection,
 )
-from ._settings import Settings
-from ._store import IndexParams, SearchResult, StoredPoint, VectorStore, Where, open_store
-from ._validate import expression_matrix
+from indexer._settings import Settings
+from indexer.store._protocol import IndexParams, SearchResult, StoredPoint, VectorStore, Where, open_store
+from indexer.cells._validate import expression_matrix
 
 if TYPE_CHECKING:
-    from ._supcon import SupConModel, supcon_loss, train_supcon
+    from indexer.cells.supcon._train import SupConModel, supcon_loss, train_supcon
 
 __all__ = [
     "CELL_VECTOR",
@@ -129,7 +129,7 @@ _LAZY = {"SupConModel", "supcon_loss", "train_supcon"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import _supcon
+        from indexer.cells.supcon import _train as _supcon
 
         return getattr(_supcon, name)
     msg = f"module 'indexer' has no attribute '{name}'"

@@ -1,9 +1,9 @@
 """Pydantic records that cellvec persists or passes between its packages."""
 
-from ._base import SCHEMA_VERSION, Record
-from ._coverage import CoverageReport, FetchReport, GeneCount, GeneMapping, IdKind
-from ._genes import GeneRecord, GeneText, Species, TextSource
-from ._reference import (
+from schemas._base import SCHEMA_VERSION, Record
+from schemas._coverage import CoverageReport, FetchReport, GeneCount, GeneMapping, IdKind
+from schemas._genes import GeneRecord, GeneText, Species, TextSource
+from schemas._reference import (
     DEFAULT_MODE,
     AnnotationParams,
     BuildRecord,
@@ -18,8 +18,8 @@ from ._reference import (
     RefineParams,
     Weighting,
 )
-from ._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
-from ._training import EpochStats, TrainReport
+from schemas._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
+from schemas._training import EpochStats, TrainReport
 
 __all__ = [
     "DEFAULT_MODE",

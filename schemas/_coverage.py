@@ -7,8 +7,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field, field_serializer, field_validator
 
-from ._base import Record
-from ._genes import Species
+from schemas._base import Record
+from schemas._genes import Species
 
 IdKind = Literal["symbol", "ensembl", "entrez"]
 """What a dataset's gene names are: gene symbols, Ensembl gene ids or NCBI Entrez ids."""

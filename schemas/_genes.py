@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ._base import Record
+from schemas._base import Record
 
 Species = Literal["human", "mouse"]
 """Species cellvec has gene descriptions for."""

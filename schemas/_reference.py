@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ._base import SCHEMA_VERSION, Record
-from ._genes import Species
+from schemas._base import SCHEMA_VERSION, Record
+from schemas._genes import Species
 
 Weighting = Literal["expression", "mean"]
 """How the top genes of a cell are averaged: by expression, or plainly (the paper's equation)."""

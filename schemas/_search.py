@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from ._base import Record
-from ._genes import Species
+from schemas._base import Record
+from schemas._genes import Species
 
 
 class GeneHit(Record):

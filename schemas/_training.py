@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import Record
+from schemas._base import Record
 
 
 class EpochStats(Record):

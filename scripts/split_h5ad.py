@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anndata as ad
 
-from annotator._cli._annotate_cli import demo_split
+from cellvec.cli._annotate import demo_split
 
 
 def main() -> None:

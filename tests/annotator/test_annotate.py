@@ -6,7 +6,7 @@ from annotator import UNKNOWN, annotate
 from indexer import InputError, StoreError, build_reference, load_manifest, reference_vectors
 from schemas import CellVectorSpec, PoolingParams
 
-from ..conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, make_adata
 
 
 @pytest.mark.parametrize("mode", ["paper", "genept", "expression", "hybrid"])
@@ -103,7 +103,7 @@ def test_gene_vectors_are_embedded_once(edge_store, adata, fast_spec):
 def test_read_only_annotate_embeds_missing_genes_without_writing(tmp_path, adata, query_adata, fast_spec):
     from indexer import gene_collection_name, open_store
 
-    from ..conftest import PROGRAMS
+    from tests.conftest import PROGRAMS
 
     cells = adata.obs["cell_type"] != "NK cell"
     genes = ~adata.var_names.isin(PROGRAMS["NK cell"])

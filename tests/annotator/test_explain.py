@@ -19,7 +19,7 @@ from indexer import (
     reference_vectors,
     resolve_version,
 )
-from indexer._pool import l2_normalise
+from indexer.cells._pool import l2_normalise
 from schemas import CellVectorSpec, RefineParams
 
 SMALL_SUPCON = RefineParams(method="supcon", hidden_dim=32, out_dim=8, proj_dim=8, epochs=3, batch_size=64,

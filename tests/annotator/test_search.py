@@ -32,7 +32,7 @@ from indexer import (
     reference_vectors,
     version_collection,
 )
-from indexer._genes import GENE_VECTOR, text_sha256
+from indexer.genes._index import GENE_VECTOR, text_sha256
 from schemas import CellVectorSpec
 from schemas._search import GeneHit
 

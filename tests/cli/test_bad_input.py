@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from annotator._cli import main
+from cellvec.cli import main
 from indexer import build_reference, open_store
-from indexer._reference import artifact_key
-from indexer._store import encode_key
+from indexer.reference._build import artifact_key
+from indexer.store._protocol import encode_key
 from schemas import CellVectorSpec, ExpressionParams, RefineParams
 
-from ..conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, make_adata
 
 N_REF = 100  # make_adata(25): 4 labels x 25 cells
 BUILT_STATE: dict[Path, tuple[str, dict[str, int]]] = {}
@@ -481,7 +481,7 @@ def test_python_m_entry_point_runs(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "annotator._cli",
+            "cellvec.cli",
             "annotate",
             "--store",
             str(tmp_path / "x"),

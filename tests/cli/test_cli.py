@@ -4,9 +4,9 @@ from pathlib import Path
 import anndata as ad
 import pytest
 
-from annotator._cli import main
+from cellvec.cli import main
 
-from ..conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, make_adata
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import warnings
 import pytest
 from pydantic import ValidationError
 
-import annotator._cli as cli_module
-from annotator._cli import main
+import cellvec.cli as cli_module
+from cellvec.cli import main
 from indexer import InputError
 from schemas import PoolingParams
 
@@ -61,7 +61,7 @@ def test_usage_errors_are_one_line_exit_2(capsys) -> None:
 
 def test_library_warnings_are_one_line_each(monkeypatch, capsys) -> None:
     def warn(*args: object, **kwargs: object) -> None:
-        logging.getLogger("indexer._encoders").warning("RateLimitError, HTTP 429; retrying in %.1f s", 1.0)
+        logging.getLogger("indexer.encoders._registry").warning("RateLimitError, HTTP 429; retrying in %.1f s", 1.0)
         warnings.warn(
             "12 reference cells have no described expressed gene\nand were left out.",
             UserWarning,

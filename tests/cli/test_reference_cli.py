@@ -9,10 +9,10 @@ from typing import Any
 import anndata as ad
 import pytest
 
-from annotator._cli import _reference_ops_cli, main  # noqa: F401  (registers the commands)
+from cellvec.cli import _reference_ops as _reference_ops_cli, main  # noqa: F401  (registers the commands)
 from indexer import open_store
 
-from ..conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, make_adata
 
 
 @pytest.fixture

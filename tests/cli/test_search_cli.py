@@ -8,8 +8,8 @@ from pathlib import Path
 import anndata as ad
 import pytest
 
-import annotator._cli._search_cli  # noqa: F401  (registers `search genes|cells` until _commands imports it)
-from annotator._cli import main
+import cellvec.cli._search  # noqa: F401  (registers `search genes|cells` until _commands imports it)
+from cellvec.cli import main
 from indexer import GeneCatalog, GeneIndex, build_reference, get_encoder, open_store
 from schemas import CellVectorSpec
 

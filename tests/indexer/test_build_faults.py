@@ -44,10 +44,10 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
 
     from conftest import FAST_ENCODER, make_adata
 
-    import indexer._reference as ref_module
+    import indexer.reference._build as ref_module
     from indexer import GeneCatalog, build_reference, get_encoder, open_store
-    from indexer._geneids import map_var_names
-    from indexer._lifecycle import add_cells
+    from indexer.genes._ids import map_var_names
+    from indexer.reference._edit import add_cells
     from schemas import CellVectorSpec
 
     warnings.simplefilter("ignore")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer._encoders import (
+from indexer.encoders._registry import (
     RandomEncoder,
     count_truncated,
     embed_texts,

@@ -3,11 +3,11 @@ import pytest
 import scipy.sparse as sp
 
 from indexer import StoreError
-from indexer._expression import ExpressionProjection, fit_expression
-from indexer._pool import log_normalise
+from indexer.cells._expression import ExpressionProjection, fit_expression
+from indexer.cells._pool import log_normalise
 from schemas import ExpressionParams
 
-from ..conftest import make_adata
+from tests.conftest import make_adata
 
 
 def _data(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:

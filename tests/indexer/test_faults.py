@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from annotator._cli import main
+from cellvec.cli import main
 from indexer import GeneCatalog, open_store
-from indexer import _encoders as enc
-from indexer._genes import gene_collection_name
+from indexer.encoders import _registry as enc
+from indexer.genes._index import gene_collection_name
 from tests._openai_server import MALFORMED, SERVER_ERROR, UNAUTHORIZED, FakeOpenAIServer, Fault, timeout
 
-from ..conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, make_adata
 
 ADA = "openai:text-embedding-ada-002"
 DIM = 8
@@ -102,7 +102,7 @@ def one_line_error(err: str, code: int, *, exit_code: int = 2) -> str:
 # is started with Python's interactive Ctrl-C handler, as in a terminal.
 _CLI = (
     "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv[0] = 'cellvec'; runpy.run_module('annotator._cli', run_name='__main__')"
+    "sys.argv[0] = 'cellvec'; runpy.run_module('cellvec.cli', run_name='__main__')"
 )
 
 

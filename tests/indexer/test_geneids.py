@@ -11,8 +11,8 @@ import pytest
 from scipy import sparse
 
 from indexer._errors import InputError
-from indexer._geneids import coverage_report, detect_id_kind, infer_species, map_var_names
-from indexer._genetext import GeneCatalog
+from indexer.genes._ids import coverage_report, detect_id_kind, infer_species, map_var_names
+from indexer.genes._catalog import GeneCatalog
 from indexer._settings import Settings
 from schemas._coverage import CoverageReport
 
@@ -185,8 +185,8 @@ def test_coverage_rejects_scaled_data() -> None:
 def test_cli_coverage(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    import annotator._cli._genes_cli  # noqa: F401  (registers the commands)
-    from annotator._cli._app import cli
+    import cellvec.cli._genes  # noqa: F401  (registers the commands)
+    from cellvec.cli._app import cli
     from indexer._errors import CellvecError
 
     x = np.array([[5, 4, 0, 1], [1, 2, 3, 0]], dtype=np.float32)

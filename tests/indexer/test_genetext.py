@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from indexer._errors import DataError
-from indexer._genetext import GeneCatalog
+from indexer.genes._catalog import GeneCatalog
 from indexer._settings import Settings
 
 GENE_INFO_HEADER = (

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from indexer._errors import InputError
-from indexer._housekeeping import load_housekeeping
+from indexer.genes._housekeeping import load_housekeeping
 from indexer._settings import Settings
 
 

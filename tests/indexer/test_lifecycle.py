@@ -25,7 +25,7 @@ from indexer import (
     open_store,
     version_collection,
 )
-from indexer._lifecycle import (
+from indexer.reference._edit import (
     add_cells,
     export_reference,
     import_reference,
@@ -36,7 +36,7 @@ from indexer._lifecycle import (
 )
 from schemas import CellVectorSpec, RefineParams
 
-from ..conftest import make_adata
+from tests.conftest import make_adata
 
 SMALL = RefineParams(method="supcon", hidden_dim=32, out_dim=16, proj_dim=8, epochs=3, val_fraction=0)
 

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from indexer._errors import DataError, InputError
-from indexer._genetext import GeneCatalog
-from indexer._ncbi import SUMMARY_COLUMNS, fetch_gene_data
+from indexer.genes._catalog import GeneCatalog
+from indexer.genes._ncbi import SUMMARY_COLUMNS, fetch_gene_data
 
 GENE_INFO_HEADER = (
     "#tax_id\tGeneID\tSymbol\tLocusTag\tSynonyms\tdbXrefs\tchromosome\tmap_location\tdescription\t"
@@ -290,8 +290,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_cli_fetch(ncbi: FakeNcbi, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    import annotator._cli._genes_cli  # noqa: F401  (registers the commands)
-    from annotator._cli._app import cli
+    import cellvec.cli._genes  # noqa: F401  (registers the commands)
+    from cellvec.cli._app import cli
 
     ncbi.n_genes = 12
     args = ["genes", "fetch", "--species", "human", "--out", str(tmp_path), "--api-key", "K", "--json"]

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from indexer import _encoders
-from indexer._encoders import OpenAIEncoder, count_truncated, embed_texts, get_encoder
+from indexer.encoders import _registry as _encoders
+from indexer.encoders._registry import OpenAIEncoder, count_truncated, embed_texts, get_encoder
 from indexer._errors import EncoderError
 from indexer._settings import Settings
 from tests._openai_server import (

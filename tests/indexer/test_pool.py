@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from indexer._pool import (
+from indexer.cells._pool import (
     excluded_genes,
     inverse_frequency,
     log_normalise,

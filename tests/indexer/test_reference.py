@@ -22,7 +22,7 @@ from indexer import (
     resolve_version,
     version_collection,
 )
-from indexer import _reference as ref_module
+from indexer.reference import _build as ref_module
 from schemas import CellVectorSpec, ReferenceCellPayload, RefineParams
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from indexer._errors import StoreError
-from indexer._store import IndexParams, SearchResult, VectorStore, open_store
+from indexer.store._protocol import IndexParams, SearchResult, VectorStore, open_store
 
 LABELS = ["T", "B", "NK", "Mono"]
 Filled = tuple[VectorStore, list[str], dict[str, np.ndarray], list[dict[str, object]]]

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from indexer._errors import StoreError
-from indexer._store import IndexParams, open_store
-from indexer._store_edge import EdgeStore
+from indexer.store._protocol import IndexParams, open_store
+from indexer.store._edge import EdgeStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,7 +138,7 @@ def writer_process(built: tuple[Path, list[str], np.ndarray]) -> Iterator[subpro
     code = textwrap.dedent(
         f"""
         import sys
-        from indexer._store import open_store
+        from indexer.store._protocol import open_store
         s = open_store({str(built[0])!r})
         s.count("cells")
         print("ready", flush=True)
@@ -218,7 +218,7 @@ def test_disk_full_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         def full(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr("indexer._store_edge.os.fsync", full)
+        monkeypatch.setattr("indexer.store._edge.os.fsync", full)
         with pytest.raises(
             StoreError, match=r"no space left on device while writing .*blobs.*; free space and rerun"
         ):

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from indexer._errors import InputError, StoreError
-from indexer._supcon import (
+from indexer.cells.supcon._train import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     SupConModel,

@@ -1,0 +1,58 @@
+"""``cellvec bench``: cellvec against expression and text baselines on the same seeded splits.
+
+Heavy dependencies (celltypist, matplotlib, umap-learn, torch) are imported only when a run needs them.
+"""
+
+from benchmarks.accuracy._baselines import (
+    CellTypistBaseline,
+    GenePTW,
+    LogRegBaseline,
+    OvRLogisticRegression,
+    SeuratLike,
+    celltypist_compat,
+)
+from benchmarks.accuracy._cellvec import CellvecMethod
+from benchmarks.accuracy._datasets import (
+    DATASETS,
+    PAPER_CLUSTERS,
+    PAPER_SIZES,
+    BenchDataset,
+    from_files,
+    load_dataset,
+    load_tran_rgc,
+    read_tran_labels,
+    select_tran_clusters,
+)
+from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, score, select_k, stratified_split
+from benchmarks.accuracy._report import summarise, write_report
+from benchmarks.accuracy._run import BenchConfig, BenchResult, plan_methods, run_bench
+
+__all__ = [
+    "DATASETS",
+    "K_GRID",
+    "PAPER_CLUSTERS",
+    "PAPER_SIZES",
+    "BenchConfig",
+    "BenchDataset",
+    "BenchResult",
+    "CellTypistBaseline",
+    "CellvecMethod",
+    "GenePTW",
+    "LogRegBaseline",
+    "OvRLogisticRegression",
+    "SeuratLike",
+    "celltypist_compat",
+    "cv_k_accuracy",
+    "from_files",
+    "load_dataset",
+    "load_tran_rgc",
+    "plan_methods",
+    "read_tran_labels",
+    "run_bench",
+    "score",
+    "select_k",
+    "select_tran_clusters",
+    "stratified_split",
+    "summarise",
+    "write_report",
+]

@@ -1,0 +1,157 @@
+"""``cellvec bench``: cellvec and its baselines on the same seeded splits, written up as a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer import InputError
+
+from cellvec.cli._app import cli
+from cellvec.cli._common import emit, json_option
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    return items or None
+
+
+@cli.group("bench", invoke_without_command=True)
+@click.option(
+    "--adata", "adata_path", default=None, help="Labelled cells (.h5ad); the reference with --query-adata."
+)
+@click.option("--label-key", default=None, help="obs column with the true labels.")
+@click.option("--query-adata", "query_path", default=None, help="Fixed labelled query cells (.h5ad).")
+@click.option(
+    "--split",
+    "test_size",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Query share of the stratified split (without --query-adata).",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(
+        ["pbmc68k", "voigt-coarse", "voigt-fine", "voigt-cross-donor", "voigt-paper-sizes", "tran-rgc"]
+    ),
+    default=None,
+    help="A built-in task instead of --adata.",
+)
+@click.option(
+    "--paper-sizes", is_flag=True, help="tran-rgc: subsample the clusters to 165,138,117,92,69,27 cells."
+)
+@click.option(
+    "--clusters",
+    default=None,
+    help="Cluster selection, e.g. C22,C28,C33,C35,C36,C43 (tran-rgc) "
+    "or six cluster_label values (voigt-paper-sizes).",
+)
+@click.option("--tran-matrix", default=None, help="RGC_Atlas.csv (genes x cells) for tran-rgc.")
+@click.option(
+    "--tran-labels", default=None, help="RGC_Atlas_coordinates.txt for tran-rgc (default: data folder)."
+)
+@click.option("--seeds", type=int, default=5, show_default=True, help="Number of seeded splits.")
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated method names or prefixes "
+    "(seurat-like, celltypist, logreg, genept-w, cellvec-paper, cellvec-genept, cellvec-hybrid, "
+    "cellvec-expression); default: all.",
+)
+@click.option(
+    "--encoders",
+    default="minilm,random:384",
+    show_default=True,
+    help="Gene text encoders for cellvec; the first also runs GenePT-w and the genept/hybrid modes.",
+)
+@click.option("--no-supcon", is_flag=True, help="Skip the SupCon-refined variants.")
+@click.option(
+    "--store",
+    envvar="CELLVEC_BENCH_STORE",
+    default="./bench-store",
+    show_default=True,
+    help="Store for bench references and the persistent gene vector cache.",
+)
+@click.option("--out", "out_dir", default="bench-report", show_default=True, help="Report folder.")
+@click.option("--no-umap", is_flag=True, help="Draw PCA instead of UMAP projections (faster).")
+@click.option("--n-jobs", type=int, default=2, show_default=True, help="Processes for CellTypist's fits.")
+@json_option
+@click.pass_context
+def bench_cmd(ctx: click.Context, **opts: Any) -> None:
+    """Benchmark cellvec against Seurat-like KNN, CellTypist, logistic regression and GenePT-w.
+
+    Writes OUT/report.md, OUT/report.html, OUT/figures/*.png and OUT/results.json. ``cellvec bench scale``
+    measures build, memory and search at reference sizes up to millions of cells.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from benchmarks.accuracy import BenchConfig, from_files, load_dataset, run_bench, write_report
+
+    if opts["seeds"] < 1:
+        msg = f"--seeds {opts['seeds']} is not a number of splits; give 1 or more."
+        raise InputError(msg)
+    clusters = _csv(opts["clusters"])
+    if opts["dataset"]:
+        if opts["adata_path"]:
+            msg = "--dataset and --adata were both given; use one of them."
+            raise InputError(msg)
+        dataset = load_dataset(
+            opts["dataset"],
+            clusters=clusters,
+            paper_sizes=opts["paper_sizes"],
+            tran_matrix=opts["tran_matrix"],
+            tran_labels=opts["tran_labels"],
+        )
+    elif opts["adata_path"]:
+        if not opts["label_key"]:
+            msg = "--adata needs --label-key, the obs column with the true labels."
+            raise InputError(msg)
+        dataset = from_files(opts["adata_path"], label_key=opts["label_key"], query_path=opts["query_path"])
+    else:
+        msg = "nothing to benchmark: give --adata FILE --label-key KEY, or --dataset NAME."
+        raise InputError(msg)
+    config = BenchConfig(
+        seeds=opts["seeds"],
+        test_size=opts["test_size"],
+        methods=_csv(opts["methods"]),
+        encoders=_csv(opts["encoders"]) or (),
+        supcon=not opts["no_supcon"],
+        store=opts["store"],
+        umap=not opts["no_umap"],
+        n_jobs=opts["n_jobs"],
+    )
+    say = (lambda _m: None) if opts["as_json"] else (lambda m: click.echo(m, err=True))
+    result = run_bench(dataset, config=config, progress=say)
+    summary = write_report(result, opts["out_dir"], progress=say)
+    out = Path(opts["out_dir"])
+    lines = [f"{'method':<36} accuracy        macro F1"]
+    for name, m in summary["methods"].items():
+        acc, f1 = m["metrics"]["accuracy"], m["metrics"]["macro_f1"]
+        lines.append(
+            f"{name:<36} "
+            + (
+                f"{acc['mean']:.3f} ± {acc['sd']:.3f}   {f1['mean']:.3f} ± {f1['sd']:.3f}"
+                if acc["values"]
+                else "failed"
+            )
+        )
+    lines.append(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'results.json'}")
+    emit(
+        {"out": str(out), "methods": {n: m["metrics"] for n, m in summary["methods"].items()}},
+        as_json=opts["as_json"],
+        text="\n".join(lines),
+    )
+
+
+def _attach_scale() -> None:
+    from cellvec.cli._scale import scale_cmd
+
+    bench_cmd.add_command(scale_cmd)
+
+
+_attach_scale()

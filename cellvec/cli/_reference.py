@@ -1,0 +1,144 @@
+"""``cellvec reference build|list|info``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cellvec.cli._app import reference
+from cellvec.cli._common import (
+    Timer,
+    emit,
+    index_from_options,
+    index_options,
+    json_option,
+    open_cli_store,
+    progress_bars,
+    read_h5ad,
+    store_option,
+)
+from cellvec.cli._spec_options import spec_from_options, spec_options
+
+
+def infer_species_of(adata: Any, species: str | None, gene_column: str | None) -> str:
+    """Return the given species, or the one the gene names point to (human when undecidable)."""
+    if species is not None:
+        return species
+    from indexer.genes._ids import infer_species
+
+    names = adata.var[gene_column] if gene_column else adata.var_names
+    return infer_species([str(n) for n in names]) or "human"
+
+
+@reference.command("build")
+@store_option
+@click.option("--name", required=True, help="Reference name.")
+@click.option("--adata", "adata_path", required=True, help="Labelled reference cells (.h5ad).")
+@click.option("--label-key", required=True, help="obs column with the cell type labels.")
+@click.option("--dataset-key", default=None, help="obs column naming each cell's dataset or batch.")
+@click.option("--dataset", default="", help="Dataset name for every cell (when --dataset-key is not given).")
+@click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
+@click.option(
+    "--housekeeping", "hk_path", default=None, help="Housekeeping gene list for SupCon's second view."
+)
+@spec_options
+@index_options
+@json_option
+def build_cmd(**opts: Any) -> None:
+    """Build (or resume) a new version of a labelled reference and make it current."""
+    from pathlib import Path
+
+    from indexer import build_reference, load_housekeeping
+
+    timer = Timer()
+    as_json = opts.pop("as_json")
+    with timer.step("read"):
+        adata = read_h5ad(opts.pop("adata_path"))
+    species = infer_species_of(adata, opts["species"], opts["gene_column"])
+    spec = spec_from_options(opts, species=species)
+    hk_path = opts.pop("hk_path")
+    hk = load_housekeeping(spec.species, path=Path(hk_path)) if hk_path else None
+    index = index_from_options(opts)
+    with open_cli_store(opts.pop("store"), index=index) as store, progress_bars(enabled=not as_json) as report:
+        with timer.step("build"):
+            rec = build_reference(
+                adata,
+                store=store,
+                name=opts["name"],
+                label_key=opts["label_key"],
+                spec=spec,
+                dataset_key=opts["dataset_key"],
+                dataset=opts["dataset"],
+                gene_column=opts["gene_column"],
+                housekeeping=hk,
+                progress=report,
+            )
+    data = {
+        "reference": rec.reference,
+        "version": rec.version,
+        "n_cells": rec.n_cells,
+        "labels": rec.labels,
+        "dim": rec.dim,
+        "mode": rec.spec.mode,
+        "encoder": rec.spec.encoder,
+        "seconds": timer.steps,
+    }
+    emit(
+        data,
+        as_json=as_json,
+        text=(
+            f"reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, {len(rec.labels)} labels, "
+            f"{rec.dim}-d {rec.spec.mode} vectors ({rec.spec.encoder}, refine={rec.spec.refine.method}) "
+            f"in {timer.steps['build']:.1f} s"
+        ),
+    )
+
+
+@reference.command("list")
+@store_option
+@json_option
+def list_cmd(*, store: str, as_json: bool) -> None:
+    """List the references in a store with their current version."""
+    from indexer import list_references
+
+    with open_cli_store(store, read_only=True, create=False) as st:
+        mans = list_references(st)
+    rows = []
+    for m in mans:
+        rec = m.record()
+        rows.append(
+            {
+                "name": m.name,
+                "current": m.current,
+                "versions": [v.version for v in m.versions],
+                "n_cells": rec.n_cells if rec else 0,
+                "mode": rec.spec.mode if rec else None,
+            }
+        )
+    text = "\n".join(f"{r['name']}\tv{r['current']}\t{r['n_cells']} cells\t{r['mode']}" for r in rows)
+    emit({"references": rows}, as_json=as_json, text=text or "no references")
+
+
+@reference.command("info")
+@store_option
+@click.option("--name", required=True, help="Reference name.")
+@json_option
+def info_cmd(*, store: str, name: str, as_json: bool) -> None:
+    """Show a reference's build record, versions, cells per label and datasets."""
+    from indexer import load_manifest, resolve_version, version_collection
+
+    with open_cli_store(store, read_only=True, create=False) as st:
+        man = load_manifest(st, name)
+        rec = resolve_version(man)
+        datasets = st.facet(version_collection(name, rec.version), "dataset")
+    data = {"manifest": man.model_dump(mode="json"), "datasets": datasets}
+    lines = [f"reference '{name}': current v{man.current}"]
+    for v in man.versions:
+        lines.append(
+            f"  v{v.version} [{v.status}] {v.n_cells} cells, mode={v.spec.mode}, encoder={v.spec.encoder},"
+            f" refine={v.spec.refine.method}, created {v.created:%Y-%m-%d %H:%M}"
+        )
+    lines.append("labels: " + ", ".join(f"{k}={c}" for k, c in sorted(rec.labels.items())))
+    lines.append("datasets: " + ", ".join(f"{k or '(none)'}={c}" for k, c in sorted(datasets.items())))
+    emit(data, as_json=as_json, text="\n".join(lines))

@@ -1,0 +1,343 @@
+"""From an AnnData to cell vectors: the one pipeline shared by reference builds and queries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from schemas import CellVectorSpec
+
+from indexer._errors import InputError, StoreError
+from indexer.cells._expression import ExpressionProjection, fit_expression
+from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
+from indexer.cells._validate import expression_matrix
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from indexer.store._protocol import VectorStore
+    from indexer.cells.supcon._train import SupConModel
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""Progress callback: ``(step, done, total)``."""
+
+
+@dataclass
+class Artifacts:
+    """What a reference version fitted on its cells and what every query reuses.
+
+    Attributes
+    ----------
+    idf
+        Inverse-frequency weight per gene symbol (``idf`` pooling), else ``None``.
+    whiten_mean
+        Mean gene vector removed before pooling (``whiten`` pooling), else ``None``.
+    expression
+        Expression-view projection, else ``None``.
+    supcon
+        Trained SupCon encoder, else ``None``.
+    """
+
+    idf: dict[str, float] | None = None
+    whiten_mean: np.ndarray | None = None
+    expression: ExpressionProjection | None = None
+    supcon: SupConModel | None = None
+
+    def blobs(self) -> dict[str, bytes]:
+        """Return every artefact serialised (no pickle), keyed by artefact file name."""
+        out: dict[str, bytes] = {}
+        if self.idf is not None:
+            out["idf.npz"] = _npz(
+                genes=np.array(list(self.idf), dtype=str),
+                weights=np.array(list(self.idf.values()), dtype=np.float32),
+            )
+        if self.whiten_mean is not None:
+            out["whiten.npz"] = _npz(mean=self.whiten_mean.astype(np.float32))
+        if self.expression is not None:
+            out["expression.npz"] = self.expression.to_bytes()
+        if self.supcon is not None:
+            out.update(self.supcon.to_files())
+        return out
+
+    @classmethod
+    def from_blobs(cls, blobs: dict[str, bytes | None], hashes: dict[str, str]) -> Artifacts:
+        """Load artefacts, refusing any whose bytes do not match the hash in the build record."""
+        for name, digest in hashes.items():
+            data = blobs.get(name)
+            if data is None:
+                msg = (
+                    f"the reference's artefact '{name}' is missing from the store; rebuild the reference "
+                    "(`cellvec reference build`) or refit it (`cellvec reference refit`)."
+                )
+                raise StoreError(msg)
+            if hashlib.sha256(data).hexdigest() != digest:
+                msg = (
+                    f"the reference's artefact '{name}' was altered or truncated (its SHA-256 differs from the "
+                    "build record); rebuild or refit the reference."
+                )
+                raise StoreError(msg)
+        art = cls()
+        if "idf.npz" in hashes:
+            z = _load_npz(blobs["idf.npz"])  # type: ignore[arg-type]
+            art.idf = dict(zip(z["genes"].tolist(), z["weights"].tolist(), strict=True))
+        if "whiten.npz" in hashes:
+            art.whiten_mean = _load_npz(blobs["whiten.npz"])["mean"]  # type: ignore[arg-type]
+        if "expression.npz" in hashes:
+            art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
+        if "supcon.safetensors" in hashes:
+            from indexer.cells.supcon._train import SupConModel
+
+            files = {k: v for k, v in blobs.items() if k.startswith("supcon.") and v is not None}
+            art.supcon = SupConModel.from_files(files)
+        return art
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _load_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class CellVectors:
+    """Cell vectors and what they were made of.
+
+    Attributes
+    ----------
+    final
+        The searched vector per cell (after fusion and refinement), L2-normalised; zero rows for cells
+        without any usable signal.
+    inputs
+        The vector before refinement (SupCon view 1).
+    inputs_view2
+        SupCon view 2: the same with housekeeping genes removed from the text part (``None`` without text).
+    valid
+        Cells that have a vector.
+    weights
+        Cells × genes pooling weights of the text part (``None`` without text).
+    symbols
+        Gene symbol of each ``var`` entry (``""`` when unmapped).
+    gene_vectors
+        Gene vectors aligned with ``symbols`` (zero rows where missing; ``None`` without text).
+    n_described
+        Number of ``var`` genes that have a description vector.
+    """
+
+    final: np.ndarray
+    inputs: np.ndarray
+    inputs_view2: np.ndarray | None
+    valid: np.ndarray
+    weights: sp.csr_matrix | None
+    symbols: np.ndarray
+    gene_vectors: np.ndarray | None
+    n_described: int
+    unmapped_examples: list[str] = field(default_factory=list)
+
+
+def encode_cells(
+    adata: AnnData,
+    *,
+    spec: CellVectorSpec,
+    store: VectorStore,
+    artifacts: Artifacts | None = None,
+    data_dir: Path | None = None,
+    gene_column: str | None = None,
+    housekeeping: frozenset[str] | None = None,
+    fit_labels: np.ndarray | None = None,
+    with_view2: bool = False,
+    progress: Progress | None = None,
+    what: str = "adata",
+) -> tuple[CellVectors, Artifacts]:
+    """Turn cells into vectors as ``spec`` says, fitting artefacts on them when none are given.
+
+    Parameters
+    ----------
+    adata
+        Cells × genes (counts or log-normalised).
+    spec
+        How cells become vectors.
+    store
+        Store holding (and caching) the gene collection.
+    artifacts
+        Fitted artefacts of the reference; ``None`` fits them on these cells (reference builds only).
+    data_dir
+        Gene description data folder.
+    gene_column
+        ``var`` column with gene names, instead of ``var_names``.
+    housekeeping
+        Symbols removed from SupCon's second view; needed only when fitting a SupCon encoder.
+    fit_labels
+        Labels of the cells, when fitting a SupCon encoder.
+    with_view2
+        Compute SupCon's second view (``housekeeping`` removed from the text part) also when not fitting a
+        SupCon encoder: for cells added to a reference, whose second view a later refit trains on.
+    progress
+        Progress callback.
+    what
+        Name of the input in error messages.
+
+    Returns
+    -------
+    The cell vectors and the artefacts (fitted or given).
+    """
+    from indexer.genes._ids import map_var_names
+
+    fitting = artifacts is None
+    art = Artifacts() if artifacts is None else artifacts
+    x = log_normalise(expression_matrix(adata, what=what))
+    mapping = map_var_names(adata, species=spec.species, gene_column=gene_column, data_dir=data_dir)
+    symbols = np.asarray(mapping.symbols, dtype=object)
+    parts: list[np.ndarray] = []
+    parts_v2: list[np.ndarray] = []
+    weights = gene_vectors = None
+    n_described = 0
+    if spec.uses_text():
+        weights, gene_vectors, pooled, pooled_v2, n_described = _text_view(
+            x,
+            symbols,
+            spec=spec,
+            store=store,
+            art=art,
+            fitting=fitting,
+            data_dir=data_dir,
+            housekeeping=housekeeping,
+            progress=progress,
+            with_view2=with_view2,
+        )
+        parts.append(pooled)
+        parts_v2.append(pooled_v2 if pooled_v2 is not None else pooled)
+    if spec.uses_expression():
+        if art.expression is None:
+            if not fitting:
+                msg = "the reference has no expression projection although its mode needs one; rebuild it."
+                raise StoreError(msg)
+            assert spec.expression is not None
+            art.expression = fit_expression(x, symbols, spec.expression, labels=fit_labels, seed=spec.refine.seed)
+        expr = art.expression.transform(x, symbols)
+        parts.insert(0, expr)
+        parts_v2.insert(0, expr)
+    if spec.mode == "hybrid":
+        wt = np.sqrt(spec.text_weight)
+        we = np.sqrt(1.0 - spec.text_weight)
+        inputs = np.hstack([we * parts[0], wt * parts[1]]).astype(np.float32)
+        view2 = np.hstack([we * parts_v2[0], wt * parts_v2[1]]).astype(np.float32)
+    else:
+        inputs, view2 = parts[0], parts_v2[0]
+    if spec.refine.method == "supcon":
+        if art.supcon is None:
+            if not fitting or fit_labels is None:
+                msg = "the reference has no SupCon encoder although it was built with one; refit it."
+                raise StoreError(msg)
+            from indexer.cells.supcon._train import train_supcon
+
+            ok = np.linalg.norm(inputs, axis=1) > 0
+            art.supcon, _ = train_supcon(inputs[ok], view2[ok], fit_labels[ok], params=spec.refine)
+        final = art.supcon.encode(inputs)
+    else:
+        final = inputs
+    valid = np.linalg.norm(final, axis=1) > 0
+    cv = CellVectors(
+        final=final.astype(np.float32, copy=False),
+        inputs=inputs,
+        inputs_view2=view2 if spec.stores_view2() else None,
+        valid=valid,
+        weights=weights,
+        symbols=symbols,
+        gene_vectors=gene_vectors,
+        n_described=n_described,
+        unmapped_examples=list(mapping.unmapped_examples),
+    )
+    return cv, art
+
+
+def _text_view(
+    x: sp.csr_matrix,
+    symbols: np.ndarray,
+    *,
+    spec: CellVectorSpec,
+    store: VectorStore,
+    art: Artifacts,
+    fitting: bool,
+    data_dir: Path | None,
+    housekeeping: frozenset[str] | None,
+    progress: Progress | None,
+    with_view2: bool = False,
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray | None, int]:
+    from indexer.encoders._registry import get_encoder
+    from indexer.genes._index import GeneIndex
+    from indexer.genes._catalog import GeneCatalog
+
+    catalog = GeneCatalog.load(spec.species, data_dir=data_dir)
+    has_text = np.array([gt is not None for gt in catalog.gene_texts([s or "" for s in symbols])])
+    has_text &= symbols != ""
+    usable = has_text & ~excluded_genes(symbols, spec.pooling)
+    top_n = None if spec.mode == "genept" else spec.pooling.top_n
+    w = top_gene_weights(x, usable, top_n=top_n, weighting=spec.pooling.weighting)
+    needed = np.zeros(len(symbols), dtype=bool)
+    needed[np.unique(w.indices)] = True
+    w2 = None
+    if with_view2 or (fitting and spec.refine.method == "supcon"):
+        hk = housekeeping or frozenset()
+        usable2 = usable & ~np.isin(symbols, list(hk))
+        w2 = top_gene_weights(x, usable2, top_n=top_n, weighting=spec.pooling.weighting)
+        needed[np.unique(w2.indices)] = True
+    index = GeneIndex(store, get_encoder(spec.encoder), catalog)
+    report = None if progress is None else (lambda d, t: progress("embedding genes", d, t))
+    vec_needed, found = index.vectors(list(symbols[needed]), progress=report)
+    gene_vectors = np.zeros((len(symbols), vec_needed.shape[1]), dtype=np.float32)
+    gene_vectors[needed] = vec_needed
+    described = np.zeros(len(symbols), dtype=bool)
+    described[np.flatnonzero(needed)[found]] = True
+    if spec.pooling.whiten:
+        if art.whiten_mean is None:
+            if not fitting:
+                msg = "the reference has no whitening mean although it was built with whitening; rebuild it."
+                raise StoreError(msg)
+            art.whiten_mean = gene_vectors[described].mean(axis=0)
+        gene_vectors = l2_normalise(
+            np.where(described[:, None], gene_vectors - art.whiten_mean, 0.0).astype(np.float32)
+        )
+    if spec.pooling.idf:
+        if art.idf is None:
+            if not fitting:
+                msg = "the reference has no gene weights although it was built with idf; rebuild it."
+                raise StoreError(msg)
+            idf = inverse_frequency(w)
+            cols = np.unique(w.indices)
+            art.idf = {str(symbols[c]): float(idf[c]) for c in cols}
+        # A gene never seen in the reference's top lists is as specific as the rarest one seen.
+        top = max(art.idf.values()) if art.idf else 1.0
+        gw = np.array([art.idf.get(str(s), top) for s in symbols], dtype=np.float32)
+        w = top_gene_weights(x, usable, top_n=top_n, weighting=spec.pooling.weighting, gene_weights=gw)
+        if w2 is not None:
+            w2 = top_gene_weights(
+                x,
+                usable & ~np.isin(symbols, list(housekeeping or ())),
+                top_n=top_n,
+                weighting=spec.pooling.weighting,
+                gene_weights=gw,
+            )
+    pooled = pool(w, gene_vectors)
+    pooled2 = pool(w2, gene_vectors) if w2 is not None else None
+    if not described.any():
+        msg = (
+            "none of the genes has a description vector: check the species "
+            f"('{spec.species}') and the gene names (pass --gene-column or --species)."
+        )
+        raise InputError(msg)
+    return w, gene_vectors, pooled, pooled2, int(described.sum())

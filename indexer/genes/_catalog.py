@@ -1,0 +1,537 @@
+"""Gene descriptions and gene-name resolution from NCBI ``gene_info``, RefSeq summaries and HCOP orthologs.
+
+The text embedded for a gene is ``"SYMBOL: full name. summary"``. Human genes use their own RefSeq summary;
+mouse genes use their own summary, else the summary of their human ortholog (HGNC HCOP), else only the full
+name. Files are read from the data folder (``Settings().data_dir`` or ``CELLVEC_DATA_DIR``) or from a folder
+written by ``cellvec genes fetch``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from schemas import GeneText, Species, TextSource
+
+from indexer._errors import DataError
+
+__all__ = ["GeneCatalog", "data_file", "gene_info_path", "summaries_path"]
+
+logger = logging.getLogger(__name__)
+
+_GENE_INFO_NAME: Final = {"human": "Homo_sapiens.gene_info.gz", "mouse": "Mus_musculus.gene_info.gz"}
+_TAX_ID: Final = {"human": "9606", "mouse": "10090"}
+ORTHOLOG_TABLE: Final = "orthologs/human_mouse_hcop_fifteen_column.txt.gz"
+"""Path of the HGNC HCOP human-mouse ortholog table inside the data folder."""
+
+_SOURCES: Final[tuple[TextSource, ...]] = ("own_summary", "ortholog_summary", "full_name", "none")
+
+_CATALOGS: dict[tuple[str, Path], GeneCatalog] = {}
+
+
+def gene_info_path(species: Species) -> str:
+    """Return the path of the species' NCBI ``gene_info`` file inside the data folder.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    A path relative to the data folder, e.g. ``"gene_text/Homo_sapiens.gene_info.gz"``.
+    """
+    return f"gene_text/{_GENE_INFO_NAME[species]}"
+
+
+def summaries_path(species: Species) -> str:
+    """Return the path of the species' RefSeq summary table inside the data folder.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+
+    Returns
+    -------
+    A path relative to the data folder, e.g. ``"gene_text/refseq_summaries_human_by_symbol.tsv.gz"``.
+    """
+    return f"gene_text/refseq_summaries_{species}_by_symbol.tsv.gz"
+
+
+def data_file(relative: str, *, species: Species, data_dir: Path) -> Path:
+    """Return ``data_dir / relative``, or raise a :class:`DataError` that says how to get the file.
+
+    Parameters
+    ----------
+    relative
+        Path inside the data folder.
+    species
+        Species the file is needed for (named in the fix).
+    data_dir
+        The data folder.
+
+    Returns
+    -------
+    The absolute path of an existing file.
+
+    Raises
+    ------
+    DataError
+        When the folder or the file does not exist.
+    """
+    path = data_dir / relative
+    if not data_dir.is_dir():
+        msg = (
+            f"gene data folder {str(data_dir)!r} does not exist; run "
+            f"`cellvec genes fetch --species {species}` or set CELLVEC_DATA_DIR to the folder "
+            "that holds gene_text/, orthologs/ and housekeeping/"
+        )
+        raise DataError(msg)
+    if not path.is_file():
+        msg = (
+            f"gene data file {relative!r} is missing from {str(data_dir)!r}; run "
+            f"`cellvec genes fetch --species {species} --out {data_dir}` or set CELLVEC_DATA_DIR to a folder "
+            "that has it"
+        )
+        raise DataError(msg)
+    return path
+
+
+def _read_tsv(path: Path, *, usecols: Sequence[str] | None = None) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            path, sep="\t", dtype=str, keep_default_na=False, quoting=3, usecols=usecols, low_memory=False
+        )
+    except (ValueError, OSError, EOFError, pd.errors.ParserError) as e:
+        msg = (
+            f"cannot read {str(path)!r} as a tab-separated table ({e}); "
+            "fetch it again with `cellvec genes fetch`"
+        )
+        raise DataError(msg) from e
+    return frame
+
+
+def _clean(value: str) -> str:
+    value = value.strip()
+    return "" if value == "-" else value
+
+
+def _support_count(value: str) -> int:
+    return len([s for s in value.split(",") if s.strip()])
+
+
+@dataclass(frozen=True)
+class _Gene:
+    symbol: str
+    entrez_id: int | None
+    full_name: str
+    summary: str
+    source: TextSource
+
+
+class GeneCatalog:
+    """The genes of one species: official symbols, aliases, identifiers and description texts.
+
+    Use :meth:`load`, which caches one catalog per species and data folder for the process.
+
+    Parameters
+    ----------
+    species
+        ``"human"`` or ``"mouse"``.
+    genes
+        One entry per official symbol.
+    exact
+        Exact-spelling lookup: symbols, Ensembl ids, Entrez ids, unambiguous synonyms.
+    upper
+        Upper-cased lookup for case differences, used when the exact lookup misses.
+
+    Examples
+    --------
+    >>> catalog = GeneCatalog.load("mouse")  # doctest: +SKIP
+    >>> catalog.resolve(["rbpms", "ENSMUSG00000031586.5", "19663"])  # doctest: +SKIP
+    array(['Rbpms', 'Rbpms', 'Rbpms'], dtype=object)
+    """
+
+    def __init__(
+        self,
+        species: Species,
+        *,
+        genes: dict[str, _Gene],
+        exact: dict[str, str],
+        upper: dict[str, str],
+        synonyms: dict[str, list[str]],
+    ) -> None:
+        self.species: Species = species
+        self._genes = genes
+        self._exact = exact
+        self._upper = upper
+        self._synonyms = synonyms
+        self._with_text: list[str] | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, species: Species, *, data_dir: Path | None = None) -> GeneCatalog:
+        """Load (once per process) the catalog of a species from the data folder.
+
+        Parameters
+        ----------
+        species
+            ``"human"`` or ``"mouse"``.
+        data_dir
+            Folder with ``gene_text/`` (and ``orthologs/`` for mouse); default ``Settings().data_dir``.
+
+        Returns
+        -------
+        The catalog; the same object for the same species and folder on later calls.
+
+        Raises
+        ------
+        DataError
+            When a file is missing or malformed; the message names the file and how to get it.
+        """
+        if species not in _GENE_INFO_NAME:
+            msg = f"species {species!r} is not supported; use 'human' or 'mouse'"
+            raise DataError(msg)
+        if data_dir is None:
+            from indexer._settings import Settings
+
+            data_dir = Settings().data_dir
+        key = (species, Path(data_dir).expanduser().resolve())
+        cached = _CATALOGS.get(key)
+        if cached is None:
+            cached = cls._build(species, key[1])
+            _CATALOGS[key] = cached
+        return cached
+
+    @classmethod
+    def _build(cls, species: Species, data_dir: Path) -> GeneCatalog:
+        info_file = data_file(gene_info_path(species), species=species, data_dir=data_dir)
+        summary_file = data_file(summaries_path(species), species=species, data_dir=data_dir)
+        info = _read_tsv(info_file)
+        info = info.rename(columns={"#tax_id": "tax_id"})
+        required = {"GeneID", "Symbol", "Synonyms", "dbXrefs", "description"}
+        if not required <= set(info.columns):
+            msg = (
+                f"{str(info_file)!r} lacks the gene_info columns {sorted(required - set(info.columns))}; "
+                "fetch it again with `cellvec genes fetch`"
+            )
+            raise DataError(msg)
+        if "tax_id" in info.columns:
+            info = info[info["tax_id"] == _TAX_ID[species]]
+        summaries = _read_tsv(summary_file)
+        if not {"entrez_id", "symbol", "summary"} <= set(summaries.columns):
+            msg = (
+                f"{str(summary_file)!r} lacks the columns entrez_id, symbol, summary; "
+                "fetch it again with `cellvec genes fetch`"
+            )
+            raise DataError(msg)
+        summaries = summaries[(summaries["summary"].str.strip() != "") & (summaries["symbol"] != "")]
+        summary_by_id = dict(zip(summaries["entrez_id"], summaries["summary"], strict=True))
+        summary_name_by_id = dict(
+            zip(
+                summaries["entrez_id"],
+                summaries.get("full_name", pd.Series("", index=summaries.index)),
+                strict=True,
+            )
+        )
+
+        ortholog_by_id: dict[str, str] = {}
+        ortholog_by_symbol: dict[str, str] = {}
+        if species == "mouse":
+            ortholog_by_id, ortholog_by_symbol = _mouse_ortholog_summaries(data_dir)
+
+        # Official symbol: the nomenclature authority's (MT-ATP6, mt-Atp6) where NCBI's Symbol column differs.
+        ncbi_symbol = info["Symbol"].to_numpy(dtype=object)
+        authority = (
+            info["Symbol_from_nomenclature_authority"].to_numpy(dtype=object)
+            if "Symbol_from_nomenclature_authority" in info.columns
+            else np.full(len(info), "-", dtype=object)
+        )
+        authority_name = (
+            info["Full_name_from_nomenclature_authority"].to_numpy(dtype=object)
+            if "Full_name_from_nomenclature_authority" in info.columns
+            else np.full(len(info), "-", dtype=object)
+        )
+        gene_ids = info["GeneID"].to_numpy(dtype=object)
+        descriptions = info["description"].to_numpy(dtype=object)
+        types = (
+            info["type_of_gene"].to_numpy(dtype=object)
+            if "type_of_gene" in info.columns
+            else np.full(len(info), "", dtype=object)
+        )
+
+        synonym_col = info["Synonyms"].to_numpy(dtype=object)
+        xref_col = info["dbXrefs"].to_numpy(dtype=object)
+        rows: list[tuple[int, int, int, _Gene, str, str, str]] = []
+        for i in range(len(info)):
+            gid = gene_ids[i]
+            sym = ncbi_symbol[i]
+            full = _clean(descriptions[i])
+            auth = _clean(authority[i])
+            if auth and auth != sym:
+                sym, old = auth, sym
+                full = _clean(authority_name[i]) or full
+            else:
+                old = ""
+                full = full or _clean(authority_name[i])
+            summary = summary_by_id.get(gid, "")
+            full = full or _clean(summary_name_by_id.get(gid, ""))
+            source: TextSource
+            if summary:
+                source = "own_summary"
+            else:
+                summary = ortholog_by_id.get(gid, "") or ortholog_by_symbol.get(sym, "")
+                source = "ortholog_summary" if summary else ("full_name" if full else "none")
+            gene = _Gene(sym, int(gid) if gid.isdigit() else None, full, summary, source)
+            rank = _SOURCES.index(source)
+            coding = 0 if types[i] == "protein-coding" else 1
+            rows.append((rank, coding, i, gene, old, synonym_col[i], xref_col[i]))
+        # Summaries of genes newer than gene_info.
+        known_ids = set(gene_ids.tolist())
+        extra = summaries[~summaries["entrez_id"].isin(known_ids)]
+        for j, (gid, sym, syn, full, summ) in enumerate(
+            zip(
+                extra["entrez_id"],
+                extra["symbol"],
+                extra.get("Synonyms", pd.Series("", index=extra.index)),
+                extra.get("full_name", pd.Series("", index=extra.index)),
+                extra["summary"],
+                strict=True,
+            )
+        ):
+            gene = _Gene(sym, int(gid) if gid.isdigit() else None, _clean(full), summ, "own_summary")
+            rows.append((0, 0, len(info) + j, gene, "", syn, "-"))
+        rows.sort(key=lambda r: (r[0], r[1], r[2]))
+
+        genes: dict[str, _Gene] = {}
+        ids: dict[str, str] = {}
+        alias_targets: dict[str, set[str]] = {}
+        for _, _, _, gene, old, syn, xrefs in rows:
+            if gene.symbol in genes:
+                continue
+            genes[gene.symbol] = gene
+            if gene.entrez_id is not None:
+                ids.setdefault(str(gene.entrez_id), gene.symbol)
+            for xref in str(xrefs).split("|"):
+                if xref.startswith("Ensembl:"):
+                    ids.setdefault(xref[len("Ensembl:") :], gene.symbol)
+            aliases = [a for a in str(syn).split("|") if a and a != "-"]
+            if old:
+                aliases.append(old)
+            for alias in aliases:
+                alias_targets.setdefault(alias, set()).add(gene.symbol)
+        return cls._index(species, genes, ids, alias_targets)
+
+    @classmethod
+    def _index(
+        cls,
+        species: Species,
+        genes: dict[str, _Gene],
+        ids: dict[str, str],
+        alias_targets: dict[str, set[str]],
+    ) -> GeneCatalog:
+        exact: dict[str, str] = {}
+        upper_official: dict[str, set[str]] = {}
+        for sym in genes:
+            upper_official.setdefault(sym.upper(), set()).add(sym)
+        # Priority (lowest first, later writes lose): synonyms < ids < official symbols.
+        synonyms: dict[str, list[str]] = {}
+        upper_alias: dict[str, set[str]] = {}
+        for alias, targets in alias_targets.items():
+            for t in targets:
+                synonyms.setdefault(alias.upper(), []).append(t)
+            if alias in genes or alias.upper() in upper_official:
+                continue  # a synonym that is (a case variant of) an official symbol never overrides it
+            if len(targets) == 1:
+                exact[alias] = next(iter(targets))
+            upper_alias.setdefault(alias.upper(), set()).update(targets)
+        exact.update(ids)
+        exact.update({s: s for s in genes})
+        upper: dict[str, str] = {}
+        for key, targets in upper_alias.items():
+            if len(targets) == 1:
+                upper[key] = next(iter(targets))
+        for key, targets in upper_official.items():
+            if len(targets) == 1:
+                upper[key] = next(iter(targets))
+            else:
+                upper.pop(key, None)
+        return cls(species, genes=genes, exact=exact, upper=upper, synonyms=synonyms)
+
+    # ------------------------------------------------------------------ lookups
+    def __len__(self) -> int:
+        return len(self._genes)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._genes
+
+    def __repr__(self) -> str:
+        return f"GeneCatalog(species={self.species!r}, n_genes={len(self._genes)})"
+
+    def resolve(self, names: Sequence[str]) -> np.ndarray:
+        """Map gene names or identifiers to official symbols.
+
+        Handles exact symbols, case differences, unambiguous synonyms and outdated symbols, Ensembl ids
+        with or without a version suffix, and Entrez ids.
+
+        Parameters
+        ----------
+        names
+            Gene symbols or identifiers, e.g. ``adata.var_names``.
+
+        Returns
+        -------
+        An object array of the same length: the official symbol for each name, ``""`` when unmapped.
+        """
+        exact = self._exact
+        upper = self._upper
+        out = np.empty(len(names), dtype=object)
+        for i, raw in enumerate(names):
+            name = str(raw).strip()
+            hit = exact.get(name)
+            if hit is None and name.startswith("ENS") and "." in name:
+                hit = exact.get(name.split(".", 1)[0])
+            if hit is None:
+                hit = upper.get(name.upper(), "")
+            out[i] = hit
+        return out
+
+    def gene_text(self, symbol: str) -> GeneText | None:
+        """Return the description of one gene, or ``None`` when it has neither summary nor full name.
+
+        Parameters
+        ----------
+        symbol
+            Official symbol (see :meth:`resolve`).
+
+        Returns
+        -------
+        The text record ``"SYMBOL: full name. summary"`` with its source.
+        """
+        gene = self._genes.get(symbol)
+        if gene is None or gene.source == "none":
+            return None
+        name = gene.full_name.rstrip()
+        head = f"{gene.symbol}: {name}" if name else f"{gene.symbol}:"
+        if gene.summary:
+            if name and not name.endswith("."):
+                head += "."
+            text = f"{head} {gene.summary.strip()}"
+        else:
+            text = head if head.endswith(".") else f"{head}."
+        return GeneText(
+            symbol=gene.symbol,
+            species=self.species,
+            entrez_id=gene.entrez_id,
+            full_name=gene.full_name,
+            text=text,
+            source=gene.source,
+        )
+
+    def gene_texts(self, symbols: Sequence[str]) -> list[GeneText | None]:
+        """Return :meth:`gene_text` for each symbol.
+
+        Parameters
+        ----------
+        symbols
+            Official symbols.
+
+        Returns
+        -------
+        One record (or ``None``) per symbol, in order.
+        """
+        return [self.gene_text(s) for s in symbols]
+
+    def sources(self, symbols: Sequence[str]) -> np.ndarray:
+        """Return where each symbol's text comes from, as an array of :data:`schemas.TextSource` strings.
+
+        Parameters
+        ----------
+        symbols
+            Official symbols; unknown ones (and ``""``) get ``"none"``.
+
+        Returns
+        -------
+        An object array of the same length.
+        """
+        genes = self._genes
+        return np.array(
+            [g.source if (g := genes.get(s)) is not None else "none" for s in symbols], dtype=object
+        )
+
+    def symbols(self) -> list[str]:
+        """Return every symbol that has some text (a summary or a full name), sorted.
+
+        Returns
+        -------
+        The sorted symbols.
+        """
+        if self._with_text is None:
+            self._with_text = sorted(s for s, g in self._genes.items() if g.source != "none")
+        return list(self._with_text)
+
+    def all_symbols(self) -> list[str]:
+        """Return every official symbol of the catalog, with or without text, sorted.
+
+        Returns
+        -------
+        The sorted symbols.
+        """
+        return sorted(self._genes)
+
+    def suggest(self, name: str, *, limit: int = 5) -> list[str]:
+        """Return official symbols close to a name that did not resolve.
+
+        Parameters
+        ----------
+        name
+            The name as the user wrote it.
+        limit
+            At most this many suggestions.
+
+        Returns
+        -------
+        Case-insensitive matches first, then genes that list the name as a synonym, then close spellings.
+        """
+        found: list[str] = []
+        key = name.strip().upper()
+        for sym in self._genes:
+            if sym.upper() == key:
+                found.append(sym)
+        found.extend(self._synonyms.get(key, []))
+        if len(found) < limit:
+            by_upper = {s.upper(): s for s in self._genes}
+            close = difflib.get_close_matches(key, list(by_upper), n=limit, cutoff=0.75)
+            found.extend(by_upper[c] for c in close)
+        return list(dict.fromkeys(found))[:limit]
+
+
+def _mouse_ortholog_summaries(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Return the best-supported human ortholog's summary for each mouse gene (by Entrez id and by symbol)."""
+    table = data_file(ORTHOLOG_TABLE, species="mouse", data_dir=data_dir)
+    human = data_file(summaries_path("human"), species="human", data_dir=data_dir)
+    hcop = _read_tsv(
+        table, usecols=["human_entrez_gene", "human_symbol", "mouse_entrez_gene", "mouse_symbol", "support"]
+    )
+    summaries = _read_tsv(human, usecols=["entrez_id", "symbol", "summary"])
+    summaries = summaries[summaries["summary"].str.strip() != ""]
+    by_id = dict(zip(summaries["entrez_id"], summaries["summary"], strict=True))
+    by_symbol = dict(zip(summaries["symbol"], summaries["summary"], strict=True))
+    text = hcop["human_entrez_gene"].map(by_id)
+    text = text.fillna(hcop["human_symbol"].map(by_symbol))
+    hcop = hcop.assign(text=text, n_support=hcop["support"].map(_support_count))
+    hcop = hcop[hcop["text"].notna()].sort_values("n_support", ascending=False, kind="stable")
+    best_id = hcop[hcop["mouse_entrez_gene"] != "-"].drop_duplicates("mouse_entrez_gene")
+    best_sym = hcop[hcop["mouse_symbol"] != "-"].drop_duplicates("mouse_symbol")
+    return (
+        dict(zip(best_id["mouse_entrez_gene"], best_id["text"], strict=True)),
+        dict(zip(best_sym["mouse_symbol"], best_sym["text"], strict=True)),
+    )

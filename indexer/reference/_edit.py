@@ -1,0 +1,711 @@
+"""Persistent references over time: add, remove and relabel cells, refit, prune, export and import.
+
+``add_cells``, ``remove_cells`` and ``relabel`` edit the current version in place (its collection and the
+cell counts of its build record); ``refit`` and ``import_reference`` write a new immutable version and
+switch ``current`` to it with one manifest write, as :func:`~indexer.build_reference` does. Every write is
+idempotent: point ids derive from ``(reference, cell id)``, so rerunning a command that was killed
+finishes it with exact counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from schemas import BuildRecord, GeneRecord, RefineParams
+
+from indexer.cells._encode import Progress, encode_cells
+from indexer._errors import InputError, StoreError, UnseenLabelWarning
+from indexer.genes._index import GENE_VECTOR, gene_collection_name, gene_point_id
+from indexer.reference._build import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    VIEW2_VECTOR,
+    _datasets,
+    _drop_version_data,
+    artifact_key,
+    cell_point_id,
+    check_reference_name,
+    load_artifacts,
+    load_housekeeping_artifact,
+    load_manifest,
+    resolve_version,
+    save_manifest,
+    stored_vectors,
+    top_genes_of,
+    upsert_rows,
+    usable_rows,
+    version_collection,
+    write_version,
+)
+from indexer.cells._validate import labels_of
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from indexer.store._protocol import VectorStore
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "cellvec-reference"
+"""``format`` field of an export file's ``manifest.json``."""
+EXPORT_FORMAT_VERSION = 1
+_EXPORT_MANIFEST = "manifest.json"
+
+
+def _vector_names(record: BuildRecord) -> list[str]:
+    """Return the named vectors a version's collection holds."""
+    names = [CELL_VECTOR]
+    if record.spec.refine.method != "none":
+        names.append(INPUT_VECTOR)
+    if record.spec.uses_text():
+        names.append(VIEW2_VECTOR)
+    return names
+
+
+def _update_counts(store: VectorStore, name: str, version: int) -> BuildRecord:
+    """Recount a version's cells per label from its collection and store them in the manifest."""
+    collection = version_collection(name, version)
+    labels = store.facet(collection, "label")
+    manifest = load_manifest(store, name)
+    rec = manifest.record(version)
+    assert rec is not None
+    new = rec.model_copy(update={"n_cells": store.count(collection), "labels": dict(sorted(labels.items()))})
+    versions = [new if v.version == version else v for v in manifest.versions]
+    save_manifest(store, manifest.model_copy(update={"versions": versions}))
+    return new
+
+
+def add_cells(
+    adata: AnnData,
+    *,
+    store: VectorStore,
+    name: str,
+    label_key: str,
+    dataset_key: str | None = None,
+    dataset: str = "",
+    data_dir: Path | None = None,
+    gene_column: str | None = None,
+    progress: Progress | None = None,
+) -> BuildRecord:
+    """Add labelled cells to a reference's current version, searchable as soon as the call returns.
+
+    The new cells are encoded through the version's stored artefacts (cached gene vectors, expression
+    projection, SupCon encoder): nothing is re-embedded or retrained. Cells whose id is already in the
+    reference are replaced, so a rerun after a crash finishes the same add with exact counts.
+
+    Parameters
+    ----------
+    adata
+        Labelled cells by genes (counts or log-normalised).
+    store
+        Store holding the reference.
+    name
+        Reference name.
+    label_key
+        ``obs`` column with the cell type labels.
+    dataset_key
+        ``obs`` column naming each cell's dataset or batch.
+    dataset
+        Dataset name for every cell, when ``dataset_key`` is not given.
+    data_dir
+        Gene description data folder.
+    gene_column
+        ``var`` column with gene names, instead of ``var_names``.
+    progress
+        Progress callback ``(step, done, total)``.
+
+    Returns
+    -------
+    The current version's updated build record.
+
+    Warns
+    -----
+    UnseenLabelWarning
+        When the reference is refined and the new cells carry labels its SupCon encoder never saw.
+
+    Raises
+    ------
+    InputError
+        When a cell id already belongs to a cell of another dataset.
+
+    Examples
+    --------
+    >>> rec = add_cells(batch2, store=store, name="pbmc", label_key="cell_type")  # doctest: +SKIP
+    """
+    record = resolve_version(load_manifest(store, name))
+    labels = _labels_of_batch(adata, label_key)
+    datasets = _datasets(adata, dataset_key, dataset)
+    cell_ids = np.asarray(adata.obs_names, dtype=object)  # unique: checked with the expression matrix
+    spec = record.spec
+    art = load_artifacts(store, record)
+    housekeeping = load_housekeeping_artifact(store, record)
+    cells, _ = encode_cells(
+        adata,
+        spec=spec,
+        store=store,
+        artifacts=art,
+        data_dir=data_dir,
+        gene_column=gene_column,
+        housekeeping=housekeeping,
+        with_view2=spec.stores_view2(),
+        progress=progress,
+        what="new cells",
+    )
+    keep = usable_rows(cells, what="new")
+    if art.supcon is not None:
+        unseen = sorted(set(map(str, labels[keep])) - set(art.supcon.labels))
+        if unseen:
+            warnings.warn(
+                f"the SupCon encoder of reference '{name}' never saw labels {', '.join(unseen)}; their cells "
+                "are stored but may sit apart from similar cells: run `cellvec reference refit`.",
+                UnseenLabelWarning,
+                stacklevel=2,
+            )
+    collection = version_collection(name, record.version)
+    _check_id_clashes(store, collection, name=name, cell_ids=cell_ids[keep], datasets=datasets[keep])
+    upsert_rows(
+        store,
+        collection,
+        name=name,
+        vectors=stored_vectors(cells, keep, spec=spec),
+        cell_ids=cell_ids[keep],
+        labels=labels[keep],
+        datasets=datasets[keep],
+        top_genes=top_genes_of(cells, keep),
+        progress=progress,
+    )
+    store.flush()
+    rec = _update_counts(store, name, record.version)
+    logger.info("added %d cells to reference %s v%d", keep.size, name, record.version)
+    return rec
+
+
+def _labels_of_batch(adata: AnnData, label_key: str) -> np.ndarray:
+    """Return the labels of cells to add (a batch may hold a single label, unlike a new reference)."""
+    if label_key in adata.obs.columns and adata.obs[label_key].nunique(dropna=True) == 1:
+        labels = adata.obs[label_key]
+        if labels.isna().any():
+            msg = (
+                f"new cells.obs['{label_key}'] has {int(labels.isna().sum())} missing labels; "
+                "drop those cells or label them before adding them."
+            )
+            raise InputError(msg)
+        return labels.astype(str).to_numpy().astype(object)
+    return labels_of(adata, label_key, what="new cells")
+
+
+def _check_id_clashes(
+    store: VectorStore, collection: str, *, name: str, cell_ids: np.ndarray, datasets: np.ndarray
+) -> None:
+    """Refuse new cells whose id belongs to a stored cell of another dataset (barcodes repeat across runs)."""
+    ids = [cell_point_id(name, str(c)) for c in cell_ids]
+    wanted = dict(zip(ids, map(str, datasets), strict=True))
+    clashes = [
+        (p.payload.get("cell_id"), p.payload.get("dataset", ""), wanted[p.id])
+        for p in store.retrieve(collection, ids)
+        if p.payload.get("dataset", "") != wanted[p.id]
+    ]
+    if clashes:
+        cid, old, new = clashes[0]
+        msg = (
+            f"{len(clashes)} new cell ids already belong to cells of another dataset in reference '{name}' "
+            f"(e.g. '{cid}' is in dataset '{old}', the new one in '{new}'); make the ids unique, e.g. "
+            "`adata.obs_names = 'batch2_' + adata.obs_names`."
+        )
+        raise InputError(msg)
+
+
+def remove_cells(
+    store: VectorStore,
+    name: str,
+    *,
+    cell_ids: list[str] | None = None,
+    label: str | None = None,
+    dataset: str | None = None,
+) -> int:
+    """Remove cells from a reference's current version, chosen by id, label or dataset (exactly one).
+
+    Parameters
+    ----------
+    store
+        Store holding the reference.
+    name
+        Reference name.
+    cell_ids
+        Ids (``obs_names``) of the cells to remove; ids not in the reference are ignored.
+    label
+        Remove every cell with this label.
+    dataset
+        Remove every cell of this dataset.
+
+    Returns
+    -------
+    The number of cells removed.
+
+    Examples
+    --------
+    >>> remove_cells(store, "pbmc", label="Doublet")  # doctest: +SKIP
+    412
+    """
+    chosen = [
+        k for k, v in {"cell_ids": cell_ids, "label": label, "dataset": dataset}.items() if v is not None
+    ]
+    if len(chosen) != 1:
+        msg = f"remove_cells needs exactly one of cell_ids=, label=, dataset= (got {chosen or 'none'})."
+        raise InputError(msg)
+    record = resolve_version(load_manifest(store, name))
+    collection = version_collection(name, record.version)
+    before = store.count(collection)
+    if cell_ids is not None:
+        if cell_ids:
+            store.delete(collection, ids=[cell_point_id(name, str(c)) for c in cell_ids])
+    else:
+        field, value = ("label", label) if label is not None else ("dataset", dataset)
+        present = store.facet(collection, field)
+        if value not in present:
+            have = ", ".join(sorted(present)) or "none"
+            msg = f"reference '{name}' has no cells with {field} '{value}' ({field}s: {have})."
+            raise InputError(msg)
+        store.delete(collection, where={field: str(value)})
+    store.flush()
+    rec = _update_counts(store, name, record.version)
+    removed = before - rec.n_cells
+    logger.info("removed %d cells from reference %s v%d", removed, name, record.version)
+    return removed
+
+
+def relabel(store: VectorStore, name: str, *, old: str, new: str) -> int:
+    """Rename a label in a reference's current version (``new`` may be an existing label: a merge).
+
+    Parameters
+    ----------
+    store
+        Store holding the reference.
+    name
+        Reference name.
+    old
+        Label to rename.
+    new
+        New label.
+
+    Returns
+    -------
+    The number of cells relabelled.
+
+    Examples
+    --------
+    >>> relabel(store, "pbmc", old="CD4 T", new="CD4+ T cell")  # doctest: +SKIP
+    1200
+    """
+    if not new:
+        msg = "the new label is empty; pass a non-empty --to."
+        raise InputError(msg)
+    record = resolve_version(load_manifest(store, name))
+    collection = version_collection(name, record.version)
+    n = store.count(collection, where={"label": old})
+    if n == 0:
+        have = ", ".join(sorted(store.facet(collection, "label"))) or "none"
+        msg = f"reference '{name}' has no cells labelled '{old}' (labels: {have}); check --from."
+        raise InputError(msg)
+    store.set_payload(collection, {"label": new}, where={"label": old})
+    store.flush()
+    _update_counts(store, name, record.version)
+    return n
+
+
+def refit(
+    store: VectorStore,
+    name: str,
+    *,
+    params: RefineParams | None = None,
+    progress: Progress | None = None,
+) -> BuildRecord:
+    """Retrain the SupCon encoder on every cell of the current version and write the result as a new version.
+
+    Each cell's stored vector before refinement (``"input"``, or ``"cell"`` when the reference was never
+    refined) and second view are read back from the store, so no AnnData is needed. The old version stays
+    queryable by number until pruned.
+
+    Parameters
+    ----------
+    store
+        Store holding the reference.
+    name
+        Reference name.
+    params
+        SupCon hyper-parameters (default: the current version's, or the defaults when it was not refined);
+        ``method`` is set to ``"supcon"``.
+    progress
+        Progress callback ``(step, done, total)``.
+
+    Returns
+    -------
+    The build record of the new version.
+
+    Examples
+    --------
+    >>> rec = refit(store, "pbmc")  # doctest: +SKIP
+    """
+    from indexer.cells.supcon._train import train_supcon
+
+    record = resolve_version(load_manifest(store, name))
+    refined = record.spec.refine.method != "none"
+    if params is None:
+        params = record.spec.refine if refined else RefineParams(method="supcon")
+    params = params.model_copy(update={"method": "supcon"})
+    source = INPUT_VECTOR if refined else CELL_VECTOR
+    has_view2 = record.spec.stores_view2()
+    cols = _read_cells(store, record, [source, VIEW2_VECTOR] if has_view2 else [source], progress=progress)
+    view1 = cols[source]
+    view2 = cols[VIEW2_VECTOR] if has_view2 else view1
+    labels = cols["label"]
+    if np.unique(labels).size < 2:
+        msg = f"reference '{name}' has fewer than two labels; SupCon needs at least two to refit."
+        raise InputError(msg)
+    model, report = train_supcon(view1, view2, labels, params=params)
+    logger.info("refit %s: %d epochs, validation %s", name, report.epochs_run, report)
+    final = model.encode(view1)
+    spec = record.spec.model_copy(update={"refine": params})
+    blobs = {f: _blob(store, record, f) for f in record.artifacts if not f.startswith("supcon.")}
+    blobs.update(model.to_files())
+    vectors = {CELL_VECTOR: final, INPUT_VECTOR: view1}
+    if has_view2:
+        vectors[VIEW2_VECTOR] = view2
+    return write_version(
+        store,
+        name=name,
+        label_key=record.label_key,
+        spec=spec,
+        vectors=vectors,
+        cell_ids=cols["cell_id"],
+        labels=labels,
+        datasets=cols["dataset"],
+        top_genes=cols["top_genes"],
+        blobs=blobs,
+        text_dim=record.text_dim,
+        progress=progress,
+    )
+
+
+def _blob(store: VectorStore, record: BuildRecord, file: str) -> bytes:
+    data = store.get_blob(artifact_key(record.reference, record.version, file))
+    if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[file]:
+        msg = (
+            f"artefact '{file}' of reference '{record.reference}' v{record.version} is missing or altered; "
+            "rebuild the reference (`cellvec reference build`)."
+        )
+        raise StoreError(msg)
+    return data
+
+
+def _read_cells(
+    store: VectorStore, record: BuildRecord, vectors: list[str], *, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Read every cell of a version: the named vectors and the payload fields, as arrays ordered by id."""
+    collection = version_collection(record.reference, record.version)
+    total = store.count(collection)
+    vecs: dict[str, list[np.ndarray]] = {v: [] for v in vectors}
+    fields: dict[str, list[Any]] = {"cell_id": [], "label": [], "dataset": [], "top_genes": []}
+    done = 0
+    for batch in store.scroll(collection, with_vectors=vectors):
+        for v in vectors:
+            vecs[v].append(np.vstack([p.vectors[v] for p in batch]))
+        for p in batch:
+            fields["cell_id"].append(str(p.payload["cell_id"]))
+            fields["label"].append(str(p.payload["label"]))
+            fields["dataset"].append(str(p.payload.get("dataset", "")))
+            fields["top_genes"].append(list(p.payload.get("top_genes", [])))
+        done += len(batch)
+        if progress is not None:
+            progress("reading cells", done, total)
+    out: dict[str, Any] = {
+        v: np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32)
+        for v, parts in vecs.items()
+    }
+    for f in ("cell_id", "label", "dataset"):
+        out[f] = np.asarray(fields[f], dtype=object)
+    out["top_genes"] = fields["top_genes"]
+    return out
+
+
+def prune_versions(store: VectorStore, name: str, *, keep: int = 1) -> list[int]:
+    """Delete all but the ``keep`` newest finished versions of a reference (the current one always stays).
+
+    The manifest is rewritten first, so readers never see a version whose collection is gone; collections
+    left behind by an interrupted prune are deleted by the next one.
+
+    Parameters
+    ----------
+    store
+        Store holding the reference.
+    name
+        Reference name.
+    keep
+        Number of finished versions to keep (at least 1).
+
+    Returns
+    -------
+    The version numbers deleted.
+
+    Examples
+    --------
+    >>> prune_versions(store, "pbmc", keep=2)  # doctest: +SKIP
+    [1, 2]
+    """
+    if keep < 1:
+        msg = f"keep must be at least 1 (got {keep}); the current version is always kept."
+        raise InputError(msg)
+    manifest = load_manifest(store, name)
+    ready = sorted((v.version for v in manifest.versions if v.status == "ready"), reverse=True)
+    kept = set(ready[:keep]) | ({manifest.current} if manifest.current is not None else set())
+    gone = [v for v in manifest.versions if v.status == "ready" and v.version not in kept]
+    if gone:
+        left = [v for v in manifest.versions if v not in gone]
+        save_manifest(store, manifest.model_copy(update={"versions": left}))
+    for rec in gone:
+        _drop_version_data(store, name, rec)
+    listed = {version_collection(name, v.version) for v in manifest.versions if v not in gone}
+    prefix = version_collection(name, 0)[:-1]
+    for coll in store.collections():
+        if coll.startswith(prefix) and coll[len(prefix) :].isdigit() and coll not in listed:
+            store.drop_collection(coll)
+    store.flush()
+    return sorted(v.version for v in gone)
+
+
+# ------------------------------------------------------------------------------------------ export/import
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_npy(data: bytes, what: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as e:
+        msg = f"{what} in the export file is not a plain numeric array ({e}); export the reference again."
+        raise InputError(msg) from e
+
+
+def export_reference(
+    store: VectorStore, name: str, path: str | os.PathLike[str], *, version: int | None = None
+) -> Path:
+    """Write one version of a reference to one portable file (a zip; no pickle anywhere).
+
+    The file holds ``manifest.json`` (format, build record, SHA-256 of every other member),
+    ``vectors/<name>.npy`` (one row per cell), ``cells.jsonl`` (payloads, same order), ``artifacts/<file>``
+    and the gene vectors the reference's encoder stored (``genes/vectors.npy`` and ``genes/records.jsonl``),
+    so an import needs neither the encoder nor the network.
+
+    Parameters
+    ----------
+    store
+        Store holding the reference (may be opened read-only).
+    name
+        Reference name.
+    path
+        File to write (replaced atomically).
+    version
+        Version to export (default: current).
+
+    Returns
+    -------
+    The path written.
+
+    Examples
+    --------
+    >>> export_reference(store, "pbmc", "pbmc.cellvec")  # doctest: +SKIP
+    PosixPath('pbmc.cellvec')
+    """
+    record = resolve_version(load_manifest(store, name), version)
+    names = _vector_names(record)
+    cols = _read_cells(store, record, names)
+    members: dict[str, bytes] = {f"vectors/{v}.npy": _npy(cols[v]) for v in names}
+    members["cells.jsonl"] = "".join(
+        json.dumps(
+            {"cell_id": c, "label": lab, "dataset": d, "top_genes": t},
+            separators=(",", ":"),
+        )
+        + "\n"
+        for c, lab, d, t in zip(
+            cols["cell_id"], cols["label"], cols["dataset"], cols["top_genes"], strict=True
+        )
+    ).encode()
+    for f in record.artifacts:
+        members[f"artifacts/{f}"] = _blob(store, record, f)
+    genes = _export_genes(store, record)
+    members.update(genes)
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_FORMAT_VERSION,
+        "record": record.model_dump(mode="json"),
+        "vectors": names,
+        "n_cells": len(cols["cell_id"]),
+        "files": {m: hashlib.sha256(b).hexdigest() for m, b in members.items()},
+    }
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".cellvec", dir=out.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            z.writestr(_EXPORT_MANIFEST, json.dumps(manifest, indent=1))
+            for m, b in members.items():
+                z.writestr(m, b)
+        Path(tmp).replace(out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _export_genes(store: VectorStore, record: BuildRecord) -> dict[str, bytes]:
+    if not record.spec.uses_text():
+        return {}
+    collection = gene_collection_name(record.spec.encoder)
+    if not store.has_collection(collection):
+        return {}
+    vecs, recs = [], []
+    for batch in store.scroll(collection, with_vectors=[GENE_VECTOR], where={"species": record.spec.species}):
+        for p in batch:
+            vecs.append(p.vectors[GENE_VECTOR])
+            recs.append(json.dumps(p.payload, separators=(",", ":")) + "\n")
+    if not vecs:
+        return {}
+    return {
+        "genes/vectors.npy": _npy(np.vstack(vecs).astype(np.float32)),
+        "genes/records.jsonl": "".join(recs).encode(),
+    }
+
+
+def import_reference(
+    store: VectorStore, path: str | os.PathLike[str], *, name: str | None = None
+) -> BuildRecord:
+    """Load a file written by :func:`export_reference` into a store, as a new version of the reference.
+
+    Every member is checked against the SHA-256 in the file's manifest. Gene vectors in the file are added
+    to the store's gene collection where it lacks them. A killed import is finished by running it again.
+
+    Parameters
+    ----------
+    store
+        Target store.
+    path
+        Export file.
+    name
+        Name of the reference in the target store (default: the exported name).
+
+    Returns
+    -------
+    The build record of the imported version.
+
+    Examples
+    --------
+    >>> rec = import_reference(open_store("./other"), "pbmc.cellvec")  # doctest: +SKIP
+    """
+    src = Path(path)
+    members = _read_export(src)
+    manifest = json.loads(members[_EXPORT_MANIFEST])
+    try:
+        record = BuildRecord.model_validate(manifest["record"])
+    except ValueError as e:
+        msg = f"export file '{src}' has an invalid build record ({e}); export the reference again."
+        raise InputError(msg) from e
+    target = check_reference_name(name or record.reference)
+    n = int(manifest["n_cells"])
+    vectors = {v: _load_npy(members[f"vectors/{v}.npy"], f"vectors/{v}.npy") for v in manifest["vectors"]}
+    cells = [json.loads(line) for line in members["cells.jsonl"].decode().splitlines() if line]
+    if len(cells) != n or any(a.shape[0] != n for a in vectors.values()):
+        msg = (
+            f"export file '{src}' is inconsistent: {n} cells announced, other counts found; export it again."
+        )
+        raise InputError(msg)
+    if "genes/vectors.npy" in members:
+        _import_genes(store, record, members["genes/vectors.npy"], members["genes/records.jsonl"])
+    blobs = {m.removeprefix("artifacts/"): b for m, b in members.items() if m.startswith("artifacts/")}
+    missing = sorted(set(record.artifacts) - set(blobs))
+    if missing:
+        msg = f"export file '{src}' lacks artefacts {', '.join(missing)}; export the reference again."
+        raise InputError(msg)
+    return write_version(
+        store,
+        name=target,
+        label_key=record.label_key,
+        spec=record.spec,
+        vectors=vectors,
+        cell_ids=np.asarray([c["cell_id"] for c in cells], dtype=object),
+        labels=np.asarray([c["label"] for c in cells], dtype=object),
+        datasets=np.asarray([c.get("dataset", "") for c in cells], dtype=object),
+        top_genes=[c.get("top_genes", []) for c in cells],
+        blobs=blobs,
+        text_dim=record.text_dim,
+    )
+
+
+def _read_export(src: Path) -> dict[str, bytes]:
+    if not src.is_file():
+        msg = f"export file '{src}' does not exist; pass the file written by `cellvec reference export`."
+        raise InputError(msg)
+    try:
+        with zipfile.ZipFile(src) as z:
+            members = {m: z.read(m) for m in z.namelist()}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        msg = f"'{src}' is not a cellvec export file or is truncated ({e}); export the reference again."
+        raise InputError(msg) from e
+    try:
+        manifest = json.loads(members[_EXPORT_MANIFEST])
+    except (KeyError, ValueError) as e:
+        msg = f"'{src}' has no readable {_EXPORT_MANIFEST}; it is not a cellvec export file."
+        raise InputError(msg) from e
+    if manifest.get("format") != EXPORT_FORMAT or manifest.get("format_version") != EXPORT_FORMAT_VERSION:
+        msg = (
+            f"'{src}' has format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
+            f"this cellvec reads {EXPORT_FORMAT!r} version {EXPORT_FORMAT_VERSION}: upgrade cellvec or "
+            "export again."
+        )
+        raise InputError(msg)
+    for m, digest in manifest.get("files", {}).items():
+        if m not in members or hashlib.sha256(members[m]).hexdigest() != digest:
+            msg = (
+                f"member '{m}' of export file '{src}' is missing or altered (SHA-256 differs); export again."
+            )
+            raise InputError(msg)
+    return members
+
+
+def _import_genes(store: VectorStore, record: BuildRecord, vectors: bytes, records: bytes) -> None:
+    vecs = _load_npy(vectors, "genes/vectors.npy")
+    recs = [GeneRecord.model_validate_json(line) for line in records.decode().splitlines() if line]
+    collection = gene_collection_name(record.spec.encoder)
+    if not store.has_collection(collection):
+        store.create_collection(
+            collection,
+            vectors={GENE_VECTOR: int(vecs.shape[1])},
+            payload_indexes={"symbol": "keyword", "species": "keyword"},
+        )
+    ids = [gene_point_id(r.species, r.symbol) for r in recs]
+    have = {p.id for p in store.retrieve(collection, ids, payload=False)}
+    rows = [i for i, pid in enumerate(ids) if pid not in have]
+    if rows:
+        store.upsert(
+            collection,
+            ids=[ids[i] for i in rows],
+            vectors={GENE_VECTOR: vecs[rows]},
+            payloads=[recs[i].model_dump() for i in rows],
+        )
+        store.flush()
+    logger.info("imported %d gene vectors (%d already present)", len(rows), len(ids) - len(rows))

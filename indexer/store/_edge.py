@@ -1,0 +1,807 @@
+"""The embedded store: one Qdrant Edge shard per collection under a directory.
+
+Layout of a store directory::
+
+    <root>/cellvec-store.json              marker: {"format": "cellvec-store", "layout_version": 1}
+    <root>/.lock                           flock held by the one writer; holds its PID
+    <root>/collections/<name>/             one EdgeShard per collection
+    <root>/collections/<name>/cellvec-collection.json   vector dimensions, index and payload indexes
+    <root>/meta/<key>.json                 small JSON documents (atomic replace)
+    <root>/blobs/<key>                     bytes: encoder weights, projections (atomic replace)
+
+Concurrency (measured with qdrant-edge-py 0.9.0): a shard's write-ahead log is locked by the process that
+loaded it, so a second ``EdgeShard.load`` of the same directory fails while the first is open, even in
+another process; and loading a shard rewrites some of its files (``edge_config.json``, ``segment.json``,
+flag files) even when nothing is written. Hence:
+
+- a writer (``read_only=False``) takes an exclusive ``flock`` on ``<root>/.lock``; a second writer gets a
+  :class:`StoreError` naming the PID of the first;
+- a reader (``read_only=True``) never writes points, payloads, meta or blobs. When no writer holds the
+  lock it takes the lock for its lifetime and opens the shards in place (no copy: fast for large
+  references; Edge may touch its own config files on load). While a writer holds the lock, or when the
+  store is on a read-only filesystem, it opens each collection it uses from a sparse private copy in a
+  temporary directory (deleted on ``close()``): it keeps working during the write and sees each
+  collection as it was when the reader first touched it. A collection copied
+  in the middle of a write may miss the writes not yet flushed; writers that publish a new reference
+  version into a new collection, then switch a meta key, give readers a consistent view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import numpy as np
+import qdrant_edge as qe
+
+from indexer._errors import StoreError
+from indexer.store._protocol import (
+    IndexParams,
+    PayloadIndexKind,
+    SearchResult,
+    StoredPoint,
+    Where,
+    canonical_ids,
+    check_collection_name,
+    check_key,
+    check_payloads,
+    check_query_vectors,
+    check_vectors,
+    decode_key,
+    dumps_meta,
+    empty_result,
+    encode_key,
+    enospc_error,
+    is_enospc,
+    no_collection_error,
+    os_errors,
+    pad_scores,
+    read_only_error,
+    where_conditions,
+)
+
+logger = logging.getLogger(__name__)
+
+MARKER = "cellvec-store.json"
+LAYOUT_VERSION = 1
+COLLECTION_FILE = "cellvec-collection.json"
+UPSERT_BATCH = 1000
+QUERY_BATCH = 256
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temporary file, fsync, ``os.replace``."""
+    with os_errors(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+
+def _left_by_init(path: Path) -> bool:
+    """Return whether ``path`` is what an interrupted store creation leaves before the marker exists."""
+    if path.name.startswith(".tmp-"):
+        return True
+    return path.name == "collections" and path.is_dir() and not any(path.iterdir())
+
+
+def _filter(where: Where | None, ids: Sequence[str] | None = None) -> qe.Filter | Literal[False] | None:
+    """Build an Edge filter; ``False`` when nothing can match, ``None`` when everything matches."""
+    conds = where_conditions(where)
+    if conds is None:
+        return False
+    must: list[Any] = []
+    if ids is not None:
+        if not ids:
+            return False
+        must.append(qe.HasIdCondition(set(ids)))
+    for field, kind, value in conds:
+        match = qe.MatchValue(value) if kind == "value" else qe.MatchAny(value)
+        must.append(qe.FieldCondition(key=field, match=match))
+    return qe.Filter(must=must) if must else None
+
+
+def _to_point(rec: Any, with_vectors: Sequence[str]) -> StoredPoint:
+    vec = rec.vector or {}
+    return StoredPoint(
+        id=str(rec.id),
+        payload=dict(rec.payload or {}),
+        vectors={v: np.asarray(vec[v], dtype=np.float32) for v in with_vectors if v in vec},
+    )
+
+
+class _Collection:
+    """An open shard and what cellvec knows about it."""
+
+    def __init__(self, shard: Any, dims: dict[str, int], index: IndexParams, path: Path) -> None:
+        self.shard = shard
+        self.dims = dims
+        self.index = index
+        self.path = path
+        self.unindexed = 0
+        """Points written since the last optimize (by this process)."""
+
+
+class EdgeStore:
+    """A cellvec store in a directory, backed by embedded Qdrant Edge (one shard per collection).
+
+    Open it with :func:`indexer.open_store`; see the module docstring for the layout and what holds
+    for concurrent readers and writers.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        index: IndexParams | None = None,
+    ) -> None:
+        self.root = Path(root).absolute()
+        self.location = str(self.root)
+        self.read_only = read_only
+        self.default_index = index or IndexParams()
+        self._open: dict[str, _Collection] = {}
+        self._lock_fd: int | None = None
+        self._tmp: Path | None = None
+        self._closed = False
+        self._direct = not read_only
+        self._check_or_init(create=create)
+        if not read_only:
+            if not _has_room(self.root):
+                raise enospc_error(self.root)  # even loading a shard writes through mmap
+            self._acquire_lock()
+        else:
+            # A reader that finds no writer takes the lock itself and reads the shards in place (no copy);
+            # while a writer holds it, or on a read-only filesystem, the reader works on private copies.
+            self._direct = _has_room(self.root) and self._try_reader_lock()
+
+    # ---------------------------------------------------------------- opening, locking
+
+    def _check_or_init(self, *, create: bool) -> None:
+        root = self.root
+        marker = root / MARKER
+        if marker.is_file():
+            try:
+                info = json.loads(marker.read_text())
+            except (OSError, ValueError) as e:
+                msg = f"'{root}' has an unreadable {MARKER} ({e}); restore it or rebuild the store"
+                raise StoreError(msg) from e
+            if info.get("format") != "cellvec-store":
+                msg = f"'{root}' is not a cellvec store ({MARKER} has format {info.get('format')!r})"
+                raise StoreError(msg)
+            if info.get("layout_version") != LAYOUT_VERSION:
+                msg = (
+                    f"store '{root}' has layout version {info.get('layout_version')!r}; this cellvec "
+                    f"reads version {LAYOUT_VERSION}: upgrade cellvec or rebuild the store"
+                )
+                raise StoreError(msg)
+            return
+        if root.exists() and not root.is_dir():
+            msg = f"'{root}' is a file, not a cellvec store directory; pass a directory"
+            raise StoreError(msg)
+        if root.is_dir() and any(not _left_by_init(p) for p in root.iterdir()):
+            msg = (
+                f"'{root}' is not a cellvec store (no {MARKER}); pass an empty or new directory, "
+                "or the store created by `cellvec reference build`"
+            )
+            raise StoreError(msg)
+        if not create or self.read_only:
+            msg = (
+                f"no cellvec store at '{root}'; build one with `cellvec reference build` "
+                "or pass the directory of an existing store"
+            )
+            raise StoreError(msg)
+        with os_errors(root, "create the store directory"):
+            (root / "collections").mkdir(parents=True, exist_ok=True)
+        atomic_write(
+            marker, json.dumps({"format": "cellvec-store", "layout_version": LAYOUT_VERSION}).encode()
+        )
+
+    def _acquire_lock(self) -> None:
+        path = self.root / ".lock"
+        with os_errors(path, "open the lock file"):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                pid = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            finally:
+                os.close(fd)
+            msg = (
+                f"store '{self.root}' is locked by process {pid} (another cellvec command is using it); "
+                "wait for it to finish or stop it"
+            )
+            raise StoreError(msg) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _try_reader_lock(self) -> bool:
+        try:
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        return True
+
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            raise read_only_error(self.location, what)
+        if not what.startswith(("drop", "delete")) and not _has_room(self.root):
+            # Edge writes through memory-mapped files: on a full disk the process dies of SIGBUS instead of
+            # seeing ENOSPC, so refuse before writing while the previous state is intact.
+            raise enospc_error(self.root)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            msg = f"store '{self.location}' is closed; open it again with open_store()"
+            raise StoreError(msg)
+
+    # ---------------------------------------------------------------- collections
+
+    def _coll_dir(self, name: str) -> Path:
+        return self.root / "collections" / name
+
+    def collections(self) -> list[str]:
+        """Return the names of the collections, sorted."""
+        self._check_open()
+        base = self.root / "collections"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / COLLECTION_FILE).is_file())
+
+    def has_collection(self, name: str) -> bool:
+        """Return whether collection ``name`` exists."""
+        self._check_open()
+        return (self._coll_dir(check_collection_name(name)) / COLLECTION_FILE).is_file()
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        vectors: Mapping[str, int],
+        index: IndexParams | None = None,
+        payload_indexes: Mapping[str, PayloadIndexKind] | None = None,
+    ) -> None:
+        """Create a collection: one cosine vector per name, payload indexes first, then the sidecar file."""
+        self._check_writable(f"create collection {name!r}")
+        check_collection_name(name)
+        if self.has_collection(name):
+            msg = (
+                f"collection {name!r} already exists in store '{self.location}'; "
+                "drop it first or pick a new name"
+            )
+            raise StoreError(msg)
+        if not vectors or any(int(d) < 1 for d in vectors.values()):
+            msg = (
+                f"collection {name!r} needs at least one named vector with a positive dimension, "
+                f"got {dict(vectors)}"
+            )
+            raise StoreError(msg)
+        idx = index or self.default_index
+        path = self._coll_dir(name)
+        if path.exists():  # left over from an interrupted create
+            with os_errors(path, "remove the unfinished collection"):
+                shutil.rmtree(path)
+        memory = qe.Memory.Cold if idx.on_disk else None
+        quant = (
+            qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99)
+            if idx.quantization == "int8"
+            else None
+        )
+        config = qe.EdgeConfig(
+            vectors={
+                v: qe.EdgeVectorParams(size=int(d), distance=qe.Distance.Cosine, memory=memory)
+                for v, d in vectors.items()
+            },
+            hnsw_config=qe.HnswIndexConfig(
+                m=idx.hnsw_m, ef_construct=idx.hnsw_ef_construct, full_scan_threshold=idx.full_scan_threshold
+            ),
+            quantization_config=quant,
+            optimizers=qe.EdgeOptimizersConfig(
+                indexing_threshold=idx.indexing_threshold, max_segment_size=_max_segment_kb(idx, vectors)
+            ),
+        )
+        shard = self._edge(path, "create collection", lambda: qe.EdgeShard.create(str(path), config))
+        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+        for field, kind in (payload_indexes or {}).items():
+            if kind not in kinds:
+                shard.close()
+                shutil.rmtree(path, ignore_errors=True)
+                msg = f"payload index kind for {field!r} must be 'keyword' or 'integer', got {kind!r}"
+                raise StoreError(msg)
+            op = qe.UpdateOperation.create_field_index(field, kinds[kind])
+            self._edge(path, "create a payload index", lambda op=op: shard.update(op))
+        self._edge(path, "flush", shard.flush)
+        dims = {v: int(d) for v, d in vectors.items()}
+        sidecar = {"vectors": dims, "index": idx.to_json(), "payload_indexes": dict(payload_indexes or {})}
+        atomic_write(path / COLLECTION_FILE, json.dumps(sidecar, sort_keys=True).encode())
+        self._open[name] = _Collection(shard, dims, idx, path)
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and its points; a missing collection is a no-op."""
+        self._check_writable(f"drop collection {name!r}")
+        check_collection_name(name)
+        coll = self._open.pop(name, None)
+        if coll is not None:
+            with contextlib.suppress(Exception):
+                coll.shard.close()
+        path = self._coll_dir(name)
+        if path.exists():
+            with os_errors(path, "delete the collection directory"):
+                # Remove the sidecar first so a half-deleted directory is no longer a collection.
+                (path / COLLECTION_FILE).unlink(missing_ok=True)
+                shutil.rmtree(path)
+
+    def _coll(self, name: str) -> _Collection:
+        self._check_open()
+        coll = self._open.get(name)
+        if coll is not None:
+            return coll
+        check_collection_name(name)
+        path = self._coll_dir(name)
+        sidecar = path / COLLECTION_FILE
+        if not sidecar.is_file():
+            raise no_collection_error(self.location, name, self.collections())
+        try:
+            info = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as e:
+            msg = (
+                f"collection {name!r} in '{self.location}' has an unreadable {COLLECTION_FILE} ({e}); "
+                "rebuild it"
+            )
+            raise StoreError(msg) from e
+        shard_path = path
+        if not self._direct:
+            shard_path = self._private_copy(name, path)
+        shard = self._edge(path, "open collection", lambda: qe.EdgeShard.load(str(shard_path)))
+        coll = _Collection(shard, dict(info["vectors"]), IndexParams.from_json(info.get("index", {})), path)
+        self._open[name] = coll
+        return coll
+
+    def _private_copy(self, name: str, path: Path) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="cellvec-ro-"))
+        dest = self._tmp / name
+        last: Exception | None = None
+        for _ in range(3):  # a writer may swap segments while we copy; try again
+            shutil.rmtree(dest, ignore_errors=True)
+            try:
+                _copy_sparse(path, dest)
+                return dest
+            except (OSError, shutil.Error) as e:
+                last = e
+        if last is not None and is_enospc(last):
+            raise enospc_error(dest) from last
+        msg = (
+            f"cannot read collection {name!r} of '{self.location}' while it is being rewritten ({last}); "
+            "retry"
+        )
+        raise StoreError(msg) from last
+
+    def _edge(self, path: Path, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except StoreError:
+            raise
+        except Exception as e:
+            if is_enospc(e):
+                raise enospc_error(path) from e
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "WouldBlock" in text:
+                msg = (
+                    f"collection '{path}' is open in another process (another cellvec command is using it); "
+                    "wait for it to finish"
+                )
+                raise StoreError(msg) from e
+            msg = f"Qdrant Edge failed to {what} at '{path}': {text}"
+            raise StoreError(msg) from e
+
+    # ---------------------------------------------------------------- points
+
+    def upsert(
+        self,
+        name: str,
+        *,
+        ids: Sequence[str],
+        vectors: Mapping[str, np.ndarray],
+        payloads: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Insert or replace points, 1,000 per Edge update; zero rows are stored as zero vectors."""
+        self._check_writable(f"upsert into {name!r}")
+        coll = self._coll(name)
+        pids = canonical_ids(ids)
+        n = len(pids)
+        vecs = check_vectors(name, vectors, coll.dims, n)
+        pays = check_payloads(payloads, n)
+        for start in range(0, n, UPSERT_BATCH):
+            stop = min(start + UPSERT_BATCH, n)
+            rows = {v: a[start:stop].tolist() for v, a in vecs.items()}
+            points = [
+                qe.Point(pids[i], {v: rows[v][i - start] for v in rows}, pays[i]) for i in range(start, stop)
+            ]
+            op = qe.UpdateOperation.upsert_points(points)
+            self._edge(coll.path, "upsert points", lambda op=op: coll.shard.update(op))
+            coll.unindexed += stop - start
+            if coll.index.segment_points and coll.unindexed >= coll.index.segment_points:
+                # Close this segment: index it now, so that later points fill a new one.
+                self._edge(coll.path, "optimize", coll.shard.optimize)
+                coll.unindexed = 0
+
+    def retrieve(
+        self, name: str, ids: Sequence[str], *, with_vectors: Sequence[str] = (), payload: bool = True
+    ) -> list[StoredPoint]:
+        """Return the points with these ids, in the order given; missing ids are omitted."""
+        coll = self._coll(name)
+        pids = canonical_ids(ids)
+        self._check_vector_names(name, coll, with_vectors)
+        if not pids:
+            return []
+        wv: Any = list(with_vectors) if with_vectors else False
+        found: dict[str, StoredPoint] = {}
+        for start in range(0, len(pids), UPSERT_BATCH):
+            chunk = pids[start : start + UPSERT_BATCH]
+            recs = self._edge(
+                coll.path,
+                "retrieve points",
+                lambda chunk=chunk: coll.shard.retrieve(chunk, with_payload=payload, with_vector=wv),
+            )
+            for r in recs:
+                p = _to_point(r, with_vectors)
+                found[p.id] = p
+        return [found[i] for i in pids if i in found]
+
+    @staticmethod
+    def _check_vector_names(name: str, coll: _Collection, names: Sequence[str]) -> None:
+        if isinstance(names, str):
+            names = [names]
+        for v in names:
+            if v not in coll.dims:
+                msg = f"collection {name!r} has no vector named {v!r}; it has {sorted(coll.dims)}"
+                raise StoreError(msg)
+
+    def query(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        *,
+        using: str,
+        limit: int,
+        where: Where | None = None,
+        payload_fields: Sequence[str] | None = None,
+        exact: bool = False,
+        with_ids: bool = True,
+        hnsw_ef: int | None = None,
+    ) -> SearchResult:
+        """Return the ``limit`` nearest points of each query row, in batches of 256 queries."""
+        coll = self._coll(name)
+        q = check_query_vectors(name, vectors, using, coll.dims)
+        if limit < 1:
+            msg = f"limit must be at least 1, got {limit}"
+            raise StoreError(msg)
+        flt = _filter(where)
+        if flt is False:
+            return empty_result(len(q), limit)
+        with_payload: Any = True if payload_fields is None else (list(payload_fields) or False)
+        quant = (
+            qe.QuantizationSearchParams(rescore=coll.index.rescore, oversampling=coll.index.oversampling)
+            if coll.index.quantization == "int8"
+            else None
+        )
+        ef = coll.index.search_ef if hnsw_ef is None else int(hnsw_ef)
+        params = qe.SearchParams(hnsw_ef=ef, exact=exact, quantization=quant)
+        ids: list[list[str]] = []
+        scores: list[list[float]] = []
+        pays: list[list[dict[str, Any]]] = []
+        rows = q.tolist()
+        for start in range(0, len(rows), QUERY_BATCH):
+            reqs = [
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(v, using=using),
+                    filter=flt,
+                    with_payload=with_payload,
+                    with_vector=False,
+                    params=params,
+                )
+                for v in rows[start : start + QUERY_BATCH]
+            ]
+            batch = qe.QueryBatchRequest(reqs)
+            res = self._edge(coll.path, "query", lambda batch=batch: coll.shard.query_batch(batch))
+            for hits in res:
+                ids.append([str(h.id) for h in hits] if with_ids else [])
+                scores.append([h.score for h in hits])
+                pays.append([dict(h.payload or {}) for h in hits])
+        return SearchResult(ids=ids, scores=pad_scores(scores, limit), payloads=pays)
+
+    def scroll(
+        self,
+        name: str,
+        *,
+        where: Where | None = None,
+        with_vectors: Sequence[str] = (),
+        payload: bool = True,
+        batch_size: int = 1000,
+    ) -> Iterator[list[StoredPoint]]:
+        """Yield every (matching) point exactly once, in batches of ``batch_size``, ordered by id."""
+        coll = self._coll(name)
+        self._check_vector_names(name, coll, with_vectors)
+        flt = _filter(where)
+        if flt is False:
+            return
+        wv: Any = list(with_vectors) if with_vectors else False
+        offset: Any = None
+        while True:
+            req = qe.ScrollRequest(
+                offset=offset, limit=batch_size, filter=flt, with_payload=payload, with_vector=wv
+            )
+            recs, offset = self._edge(coll.path, "scroll", lambda req=req: coll.shard.scroll(req))
+            if recs:
+                yield [_to_point(r, with_vectors) for r in recs]
+            if offset is None:
+                return
+
+    def count(self, name: str, *, where: Where | None = None) -> int:
+        """Return the exact number of (matching) points."""
+        coll = self._coll(name)
+        flt = _filter(where)
+        if flt is False:
+            return 0
+        req = qe.CountRequest(exact=True, filter=flt)
+        return int(self._edge(coll.path, "count", lambda: coll.shard.count(req)))
+
+    def _selection(self, what: str, ids: Sequence[str] | None, where: Where | None) -> qe.Filter | bool:
+        if ids is None and where is None:
+            msg = f"{what} needs ids=, where= or both; to empty a collection, drop it"
+            raise StoreError(msg)
+        flt = _filter(where, None if ids is None else canonical_ids(ids))
+        return True if flt is None else flt
+
+    def delete(self, name: str, *, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
+        """Delete points by id, by filter, or both (ids that also match the filter)."""
+        self._check_writable(f"delete points from {name!r}")
+        coll = self._coll(name)
+        flt = self._selection("delete", ids, where)
+        if flt is False:
+            return
+        if flt is True:  # where={} matches everything
+            flt = qe.Filter(must=[])
+        op = qe.UpdateOperation.delete_points_by_filter(flt)
+        self._edge(coll.path, "delete points", lambda: coll.shard.update(op))
+
+    def set_payload(
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        *,
+        ids: Sequence[str] | None = None,
+        where: Where | None = None,
+    ) -> None:
+        """Set payload fields (others are kept) on points chosen by id, by filter, or both."""
+        self._check_writable(f"set payload in {name!r}")
+        coll = self._coll(name)
+        flt = self._selection("set_payload", ids, where)
+        if flt is False:
+            return
+        if flt is True:
+            flt = qe.Filter(must=[])
+        op = qe.UpdateOperation.set_payload_by_filter(flt, dict(payload))
+        self._edge(coll.path, "set payload", lambda: coll.shard.update(op))
+
+    def facet(self, name: str, field: str, *, where: Where | None = None) -> dict[str, int]:
+        """Return the exact number of (matching) points per value of ``field`` (values as strings)."""
+        coll = self._coll(name)
+        flt = _filter(where)
+        if flt is False:
+            return {}
+        n = self.count(name, where=where)
+        if n == 0:
+            return {}
+        req = qe.FacetRequest(key=field, limit=n, exact=True, filter=flt)
+        res = self._edge(coll.path, "facet", lambda: coll.shard.facet(req))
+        # Edge keeps values whose points were relabelled or deleted, with count 0.
+        return {str(h.value): int(h.count) for h in res if h.count > 0}
+
+    def optimize(self, name: str) -> None:
+        """Build HNSW (and quantization) for segments above the indexing threshold, then flush."""
+        self._check_writable(f"optimize {name!r}")
+        coll = self._coll(name)
+        self._edge(coll.path, "optimize", coll.shard.optimize)
+        self._edge(coll.path, "flush", coll.shard.flush)
+        coll.unindexed = 0
+
+    def flush(self) -> None:
+        """Make every write so far durable."""
+        self._check_open()
+        if self.read_only:
+            return
+        for coll in self._open.values():
+            self._edge(coll.path, "flush", coll.shard.flush)
+
+    # ---------------------------------------------------------------- meta and blobs
+
+    def _meta_path(self, key: str) -> Path:
+        return self.root / "meta" / f"{encode_key(check_key(key))}.json"
+
+    def _blob_path(self, key: str) -> Path:
+        return self.root / "blobs" / encode_key(check_key(key, "blob key"))
+
+    def get_meta(self, key: str) -> dict[str, Any] | None:
+        """Return the JSON object stored under ``key``, or ``None``."""
+        self._check_open()
+        path = self._meta_path(key)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            msg = f"cannot read meta {key!r} at '{path}': {e.strerror}"
+            raise StoreError(msg) from e
+        try:
+            value: dict[str, Any] = json.loads(text)
+        except ValueError as e:
+            msg = f"meta {key!r} at '{path}' is not valid JSON ({e}); delete it or rebuild"
+            raise StoreError(msg) from e
+        return value
+
+    def put_meta(self, key: str, value: Mapping[str, Any]) -> None:
+        """Store a JSON object under ``key`` (temporary file, fsync, atomic rename)."""
+        self._check_writable(f"write meta {key!r}")
+        atomic_write(self._meta_path(key), dumps_meta(key, value).encode())
+
+    def delete_meta(self, key: str) -> None:
+        """Delete ``key``; a missing key is a no-op."""
+        self._check_writable(f"delete meta {key!r}")
+        path = self._meta_path(key)
+        with os_errors(path, "delete"):
+            path.unlink(missing_ok=True)
+
+    def meta_keys(self, prefix: str = "") -> list[str]:
+        """Return the sorted meta keys that start with ``prefix``."""
+        self._check_open()
+        base = self.root / "meta"
+        if not base.is_dir():
+            return []
+        keys = (decode_key(p.name[: -len(".json")]) for p in base.iterdir() if p.name.endswith(".json"))
+        return sorted(k for k in keys if k.startswith(prefix) and not k.startswith(".tmp-"))
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Store bytes under ``key`` (temporary file, fsync, atomic rename)."""
+        self._check_writable(f"write blob {key!r}")
+        atomic_write(self._blob_path(key), bytes(data))
+
+    def get_blob(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key``, or ``None``."""
+        self._check_open()
+        path = self._blob_path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            msg = f"cannot read blob {key!r} at '{path}': {e.strerror}"
+            raise StoreError(msg) from e
+
+    def delete_blob(self, key: str) -> None:
+        """Delete blob ``key``; a missing key is a no-op."""
+        self._check_writable(f"delete blob {key!r}")
+        path = self._blob_path(key)
+        with os_errors(path, "delete"):
+            path.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Flush and close every open shard, release the lock and delete private copies; idempotent."""
+        if self._closed:
+            return
+        errors: list[BaseException] = []
+        for coll in self._open.values():
+            try:
+                if not self.read_only:
+                    coll.shard.flush()
+                coll.shard.close()
+            except Exception as e:  # keep closing the others
+                errors.append(e)
+        self._open.clear()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self._closed = True
+        if errors:
+            first = errors[0]
+            if is_enospc(first):
+                raise enospc_error(self.root) from first
+            text = str(first).splitlines()[0] if str(first) else repr(first)
+            msg = f"closing store '{self.location}' failed: {text}"
+            raise StoreError(msg) from first
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return f"EdgeStore('{self.location}', {mode})"
+
+
+MIN_FREE_BYTES = 8 * 1024 * 1024
+"""Free space under which writes are refused and readers work on copies (Edge maps files into memory)."""
+
+
+def _max_segment_kb(idx: IndexParams, vectors: Mapping[str, int]) -> int | None:
+    """Qdrant's ``max_segment_size`` (kB of vectors) that keeps the optimiser from merging closed segments."""
+    if not idx.segment_points:
+        return None
+    per_point = 4 * sum(int(d) for d in vectors.values())
+    return max(1, -(-idx.segment_points * per_point // 1024))
+
+
+def _has_room(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path).free >= MIN_FREE_BYTES
+    except OSError:
+        return True
+
+
+def _copy_sparse(src: Path, dest: Path) -> None:
+    """Copy a shard directory keeping its sparse files sparse (Edge preallocates large mmap files)."""
+    import subprocess
+
+    try:
+        subprocess.run(
+            ["cp", "-a", "--sparse=always", "--reflink=auto", str(src), str(dest)],
+            check=True, capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(src, dest)
