@@ -1,18 +1,20 @@
 """Annotate cells against a cellvec reference, and search genes and cells."""
 
-from annotator._annotate import UNKNOWN, AnnotationResult, annotate
+from annotator._annotate import annotate
+from annotator._cell_search import label_summary, parse_where, search_cells, typical_cells
 from annotator._explain import explain_labels
-from annotator._search import label_summary, search_cells, search_genes, typical_cells
-from indexer.cells._knn import vote
+from annotator._gene_search import gene_search, search_genes
+from annotator._result import UNKNOWN, AnnotationResult
 
 __all__ = [
     "UNKNOWN",
     "AnnotationResult",
     "annotate",
     "explain_labels",
+    "gene_search",
     "label_summary",
+    "parse_where",
     "search_cells",
     "search_genes",
     "typical_cells",
-    "vote",
 ]

@@ -3,146 +3,29 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer import (
-    CELL_VECTOR,
-    InputError,
-    Progress,
-    VectorStore,
-    encode_cells,
-    load_artifacts,
-    load_manifest,
-    resolve_version,
-    version_collection,
-)
-from schemas import AnnotationParams, BuildRecord
-
-from indexer.cells._knn import vote
+from annotator._result import UNKNOWN, AnnotationResult
+from indexer import InputError, Progress, Reference, VectorStore, encode_cells
+from indexer.cells import vote
+from indexer.reference import CELL_VECTOR
+from schemas import AnnotationParams
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN = "Unknown"
-"""Label given to cells that cannot be annotated or fall under the confidence threshold."""
-
 _QUERY_BATCH = 1024
-
-
-@dataclass
-class AnnotationResult:
-    """Labels and evidence for each query cell.
-
-    Attributes
-    ----------
-    labels
-        Predicted label per cell (``"Unknown"`` when not confident or without a vector).
-    confidence
-        Share of the voting neighbours that agree with the label (0 without a vector).
-    similarity
-        Mean cosine similarity of the neighbours that voted for the label (NaN without a vector).
-    vectors
-        Query cell vectors in the reference's space.
-    neighbour_ids
-        ``n × k`` reference cell ids, best first (``""`` where missing).
-    neighbour_scores
-        ``n × k`` cosine similarities.
-    neighbour_labels
-        ``n × k`` labels of the neighbours.
-    reasons
-        Why a cell is ``"Unknown"`` (``""`` for labelled cells).
-    params
-        The parameters of the run.
-    record
-        Build record of the reference version used.
-    explanations
-        Per cell, the genes that pulled it most toward its label (filled by ``explain=True``).
-    """
-
-    labels: np.ndarray
-    confidence: np.ndarray
-    similarity: np.ndarray
-    vectors: np.ndarray
-    neighbour_ids: np.ndarray
-    neighbour_scores: np.ndarray
-    neighbour_labels: np.ndarray
-    reasons: np.ndarray
-    params: AnnotationParams
-    record: BuildRecord
-    explanations: list[list[tuple[str, float]]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_adata(self, adata: AnnData, *, key_added: str = "cellvec", copy: bool = False) -> AnnData:
-        """Write the result into an AnnData (the one annotated, or a copy).
-
-        Fields written
-        --------------
-        ``obs[f'{key_added}_label']``
-            Predicted label (categorical), ``"Unknown"`` when not confident.
-        ``obs[f'{key_added}_confidence']``
-            Vote share of the winning label.
-        ``obs[f'{key_added}_similarity']``
-            Mean cosine similarity of the winning neighbours.
-        ``obs[f'{key_added}_reason']``
-            Why a cell is ``"Unknown"`` (empty otherwise).
-        ``obs[f'{key_added}_top_genes']``
-            With ``explain=True``: the genes that pulled the cell toward its label.
-        ``obsm[f'X_{key_added}']``
-            Query cell vectors in the reference's space.
-        ``uns[key_added]``
-            The parameters (reference, version, k, threshold, cell vector spec, store) and, with
-            ``explain=True``, per-cell gene contributions.
-
-        Parameters
-        ----------
-        adata
-            The annotated cells (same cells, same order).
-        key_added
-            Prefix of the written keys.
-        copy
-            Write into a copy and return it.
-
-        Returns
-        -------
-        The AnnData written to.
-        """
-        import pandas as pd
-
-        if adata.n_obs != self.labels.size:
-            msg = (
-                f"the result has {self.labels.size} cells but the AnnData has {adata.n_obs}; "
-                "pass the AnnData that was annotated."
-            )
-            raise InputError(msg)
-        out = adata.copy() if copy else adata
-        out.obs[f"{key_added}_label"] = pd.Categorical(self.labels.astype(str))
-        out.obs[f"{key_added}_confidence"] = self.confidence.astype(np.float32)
-        out.obs[f"{key_added}_similarity"] = self.similarity.astype(np.float32)
-        out.obs[f"{key_added}_reason"] = self.reasons.astype(str)
-        out.obsm[f"X_{key_added}"] = self.vectors
-        uns: dict[str, Any] = {"params": self.params.model_dump(mode="json")}
-        if self.explanations is not None:
-            out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
-            uns["explain"] = {
-                "method": self.extra.get("explain_method", ""),
-                "genes": [[g for g, _ in ex] for ex in self.explanations],
-                "contributions": [[float(c) for _, c in ex] for ex in self.explanations],
-            }
-        out.uns[key_added] = uns
-        return out
-
 
 def annotate(
     adata: AnnData,
     *,
-    reference: str,
-    store: VectorStore,
+    reference: str | Reference,
+    store: VectorStore | None = None,
     k: int = 10,
     min_confidence: float = 0.0,
     version: int | None = None,
@@ -164,9 +47,9 @@ def annotate(
     adata
         Query cells × genes (counts or log-normalised).
     reference
-        Reference name.
+        A :class:`~indexer.Reference` handle, or a reference name (then ``store`` is needed).
     store
-        Store holding the reference.
+        Store holding the reference, when ``reference`` is a name.
     k
         Number of neighbours that vote.
     min_confidence
@@ -195,8 +78,9 @@ def annotate(
     >>> result = annotate(query, reference="pbmc", store=open_store("./store"))  # doctest: +SKIP
     >>> result.to_adata(query)  # doctest: +SKIP
     """
-    manifest = load_manifest(store, reference)
-    record = resolve_version(manifest, version)
+    ref = _open_reference(reference, store=store, version=version)
+    store, record = ref.store, ref.record
+    reference = ref.name
     if encoder is not None and encoder != record.spec.encoder:
         msg = (
             f"the query encoder '{encoder}' differs from reference '{reference}' v{record.version}'s "
@@ -215,7 +99,7 @@ def annotate(
     if not 0 <= min_confidence <= 1:
         msg = f"min_confidence must lie in [0, 1] (got {min_confidence})."
         raise InputError(msg)
-    art = load_artifacts(store, record)
+    art = ref.artifacts
     cells, _ = encode_cells(
         adata,
         spec=record.spec,
@@ -226,7 +110,7 @@ def annotate(
         progress=progress,
         what="query",
     )
-    collection = version_collection(reference, record.version)
+    collection = ref.collection
     n = adata.n_obs
     ids = np.full((n, k), "", dtype=object)
     scores = np.full((n, k), np.nan, dtype=np.float32)
@@ -293,3 +177,15 @@ def annotate(
 
         explain_labels(result, cells=cells, store=store)
     return result
+
+
+def _open_reference(reference: str | Reference, *, store: VectorStore | None, version: int | None) -> Reference:
+    """Return the handle to annotate against: the one given, or the named reference opened in ``store``."""
+    if isinstance(reference, Reference):
+        if version is not None and version != reference.version:
+            return Reference.open(reference.store, reference.name, version=version)
+        return reference
+    if store is None:
+        msg = f"annotate: reference '{reference}' is a name, so pass store=...; or pass a Reference handle."
+        raise InputError(msg)
+    return Reference.open(store, reference, version=version)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from indexer import CellVectors, VectorStore, load_artifacts, version_collection
-
-from annotator._annotate import UNKNOWN, AnnotationResult
-from annotator._search import label_centroids
+from annotator._cell_search import label_centroids
+from annotator._result import UNKNOWN, AnnotationResult
+from indexer import CellVectors, VectorStore
+from indexer.reference import load_artifacts, version_collection
 
 if TYPE_CHECKING:
     from indexer import SupConModel

@@ -27,7 +27,7 @@ sys.modules["indexer"] = pkg
 import torch  # noqa: E402
 
 import indexer.encoders._registry as enc  # noqa: E402
-from indexer.cells.supcon._train import train_supcon  # noqa: E402
+from indexer.cells.supcon import train_supcon
 from schemas import RefineParams  # noqa: E402
 
 out = Path(sys.argv[1])

@@ -2,7 +2,9 @@
 
 from schemas._base import SCHEMA_VERSION, Record
 from schemas._coverage import CoverageReport, FetchReport, GeneCount, GeneMapping, IdKind
+from schemas._evaluation import METRICS, Scores
 from schemas._genes import GeneRecord, GeneText, Species, TextSource
+from schemas._index import IndexParams
 from schemas._reference import (
     DEFAULT_MODE,
     AnnotationParams,
@@ -23,6 +25,7 @@ from schemas._training import EpochStats, TrainReport
 
 __all__ = [
     "DEFAULT_MODE",
+    "METRICS",
     "SCHEMA_VERSION",
     "AnnotationParams",
     "BuildRecord",
@@ -40,6 +43,7 @@ __all__ = [
     "GeneSearch",
     "GeneText",
     "IdKind",
+    "IndexParams",
     "LabelSummary",
     "Neighbour",
     "PoolingParams",
@@ -48,6 +52,7 @@ __all__ = [
     "ReferenceManifest",
     "RefineMethod",
     "RefineParams",
+    "Scores",
     "Species",
     "TextSource",
     "TrainReport",

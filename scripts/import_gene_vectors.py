@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer import GeneCatalog, GeneIndex, get_encoder, open_store
-from indexer.genes._index import GENE_VECTOR, gene_point_id
+from indexer.genes import GENE_VECTOR, gene_point_id
 
 
 def main() -> None:

@@ -16,10 +16,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from schemas import CellMode, CellVectorSpec, ExpressionParams, RefineParams
-
 from benchmarks.accuracy._baselines import Prediction
 from benchmarks.accuracy._protocol import recall_at_k
+from schemas import CellMode, CellVectorSpec, ExpressionParams, RefineParams
 
 SUPCON_BENCH = RefineParams(method="supcon", epochs=60, patience=8)
 """SupCon settings of the benchmark (the library defaults with a shorter epoch cap, for the time budget)."""
@@ -102,7 +101,8 @@ class CellvecMethod:
 
     def fit(self, ref: ad.AnnData, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Build the reference; return its stored vectors and labels (cells without a vector are absent)."""
-        from indexer import build_reference, reference_vectors
+        from indexer import build_reference
+        from indexer.reference import reference_vectors
 
         adata = ad.AnnData(
             X=ref.X,
@@ -149,7 +149,7 @@ class CellvecMethod:
 
     def _exact(self, qv: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive cosine top-k over the stored reference vectors, voted with cellvec's rule."""
-        from annotator import vote
+        from indexer.cells import vote
 
         def unit(x: np.ndarray) -> np.ndarray:
             n = np.linalg.norm(x, axis=1, keepdims=True)

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from indexer._errors import InputError
+from indexer import InputError
 
 PAPER_SIZES: tuple[int, ...] = (165, 138, 117, 92, 69, 27)
 """Cells per cluster in the paper's low-sample task, largest first."""
@@ -185,7 +185,7 @@ def voigt_path(data_dir: str | Path | None = None) -> Path:
     The ``.h5ad`` path (checked to exist).
     """
     if data_dir is None:
-        from indexer._settings import Settings
+        from indexer import Settings
 
         data_dir = Settings().data_dir
     path = Path(data_dir) / "datasets" / "voigt2019_retina.h5ad"
@@ -512,7 +512,7 @@ def load_dataset(
             )
             raise InputError(msg)
         if tran_labels is None:
-            from indexer._settings import Settings
+            from indexer import Settings
 
             tran_labels = (
                 Path(data_dir or Settings().data_dir) / "datasets" / "tran2019_rgc_atlas_labels.txt.gz"

@@ -456,20 +456,19 @@ def build_chunked(
     import hashlib
     from datetime import UTC, datetime
 
-    from indexer import CELL_VECTOR, encode_cells
-    from indexer.cells._encode import Artifacts
+    from indexer import encode_cells
+    from indexer.cells import Artifacts
+    from indexer.reference import CELL_VECTOR, version_collection
     from indexer.reference._build import (
         HOUSEKEEPING_FILE,
         PAYLOAD_INDEXES,
         _default_housekeeping,
-        artifact_key,
-        save_manifest,
         stored_vectors,
         top_genes_of,
         upsert_rows,
         usable_rows,
-        version_collection,
     )
+    from indexer.reference._versions import artifact_key, save_manifest
     from schemas import BuildRecord, ReferenceManifest
 
     if spec.mode != "paper" or spec.pooling.idf or spec.pooling.whiten or spec.refine.method != "none":
@@ -535,7 +534,8 @@ def seed_gene_vectors(store: VectorStore, symbols: Sequence[str], encoder: str, 
     with their records, so that each size's build starts with every gene cached as a user's second build
     would. Without one, they are embedded into ``store`` directly.
     """
-    from indexer import GENE_VECTOR, GeneCatalog, GeneIndex, gene_point_id, get_encoder, open_store
+    from indexer import GeneCatalog, GeneIndex, get_encoder, open_store
+    from indexer.genes import GENE_VECTOR, gene_point_id
 
     enc = get_encoder(encoder)
     catalog = GeneCatalog.load("human")
@@ -572,12 +572,11 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     -------
     A JSON-able dict: build, memory, disk, annotate and recall figures, then the baselines'.
     """
-    from indexer import encode_cells, open_store
-    from indexer.cells._encode import Artifacts
-    from indexer.reference._build import build_reference, version_collection
-    from schemas import CellVectorSpec
-
     from annotator._annotate import annotate
+    from indexer import build_reference, encode_cells, open_store
+    from indexer.cells import Artifacts
+    from indexer.reference import version_collection
+    from schemas import CellVectorSpec
 
     index = IndexParams.from_json(config.index)
     work = Path(config.work_dir)
@@ -731,7 +730,7 @@ def _baselines(
     _partial(config, row)
     if config.ef_sweep and store_dir is not None:
         from indexer import open_store
-        from indexer.reference._build import version_collection
+        from indexer.reference import version_collection
 
         collection = version_collection(REFERENCE, 1)
         with open_store(store_dir, read_only=True) as store:

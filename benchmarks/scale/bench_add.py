@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from indexer import GeneCatalog, build_reference, load_manifest, open_store, version_collection
-from indexer.reference._edit import add_cells
+from indexer import GeneCatalog, add_cells, build_reference, open_store
+from indexer.reference import load_manifest, version_collection
 from schemas import CellVectorSpec, RefineParams
 
 N_TYPES = 30

@@ -27,8 +27,7 @@ import anndata as ad
 
 from annotator import annotate
 from benchmarks.scale._scale import LABEL_KEY, REFERENCE, pick_genes, synthetic_cells
-from indexer import open_store
-from indexer.reference._build import build_reference, list_references
+from indexer import build_reference, list_references, open_store
 from schemas import CellVectorSpec
 
 

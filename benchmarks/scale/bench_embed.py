@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.encoders._registry import count_truncated, embed_texts, get_encoder
-from indexer._settings import Settings
+from indexer import Settings, get_encoder
+from indexer.encoders import count_truncated, embed_texts
 
 
 def gene_texts(data_dir: Path, n: int) -> tuple[list[str], str]:

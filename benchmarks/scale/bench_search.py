@@ -33,16 +33,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from annotator._search import _nearest, search_cells, search_genes, typical_cells
-from indexer import (
-    CELL_VECTOR,
-    GeneCatalog,
-    GeneIndex,
-    get_encoder,
-    open_store,
-    save_manifest,
-    version_collection,
-)
+from annotator import search_cells, search_genes, typical_cells
+from annotator._cell_search import _nearest
+from indexer import GeneCatalog, GeneIndex, get_encoder, open_store
+from indexer.reference import CELL_VECTOR, version_collection
+from indexer.reference._versions import save_manifest
 from schemas import BuildRecord, CellVectorSpec, ReferenceCellPayload, ReferenceManifest
 
 REFERENCE = "bench-search"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.store._protocol import IndexParams, open_store
+from indexer import IndexParams, open_store
 
 
 def clustered(n: int, dim: int, *, n_clusters: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

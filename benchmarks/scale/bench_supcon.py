@@ -24,8 +24,9 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.cells.supcon._train import DEFAULT_ARCHITECTURE, _knn_vote, _macro_f1, _train
-from schemas._reference import RefineParams
+from indexer.cells.supcon import DEFAULT_ARCHITECTURE
+from indexer.cells.supcon._train import _knn_vote, _macro_f1, _train
+from schemas import RefineParams
 
 
 def class_sizes(n: int, n_classes: int, smallest: int) -> np.ndarray:
@@ -52,7 +53,7 @@ def knn_f1(
         return F.normalize(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)), dim=1)
 
     pred, _ = _knn_vote(unit(query), unit(ref), y_ref, n_classes, k=10)
-    return _macro_f1(y_query, pred, n_classes)
+    return _macro_f1(y_query, pred)
 
 
 def main() -> None:

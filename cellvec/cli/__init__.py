@@ -12,10 +12,9 @@ from typing import TextIO
 import click
 from pydantic import ValidationError
 
-from indexer._errors import CellvecError
-
 from cellvec.cli import _commands  # noqa: F401  (registers the commands on the group)
 from cellvec.cli._app import cli
+from indexer import CellvecError
 
 __all__ = ["main"]
 

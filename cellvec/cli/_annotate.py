@@ -8,10 +8,9 @@ from typing import Any
 import click
 import numpy as np
 
-from indexer import InputError
-
 from cellvec.cli._app import cli
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
+from indexer import InputError
 
 
 @cli.command("annotate")
@@ -86,27 +85,11 @@ def annotate_cmd(**opts: Any) -> None:
 
 
 def demo_split(adata: Any, label_key: str, *, test_size: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
-    """Split cells into reference and query, stratified by label and seeded."""
-    from sklearn.model_selection import train_test_split
+    """Split cells into reference and query with cellvec's one seeded, stratified split."""
+    from indexer.cells import stratified_split
 
-    idx = np.arange(adata.n_obs)
-    ref_idx, query_idx = train_test_split(
-        idx, test_size=test_size, stratify=adata.obs[label_key].to_numpy(), random_state=seed
-    )
-    return adata[np.sort(ref_idx)].copy(), adata[np.sort(query_idx)].copy()
-
-
-def classification_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Accuracy, weighted F1, macro F1 and Cohen's kappa (labels as strings)."""
-    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
-
-    t, p = truth.astype(str), pred.astype(str)
-    return {
-        "accuracy": float(accuracy_score(t, p)),
-        "weighted_f1": float(f1_score(t, p, average="weighted", zero_division=0)),
-        "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
-        "kappa": float(cohen_kappa_score(t, p)),
-    }
+    ref_idx, query_idx = stratified_split(adata.obs[label_key].to_numpy(), test_size=test_size, seed=seed)
+    return adata[ref_idx].copy(), adata[query_idx].copy()
 
 
 @cli.command("demo")
@@ -129,6 +112,7 @@ def demo_cmd(*, store: str, encoder: str, mode: str | None, refine: str, seed: i
 
     from annotator import annotate
     from indexer import Settings, build_reference, drop_reference, list_references
+    from indexer.cells import score
     from schemas import DEFAULT_MODE, CellVectorSpec, RefineParams
 
     data_dir = Settings().data_dir
@@ -158,7 +142,7 @@ def demo_cmd(*, store: str, encoder: str, mode: str | None, refine: str, seed: i
             )
         with timer.step("annotate"):
             res = annotate(query, reference="pbmc-demo", store=st, k=10, progress=report)
-    metrics = classification_metrics(query.obs["bulk_labels"].to_numpy(), res.labels)
+    metrics = score(query.obs["bulk_labels"].to_numpy(), res.labels).scalars()
     data = {
         "reference_cells": ref.n_obs,
         "query_cells": query.n_obs,

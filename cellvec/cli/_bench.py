@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from indexer import InputError
-
 from cellvec.cli._app import cli
 from cellvec.cli._common import emit, json_option
+from indexer import InputError
 
 
 def _csv(value: str | None) -> tuple[str, ...] | None:

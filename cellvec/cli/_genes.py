@@ -46,8 +46,8 @@ def fetch_cmd(
 
     An interrupted fetch resumes where it stopped when run again.
     """
-    from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
-    from indexer._settings import Settings
+    from indexer import Settings, fetch_gene_data
+    from indexer.genes import EUTILS_BASE, HCOP_URL
 
     out = out_dir if out_dir is not None else Settings().data_dir
     with progress_bars(enabled=not as_json) as report_progress:
@@ -95,8 +95,8 @@ def coverage_cmd(
     as_json: bool,
 ) -> None:
     """Print how many of the cells' top genes have a description, by source, and the frequent ones without."""
-    from indexer._errors import InputError
-    from indexer.genes._ids import coverage_report
+    from indexer import InputError
+    from indexer.genes import coverage_report
 
     adata = read_h5ad(adata_path)
     if use_raw:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from indexer import InputError
-
 from cellvec.cli._app import genes
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, store_option
+from indexer import InputError
 
 
 @genes.command("index")

@@ -25,7 +25,7 @@ def infer_species_of(adata: Any, species: str | None, gene_column: str | None) -
     """Return the given species, or the one the gene names point to (human when undecidable)."""
     if species is not None:
         return species
-    from indexer.genes._ids import infer_species
+    from indexer.genes import infer_species
 
     names = adata.var[gene_column] if gene_column else adata.var_names
     return infer_species([str(n) for n in names]) or "human"
@@ -49,7 +49,8 @@ def build_cmd(**opts: Any) -> None:
     """Build (or resume) a new version of a labelled reference and make it current."""
     from pathlib import Path
 
-    from indexer import build_reference, load_housekeeping
+    from indexer import build_reference
+    from indexer.genes import load_housekeeping
 
     timer = Timer()
     as_json = opts.pop("as_json")
@@ -126,7 +127,7 @@ def list_cmd(*, store: str, as_json: bool) -> None:
 @json_option
 def info_cmd(*, store: str, name: str, as_json: bool) -> None:
     """Show a reference's build record, versions, cells per label and datasets."""
-    from indexer import load_manifest, resolve_version, version_collection
+    from indexer.reference import load_manifest, resolve_version, version_collection
 
     with open_cli_store(store, read_only=True, create=False) as st:
         man = load_manifest(st, name)

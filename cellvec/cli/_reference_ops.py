@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from indexer import InputError
-
 from cellvec.cli._app import reference
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
+from indexer import InputError
 
 _name_option = click.option("--name", required=True, help="Reference name.")
 
@@ -30,7 +29,7 @@ def _record_data(rec: Any) -> dict[str, Any]:
 @json_option
 def add_cmd(**opts: Any) -> None:
     """Add labelled cells to the current version, encoded with its stored artefacts (no retraining)."""
-    from indexer.reference._edit import add_cells
+    from indexer import add_cells
 
     timer = Timer()
     as_json = opts.pop("as_json")
@@ -55,7 +54,7 @@ def add_cmd(**opts: Any) -> None:
 
 
 def _current_cells(store: Any, name: str) -> int:
-    from indexer import load_manifest, resolve_version
+    from indexer.reference import load_manifest, resolve_version
 
     return resolve_version(load_manifest(store, name)).n_cells
 
@@ -70,7 +69,7 @@ def _current_cells(store: Any, name: str) -> int:
 def remove_cmd(*, store: str, name: str, cells_path: str | None, label: str | None, dataset: str | None,
                as_json: bool) -> None:
     """Remove cells from the current version: by id, by label or by dataset (exactly one)."""
-    from indexer.reference._edit import remove_cells
+    from indexer import remove_cells
 
     if sum(x is not None for x in (cells_path, label, dataset)) != 1:
         msg = "pass exactly one of --cells, --label, --dataset."
@@ -90,7 +89,7 @@ def remove_cmd(*, store: str, name: str, cells_path: str | None, label: str | No
 
 
 def _record(store: Any, name: str) -> Any:
-    from indexer import load_manifest, resolve_version
+    from indexer.reference import load_manifest, resolve_version
 
     return resolve_version(load_manifest(store, name))
 
@@ -103,7 +102,7 @@ def _record(store: Any, name: str) -> Any:
 @json_option
 def relabel_cmd(*, store: str, name: str, old: str, new: str, as_json: bool) -> None:
     """Rename a label in the current version."""
-    from indexer.reference._edit import relabel
+    from indexer import relabel
 
     with open_cli_store(store) as st:
         n = relabel(st, name, old=old, new=new)
@@ -122,7 +121,7 @@ def relabel_cmd(*, store: str, name: str, old: str, new: str, as_json: bool) -> 
 @json_option
 def refit_cmd(*, store: str, name: str, as_json: bool, **options: Any) -> None:
     """Retrain the SupCon encoder on every cell and write the result as a new version."""
-    from indexer.reference._edit import refit
+    from indexer import refit
     from schemas import RefineParams
 
     timer = Timer()
@@ -146,7 +145,7 @@ def refit_cmd(*, store: str, name: str, as_json: bool, **options: Any) -> None:
 @json_option
 def export_cmd(*, store: str, name: str, out_path: str, version: int | None, as_json: bool) -> None:
     """Write one version of a reference to one portable file."""
-    from indexer.reference._edit import export_reference
+    from indexer import export_reference
 
     with open_cli_store(store, read_only=True, create=False) as st:
         rec = _record(st, name) if version is None else None
@@ -164,7 +163,7 @@ def export_cmd(*, store: str, name: str, out_path: str, version: int | None, as_
 @json_option
 def import_cmd(*, store: str, file_path: str, name: str | None, as_json: bool) -> None:
     """Load an exported reference into a store as a new version."""
-    from indexer.reference._edit import import_reference
+    from indexer import import_reference
 
     with open_cli_store(store) as st:
         rec = import_reference(st, file_path, name=name)
@@ -180,7 +179,7 @@ def import_cmd(*, store: str, file_path: str, name: str | None, as_json: bool) -
 @json_option
 def prune_cmd(*, store: str, name: str, keep: int, as_json: bool) -> None:
     """Delete old versions of a reference (the current one always stays)."""
-    from indexer.reference._edit import prune_versions
+    from indexer import prune_versions
 
     with open_cli_store(store) as st:
         gone = prune_versions(st, name, keep=keep)

@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from indexer import InputError
-
 from cellvec.cli._common import index_from_options, index_options
+from indexer import InputError
 
 
 def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[int]:

@@ -7,10 +7,9 @@ from typing import Any
 
 import click
 
-from indexer import InputError
-
 from cellvec.cli._app import search
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, read_h5ad, store_option
+from indexer import InputError
 
 
 @search.command("genes")
@@ -33,7 +32,7 @@ def genes_cmd(**opts: Any) -> None:
 
     Examples: `cellvec search genes RHO`; `cellvec search genes axon regeneration after optic nerve injury`.
     """
-    from annotator._search import gene_search
+    from annotator import gene_search
 
     text, species, as_json = " ".join(opts["query"]), opts["species"], opts["as_json"]
     timer = Timer()
@@ -85,8 +84,8 @@ def cells_cmd(**opts: Any) -> None:
     `cellvec search cells --reference retina --label rod --limit 5`;
     `cellvec search cells --reference retina --summary`.
     """
-    from annotator._search import label_summary, parse_where, search_cells, typical_cells
-    from indexer import load_manifest, resolve_version
+    from annotator import label_summary, parse_where, search_cells, typical_cells
+    from indexer.reference import load_manifest, resolve_version
 
     as_json = opts["as_json"]
     by_cell = opts["cell"] is not None or opts["adata_path"] is not None

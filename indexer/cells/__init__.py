@@ -1,0 +1,31 @@
+"""Cells to vectors: validation, pooling, the expression view, the one kNN vote and the one set of metrics.
+
+SupCon (:mod:`indexer.cells.supcon`) imports torch and is not imported here.
+"""
+
+from indexer.cells._encode import Artifacts, CellVectors, Progress, encode_cells
+from indexer.cells._evaluate import recall_at_k, score, stratified_split
+from indexer.cells._expression import ExpressionProjection, fit_expression
+from indexer.cells._knn import vote
+from indexer.cells._pool import l2_normalise, log_normalise, looks_like_counts, pool, top_gene_weights
+from indexer.cells._validate import expression_matrix, labels_of
+
+__all__ = [
+    "Artifacts",
+    "CellVectors",
+    "ExpressionProjection",
+    "Progress",
+    "encode_cells",
+    "expression_matrix",
+    "fit_expression",
+    "l2_normalise",
+    "labels_of",
+    "log_normalise",
+    "looks_like_counts",
+    "pool",
+    "recall_at_k",
+    "score",
+    "stratified_split",
+    "top_gene_weights",
+    "vote",
+]

@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from schemas import CellVectorSpec
-
 from indexer._errors import InputError, StoreError
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
 from indexer.cells._validate import expression_matrix
+from schemas import CellVectorSpec
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from indexer.store._protocol import VectorStore
     from indexer.cells.supcon._train import SupConModel
+    from indexer.store._protocol import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -279,8 +278,8 @@ def _text_view(
     with_view2: bool = False,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray | None, int]:
     from indexer.encoders._registry import get_encoder
-    from indexer.genes._index import GeneIndex
     from indexer.genes._catalog import GeneCatalog
+    from indexer.genes._index import GeneIndex
 
     catalog = GeneCatalog.load(spec.species, data_dir=data_dir)
     has_text = np.array([gt is not None for gt in catalog.gene_texts([s or "" for s in symbols])])

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from schemas import ExpressionParams
-
 from indexer._errors import StoreError
 from indexer.cells._pool import l2_normalise
+from schemas import ExpressionParams
 
 
 @dataclass(frozen=True)

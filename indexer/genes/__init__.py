@@ -1,0 +1,24 @@
+"""Genes: the description catalog, NCBI fetch, gene ids and species, housekeeping lists, the gene vector index."""
+
+from indexer.genes._catalog import GeneCatalog
+from indexer.genes._housekeeping import load_housekeeping
+from indexer.genes._ids import coverage_report, detect_id_kind, infer_species, map_var_names
+from indexer.genes._index import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id, text_sha256
+from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
+
+__all__ = [
+    "EUTILS_BASE",
+    "GENE_VECTOR",
+    "HCOP_URL",
+    "GeneCatalog",
+    "GeneIndex",
+    "coverage_report",
+    "detect_id_kind",
+    "fetch_gene_data",
+    "gene_collection_name",
+    "gene_point_id",
+    "infer_species",
+    "load_housekeeping",
+    "map_var_names",
+    "text_sha256",
+]

@@ -18,9 +18,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from schemas import GeneText, Species, TextSource
-
 from indexer._errors import DataError
+from schemas import GeneText, Species, TextSource
 
 __all__ = ["GeneCatalog", "data_file", "gene_info_path", "summaries_path"]
 

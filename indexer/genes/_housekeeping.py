@@ -7,10 +7,9 @@ from typing import Final
 
 import numpy as np
 
-from schemas import Species
-
 from indexer._errors import DataError, InputError
 from indexer.genes._catalog import GeneCatalog, data_file
+from schemas import Species
 
 __all__ = ["HOUSEKEEPING_FILES", "load_housekeeping"]
 

@@ -13,11 +13,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from schemas import Species
-from schemas._coverage import CoverageReport, GeneCount, GeneMapping, IdKind
-
 from indexer._errors import InputError
 from indexer.genes._catalog import GeneCatalog
+from schemas import Species
+from schemas._coverage import CoverageReport, GeneCount, GeneMapping, IdKind
 
 __all__ = ["IdKind", "coverage_report", "detect_id_kind", "infer_species", "map_var_names"]
 

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from schemas import GeneRecord, Species
-
 from indexer._errors import TruncationWarning
+from schemas import GeneRecord, Species
 
 if TYPE_CHECKING:
     from indexer.encoders._registry import Encoder

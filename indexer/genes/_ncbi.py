@@ -19,11 +19,10 @@ from typing import Any, Final
 
 import httpx
 
-from schemas import Species
-from schemas._coverage import FetchReport
-
 from indexer._errors import DataError, InputError
 from indexer.genes._catalog import ORTHOLOG_TABLE, gene_info_path, summaries_path
+from schemas import Species
+from schemas._coverage import FetchReport
 
 __all__ = ["EUTILS_BASE", "GENE_INFO_URLS", "HCOP_URL", "fetch_gene_data"]
 

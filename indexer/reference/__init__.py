@@ -1,0 +1,42 @@
+"""References: versions and the :class:`Reference` handle, building, editing, export and import."""
+
+from indexer.reference._build import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    VIEW2_VECTOR,
+    build_reference,
+    drop_reference,
+    reference_vectors,
+)
+from indexer.reference._edit import add_cells, refit, relabel, remove_cells
+from indexer.reference._transfer import export_reference, import_reference, prune_versions
+from indexer.reference._versions import (
+    Reference,
+    list_references,
+    load_artifacts,
+    load_manifest,
+    resolve_version,
+    version_collection,
+)
+
+__all__ = [
+    "CELL_VECTOR",
+    "INPUT_VECTOR",
+    "VIEW2_VECTOR",
+    "Reference",
+    "add_cells",
+    "build_reference",
+    "drop_reference",
+    "export_reference",
+    "import_reference",
+    "list_references",
+    "load_artifacts",
+    "load_manifest",
+    "prune_versions",
+    "reference_vectors",
+    "refit",
+    "relabel",
+    "remove_cells",
+    "resolve_version",
+    "version_collection",
+]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,12 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from schemas import BuildRecord, CellVectorSpec, ReferenceManifest
-
-from indexer.cells._encode import Artifacts, CellVectors, Progress, encode_cells
 from indexer._errors import CellvecWarning, InputError, StoreError
+from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._pool import top_genes_per_cell
 from indexer.cells._validate import labels_of
+from indexer.reference._versions import (
+    artifact_key,
+    cell_point_id,
+    check_reference_name,
+    load_manifest,
+    manifest_key,
+    resolve_version,
+    save_manifest,
+    version_collection,
+)
+from schemas import BuildRecord, CellVectorSpec, ReferenceManifest
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -35,9 +42,6 @@ INPUT_VECTOR = "input"
 VIEW2_VECTOR = "view2"
 """Named vector holding SupCon's second view (housekeeping genes removed)."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_NAMESPACE = uuid.UUID("3b0c1f7e-9a55-5d1e-a0c4-7a2f1e9d8c60")
-_NAMESPACE_BYTES = _NAMESPACE.bytes
 _UPSERT_BATCH = 1000
 HOUSEKEEPING_FILE = "housekeeping.txt"
 """Artefact holding the housekeeping symbols removed from SupCon's second view, one per line."""
@@ -46,100 +50,6 @@ PAYLOAD_INDEXES: dict[str, Any] = {"label": "keyword", "dataset": "keyword", "ce
 
 class NoUsableCellsWarning(CellvecWarning):
     """Some cells have no described expressed gene and no other signal; they get no vector."""
-
-
-def check_reference_name(name: str) -> str:
-    """Return ``name`` if it can name a reference, else raise :class:`InputError`."""
-    if not _NAME.match(name):
-        msg = (
-            f"reference name '{name}' is not allowed; use 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit."
-        )
-        raise InputError(msg)
-    return name
-
-
-def cell_point_id(reference: str, cell_id: str) -> str:
-    """Return the point id of a reference cell: a UUIDv5 of ``(reference, cell_id)``.
-
-    Computed as :func:`uuid.uuid5` does (RFC 4122: SHA-1 of namespace and name, version 5, RFC variant)
-    without building ``UUID`` objects, which cost more than the hash on a million cells.
-    """
-    h = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{reference}\x1f{cell_id}".encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50
-    h[8] = (h[8] & 0x3F) | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
-
-
-def manifest_key(name: str) -> str:
-    """Return the store meta key of a reference's manifest."""
-    return f"reference/{name}"
-
-
-def version_collection(name: str, version: int) -> str:
-    """Return the collection that holds one version of a reference."""
-    return f"ref__{name}__v{version}"
-
-
-def artifact_key(name: str, version: int, file: str) -> str:
-    """Return the blob key of one artefact of a reference version."""
-    return f"reference/{name}/v{version}/{file}"
-
-
-def list_references(store: VectorStore) -> list[ReferenceManifest]:
-    """Return the manifests of every reference in the store, sorted by name."""
-    out = []
-    for key in store.meta_keys("reference/"):
-        data = store.get_meta(key)
-        if data is not None:
-            out.append(ReferenceManifest.model_validate(data))
-    return sorted(out, key=lambda m: m.name)
-
-
-def load_manifest(store: VectorStore, name: str) -> ReferenceManifest:
-    """Return a reference's manifest; an unknown name lists the references that exist."""
-    data = store.get_meta(manifest_key(name))
-    if data is None:
-        names = [m.name for m in list_references(store)]
-        have = ", ".join(names) if names else "none yet; build one with `cellvec reference build`"
-        msg = f"no reference named '{name}' in store '{store.location}' (references: {have})."
-        raise StoreError(msg)
-    return ReferenceManifest.model_validate(data)
-
-
-def resolve_version(manifest: ReferenceManifest, version: int | None = None) -> BuildRecord:
-    """Return the build record of ``version`` (default: current), refusing unknown or unfinished ones."""
-    ready = [r.version for r in manifest.versions if r.status == "ready"]
-    if version is None:
-        rec = manifest.record()
-        if rec is None:
-            msg = (
-                f"reference '{manifest.name}' has no finished version yet (an interrupted build?); "
-                "rerun `cellvec reference build` to complete it."
-            )
-            raise StoreError(msg)
-        return rec
-    rec = manifest.record(version)
-    if rec is None or rec.status != "ready":
-        msg = (
-            f"reference '{manifest.name}' has no finished version {version} "
-            f"(versions: {', '.join(map(str, ready)) or 'none'}); pass one of them to --version."
-        )
-        raise StoreError(msg)
-    return rec
-
-
-def save_manifest(store: VectorStore, manifest: ReferenceManifest) -> None:
-    """Write a manifest atomically (readers see the old or the new one, never a mix)."""
-    store.put_meta(manifest_key(manifest.name), manifest.model_dump(mode="json"))
-    store.flush()
-
-
-def load_artifacts(store: VectorStore, record: BuildRecord) -> Artifacts:
-    """Load and verify the fitted artefacts of a reference version."""
-    blobs = {f: store.get_blob(artifact_key(record.reference, record.version, f)) for f in record.artifacts}
-    return Artifacts.from_blobs(blobs, record.artifacts)
 
 
 def build_reference(

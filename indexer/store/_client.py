@@ -32,12 +32,13 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from indexer._errors import StoreError
 from indexer.store._protocol import (
-    CLIENT_PREFIX,
-    IndexParams,
     PayloadIndexKind,
     SearchResult,
     StoredPoint,
     Where,
+)
+from indexer.store._shared import (
+    CLIENT_PREFIX,
     canonical_ids,
     check_collection_name,
     check_key,
@@ -51,6 +52,7 @@ from indexer.store._protocol import (
     read_only_error,
     where_conditions,
 )
+from schemas import IndexParams
 
 logger = logging.getLogger(__name__)
 

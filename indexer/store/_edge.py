@@ -45,11 +45,12 @@ import qdrant_edge as qe
 
 from indexer._errors import StoreError
 from indexer.store._protocol import (
-    IndexParams,
     PayloadIndexKind,
     SearchResult,
     StoredPoint,
     Where,
+)
+from indexer.store._shared import (
     canonical_ids,
     check_collection_name,
     check_key,
@@ -68,6 +69,7 @@ from indexer.store._protocol import (
     read_only_error,
     where_conditions,
 )
+from schemas import IndexParams
 
 logger = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ import pytest
 import scipy.sparse as sp
 
 from annotator import UNKNOWN, annotate
-from indexer import InputError, StoreError, build_reference, load_manifest, reference_vectors
+from indexer import InputError, StoreError, build_reference
+from indexer.reference import load_manifest, reference_vectors
 from schemas import CellVectorSpec, PoolingParams
-
 from tests.conftest import FAST_ENCODER, make_adata
 
 
@@ -101,8 +101,8 @@ def test_gene_vectors_are_embedded_once(edge_store, adata, fast_spec):
 
 
 def test_read_only_annotate_embeds_missing_genes_without_writing(tmp_path, adata, query_adata, fast_spec):
-    from indexer import gene_collection_name, open_store
-
+    from indexer import open_store
+    from indexer.genes import gene_collection_name
     from tests.conftest import PROGRAMS
 
     cells = adata.obs["cell_type"] != "NK cell"

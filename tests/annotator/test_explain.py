@@ -9,17 +9,9 @@ import scipy.sparse as sp
 
 from annotator import UNKNOWN, AnnotationResult, annotate
 from annotator._explain import _by_symbol, _top_per_row, explain_labels
-from indexer import (
-    CellVectors,
-    VectorStore,
-    build_reference,
-    encode_cells,
-    load_artifacts,
-    load_manifest,
-    reference_vectors,
-    resolve_version,
-)
-from indexer.cells._pool import l2_normalise
+from indexer import CellVectors, VectorStore, build_reference, encode_cells
+from indexer.cells import l2_normalise
+from indexer.reference import load_artifacts, load_manifest, reference_vectors, resolve_version
 from schemas import CellVectorSpec, RefineParams
 
 SMALL_SUPCON = RefineParams(method="supcon", hidden_dim=32, out_dim=8, proj_dim=8, epochs=3, batch_size=64,

@@ -10,31 +10,12 @@ import pytest
 import scipy.sparse as sp
 
 from annotator import annotate
-from annotator._search import (
-    gene_search,
-    label_centroids,
-    label_summary,
-    parse_where,
-    search_cells,
-    search_genes,
-    typical_cells,
-)
-from indexer import (
-    GeneCatalog,
-    GeneIndex,
-    InputError,
-    StoreError,
-    VectorStore,
-    build_reference,
-    gene_collection_name,
-    gene_point_id,
-    get_encoder,
-    reference_vectors,
-    version_collection,
-)
-from indexer.genes._index import GENE_VECTOR, text_sha256
-from schemas import CellVectorSpec
-from schemas._search import GeneHit
+from annotator._cell_search import label_centroids, label_summary, parse_where, search_cells, typical_cells
+from annotator._gene_search import gene_search, search_genes
+from indexer import GeneCatalog, GeneIndex, InputError, StoreError, VectorStore, build_reference, get_encoder
+from indexer.genes import GENE_VECTOR, gene_collection_name, gene_point_id, text_sha256
+from indexer.reference import reference_vectors, version_collection
+from schemas import CellVectorSpec, GeneHit
 
 FAST = "random:32"
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cellvec.cli._scale import scale_cmd
 from benchmarks.scale._scale import (
     REQUIRED_FIELDS,
     exact_topk,
@@ -18,6 +17,7 @@ from benchmarks.scale._scale import (
     recall_by_score,
     synthetic_cells,
 )
+from cellvec.cli._scale import scale_cmd
 from indexer import InputError
 
 
@@ -113,7 +113,8 @@ def test_scale_command_refuses_bad_sizes() -> None:
 def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
     from annotator import annotate
     from benchmarks.scale._scale import REFERENCE, build_chunked, pick_genes
-    from indexer import build_reference, open_store, reference_vectors
+    from indexer import build_reference, open_store
+    from indexer.reference import reference_vectors
     from schemas import CellVectorSpec
 
     spec = CellVectorSpec(mode="paper", encoder="random:32")

@@ -21,10 +21,11 @@ import scipy.sparse as sp
 
 from cellvec.cli import main
 from indexer import build_reference, open_store
-from indexer.reference._build import artifact_key
-from indexer.store._protocol import encode_key
+from indexer.reference._versions import (
+    artifact_key,
+)
+from indexer.store._shared import encode_key
 from schemas import CellVectorSpec, ExpressionParams, RefineParams
-
 from tests.conftest import FAST_ENCODER, make_adata
 
 N_REF = 100  # make_adata(25): 4 labels x 25 cells

@@ -5,7 +5,6 @@ import anndata as ad
 import pytest
 
 from cellvec.cli import main
-
 from tests.conftest import FAST_ENCODER, make_adata
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import anndata as ad
 import pytest
 
-from cellvec.cli import _reference_ops as _reference_ops_cli, main  # noqa: F401  (registers the commands)
+from cellvec.cli import _reference_ops as _reference_ops_cli  # noqa: F401  (registers the commands)
+from cellvec.cli import main
 from indexer import open_store
-
 from tests.conftest import FAST_ENCODER, make_adata
 
 
@@ -132,7 +132,7 @@ def test_reference_command_errors(files: dict[str, Path], capsys: pytest.Capture
 
 
 def test_build_takes_the_index_settings(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from indexer import version_collection
+    from indexer.reference import version_collection
 
     run_json(capsys, ["reference", "build", "--store", str(files["store"]), "--name", "pbmc", "--adata",
                       str(files["ref"]), "--label-key", "cell_type", "--encoder", FAST_ENCODER, "--mode", "paper",

@@ -45,9 +45,8 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     from conftest import FAST_ENCODER, make_adata
 
     import indexer.reference._build as ref_module
-    from indexer import GeneCatalog, build_reference, get_encoder, open_store
-    from indexer.genes._ids import map_var_names
-    from indexer.reference._edit import add_cells
+    from indexer import GeneCatalog, add_cells, build_reference, get_encoder, open_store
+    from indexer.genes import map_var_names
     from schemas import CellVectorSpec
 
     warnings.simplefilter("ignore")
@@ -165,8 +164,8 @@ def stores(tmp_path: Path) -> Iterator[Path]:
 
 def _state(store_path: Path) -> dict[str, Any]:
     """Read the store as a reader does (no lock) and return what the checks need."""
-    from indexer import load_manifest, open_store, version_collection
-    from indexer._errors import StoreError
+    from indexer import StoreError, open_store
+    from indexer.reference import load_manifest, version_collection
 
     if not (store_path / "cellvec-store.json").is_file():  # killed before the store existed
         return {"manifest": None}

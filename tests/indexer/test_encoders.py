@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.encoders._registry import (
-    RandomEncoder,
-    count_truncated,
-    embed_texts,
-    get_encoder,
-)
-from indexer._errors import EncoderError
-from indexer._settings import Settings
+from indexer import EncoderError, Settings, get_encoder
+from indexer.encoders import count_truncated, embed_texts
+from indexer.encoders._registry import RandomEncoder
 
 CPU = Settings(device="cpu", embed_batch_size=4)
 

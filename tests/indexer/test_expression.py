@@ -3,10 +3,8 @@ import pytest
 import scipy.sparse as sp
 
 from indexer import StoreError
-from indexer.cells._expression import ExpressionProjection, fit_expression
-from indexer.cells._pool import log_normalise
+from indexer.cells import ExpressionProjection, fit_expression, log_normalise
 from schemas import ExpressionParams
-
 from tests.conftest import make_adata
 
 

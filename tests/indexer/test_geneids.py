@@ -10,11 +10,9 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from indexer._errors import InputError
-from indexer.genes._ids import coverage_report, detect_id_kind, infer_species, map_var_names
-from indexer.genes._catalog import GeneCatalog
-from indexer._settings import Settings
-from schemas._coverage import CoverageReport
+from indexer import GeneCatalog, InputError, Settings
+from indexer.genes import coverage_report, detect_id_kind, infer_species, map_var_names
+from schemas import CoverageReport
 
 DATA = Settings().data_dir
 RGC_MARKERS = ["Rbpms", "Pou4f1", "Opn4", "Spp1", "Tbr1", "Cartpt", "Foxp2", "Eomes", "Tusc5", "Irx4"]
@@ -187,7 +185,7 @@ def test_cli_coverage(tmp_path: Path) -> None:
 
     import cellvec.cli._genes  # noqa: F401  (registers the commands)
     from cellvec.cli._app import cli
-    from indexer._errors import CellvecError
+    from indexer import CellvecError
 
     x = np.array([[5, 4, 0, 1], [1, 2, 3, 0]], dtype=np.float32)
     path = tmp_path / "d.h5ad"

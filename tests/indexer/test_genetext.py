@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer._errors import DataError
-from indexer.genes._catalog import GeneCatalog
-from indexer._settings import Settings
+from indexer import DataError, GeneCatalog, Settings
 
 GENE_INFO_HEADER = (
     "#tax_id\tGeneID\tSymbol\tLocusTag\tSynonyms\tdbXrefs\tchromosome\tmap_location\tdescription\t"

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer._errors import InputError
-from indexer.genes._housekeeping import load_housekeeping
-from indexer._settings import Settings
+from indexer import InputError, Settings
+from indexer.genes import load_housekeeping
 
 
 @pytest.mark.slow

@@ -12,30 +12,23 @@ import pytest
 
 from annotator import annotate
 from indexer import (
-    CELL_VECTOR,
-    INPUT_VECTOR,
-    VIEW2_VECTOR,
     InputError,
     StoreError,
     UnseenLabelWarning,
     VectorStore,
-    build_reference,
-    cell_point_id,
-    load_manifest,
-    open_store,
-    version_collection,
-)
-from indexer.reference._edit import (
     add_cells,
+    build_reference,
     export_reference,
     import_reference,
+    open_store,
     prune_versions,
     refit,
     relabel,
     remove_cells,
 )
+from indexer.reference import CELL_VECTOR, INPUT_VECTOR, VIEW2_VECTOR, load_manifest, version_collection
+from indexer.reference._versions import cell_point_id
 from schemas import CellVectorSpec, RefineParams
-
 from tests.conftest import make_adata
 
 SMALL = RefineParams(method="supcon", hidden_dim=32, out_dim=16, proj_dim=8, epochs=3, val_fraction=0)

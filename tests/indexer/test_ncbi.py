@@ -15,9 +15,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from indexer._errors import DataError, InputError
-from indexer.genes._catalog import GeneCatalog
-from indexer.genes._ncbi import SUMMARY_COLUMNS, fetch_gene_data
+from indexer import DataError, GeneCatalog, InputError, fetch_gene_data
+from indexer.genes._ncbi import SUMMARY_COLUMNS
 
 GENE_INFO_HEADER = (
     "#tax_id\tGeneID\tSymbol\tLocusTag\tSynonyms\tdbXrefs\tchromosome\tmap_location\tdescription\t"

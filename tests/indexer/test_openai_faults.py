@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from indexer import EncoderError, Settings, get_encoder
 from indexer.encoders import _registry as _encoders
-from indexer.encoders._registry import OpenAIEncoder, count_truncated, embed_texts, get_encoder
-from indexer._errors import EncoderError
-from indexer._settings import Settings
+from indexer.encoders import count_truncated, embed_texts
+from indexer.encoders._registry import OpenAIEncoder
 from tests._openai_server import (
     MALFORMED,
     RATE_LIMITED,

@@ -2,15 +2,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from indexer.cells._pool import (
-    excluded_genes,
-    inverse_frequency,
-    log_normalise,
-    looks_like_counts,
-    pool,
-    top_gene_weights,
-    top_genes_per_cell,
-)
+from indexer.cells import log_normalise, looks_like_counts, pool, top_gene_weights
+from indexer.cells._pool import excluded_genes, inverse_frequency, top_genes_per_cell
 from schemas import PoolingParams
 
 

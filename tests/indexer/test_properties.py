@@ -11,11 +11,11 @@ import scipy.sparse as sp
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from indexer.cells._knn import vote
-from indexer.genes._index import gene_point_id
-from indexer.cells._pool import pool, top_gene_weights
-from indexer.reference._build import cell_point_id
-from indexer.cells._validate import expression_matrix
+from indexer.cells import expression_matrix, pool, top_gene_weights, vote
+from indexer.genes import gene_point_id
+from indexer.reference._versions import (
+    cell_point_id,
+)
 
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True)
 DIM = 6

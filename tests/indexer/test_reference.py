@@ -9,20 +9,18 @@ import numpy as np
 import pytest
 
 from annotator import annotate
-from indexer import (
+from indexer import StoreError, VectorStore, build_reference, list_references
+from indexer.reference import (
     CELL_VECTOR,
     INPUT_VECTOR,
     VIEW2_VECTOR,
-    StoreError,
-    VectorStore,
-    build_reference,
-    list_references,
     load_manifest,
     reference_vectors,
     resolve_version,
     version_collection,
 )
 from indexer.reference import _build as ref_module
+from indexer.reference import _versions as versions_module
 from schemas import CellVectorSpec, ReferenceCellPayload, RefineParams
 
 
@@ -76,7 +74,7 @@ def test_stored_payloads_follow_the_schema_and_ids_are_uuid5(
         assert pay.reference == "r"
         assert pay.label == truth[pay.cell_id]
         assert 1 <= len(pay.top_genes) <= 20
-        assert p.id == str(uuid.uuid5(ref_module._NAMESPACE, f"r\x1f{pay.cell_id}"))
+        assert p.id == str(uuid.uuid5(versions_module._NAMESPACE, f"r\x1f{pay.cell_id}"))
 
 
 def test_refined_build_keeps_input_and_view2(adata: ad.AnnData, edge_store: VectorStore) -> None:

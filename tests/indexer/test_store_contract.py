@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer._errors import StoreError
-from indexer.store._protocol import IndexParams, SearchResult, VectorStore, open_store
+from indexer import IndexParams, StoreError, VectorStore, open_store
+from indexer.store import SearchResult
 
 LABELS = ["T", "B", "NK", "Mono"]
 Filled = tuple[VectorStore, list[str], dict[str, np.ndarray], list[dict[str, object]]]

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer._errors import StoreError
-from indexer.store._protocol import IndexParams, open_store
+from indexer import IndexParams, StoreError, open_store
 from indexer.store._edge import EdgeStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +137,7 @@ def writer_process(built: tuple[Path, list[str], np.ndarray]) -> Iterator[subpro
     code = textwrap.dedent(
         f"""
         import sys
-        from indexer.store._protocol import open_store
+        from indexer import open_store
         s = open_store({str(built[0])!r})
         s.count("cells")
         print("ready", flush=True)

@@ -11,21 +11,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from indexer._errors import InputError, StoreError
-from indexer.cells.supcon._train import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    SupConModel,
-    _BalancedSampler,
-    _knn_vote,
-    _macro_f1,
-    _stratified_split,
-    _train,
-    supcon_loss,
-    train_supcon,
-)
-from schemas._reference import RefineParams
-from schemas._training import TrainReport
+from indexer import InputError, StoreError, SupConModel
+from indexer.cells import stratified_split
+from indexer.cells.supcon import supcon_loss, train_supcon
+from indexer.cells.supcon._train import CONFIG_FILE, WEIGHTS_FILE, _BalancedSampler, _knn_vote, _macro_f1, _train
+from schemas import RefineParams, TrainReport
 
 SMALL = RefineParams(hidden_dim=32, out_dim=8, proj_dim=8, epochs=5, batch_size=64, patience=5)
 
@@ -269,7 +259,7 @@ def knn_f1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y:
         return F.normalize(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)), dim=1)
 
     pred, _ = _knn_vote(unit(test_x), unit(train_x), train_y, 4, k=10)
-    return _macro_f1(test_y, pred, 4)
+    return _macro_f1(test_y, pred)
 
 
 def test_training_improves_separability() -> None:
@@ -357,7 +347,7 @@ def test_singleton_class_trains_and_stays_in_training() -> None:
 
 def test_stratified_split_keeps_singletons_in_training() -> None:
     y = np.array([0] * 50 + [1] * 5 + [2])
-    train, val = _stratified_split(y, 0.2, np.random.default_rng(0))
+    train, val = stratified_split(y, test_size=0.2, seed=0)
     assert np.intersect1d(train, val).size == 0
     assert np.union1d(train, val).size == y.size
     assert np.bincount(y[val], minlength=3).tolist() == [10, 1, 0]

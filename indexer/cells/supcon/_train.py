@@ -27,10 +27,11 @@ from safetensors.torch import save as _save_safetensors
 from torch import nn
 from torch.nn import functional as F
 
+from indexer._errors import InputError, StoreError
+from indexer.cells._evaluate import score, stratified_split
+from indexer.cells._knn import vote
 from schemas._reference import RefineParams
 from schemas._training import EpochStats, TrainReport
-
-from indexer._errors import InputError, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -422,22 +423,6 @@ class SupConModel:
 # ----------------------------------------------------------------------------------------------- training
 
 
-def _stratified_split(
-    y: np.ndarray, val_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out about ``val_fraction`` of each class; classes under 2 cells stay in training."""
-    train, val = [], []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rng.shuffle(members)
-        n_val = 0
-        if members.size >= 2 and val_fraction > 0:
-            n_val = min(members.size - 1, max(1, round(members.size * val_fraction)))
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
 class _BalancedSampler:
     """Draw class-balanced mini-batches; cells are drawn with replacement within their class."""
 
@@ -465,45 +450,33 @@ class _BalancedSampler:
         return self._order[self._starts[slots] + within]
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over the classes present in ``y_true``."""
-    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes).astype(float)
-    n_true = np.bincount(y_true, minlength=n_classes).astype(float)
-    n_pred = np.bincount(y_pred, minlength=n_classes).astype(float)
-    present = n_true > 0
-    f1 = 2 * tp[present] / (n_true[present] + n_pred[present])
-    return float(f1.mean())
-
-
 def _knn_vote(
     queries: torch.Tensor, reference: torch.Tensor, y_ref: np.ndarray, n_classes: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine top-k majority vote (ties broken by summed similarity); inputs are unit rows.
+    """Label unit-row queries by cellvec's vote over their cosine top-k reference rows.
 
-    Returns the predicted class of each query and the vote share of each class, shape ``(n, n_classes)``.
+    Returns the predicted class of each query and the ``(n, k)`` classes of its neighbours.
     """
     k = min(k, reference.shape[0])
-    preds, shares = [], []
+    preds, codes = [], []
     for start in range(0, queries.shape[0], _VAL_CHUNK):
-        sims = queries[start : start + _VAL_CHUNK] @ reference.T
-        top_sim, top_idx = torch.topk(sims, k, dim=1)
-        top_sim_np = top_sim.cpu().numpy().astype(np.float64)
+        top_sim, top_idx = torch.topk(queries[start : start + _VAL_CHUNK] @ reference.T, k, dim=1)
         top_lab = y_ref[top_idx.cpu().numpy()]
-        rows = np.repeat(np.arange(top_lab.shape[0]), k)
-        counts = np.zeros((top_lab.shape[0], n_classes))
-        np.add.at(counts, (rows, top_lab.ravel()), 1.0)
-        tie_break = np.zeros_like(counts)
-        np.add.at(tie_break, (rows, top_lab.ravel()), top_sim_np.ravel() / (4 * k))
-        preds.append((counts + tie_break).argmax(axis=1))
-        shares.append(counts / k)
+        preds.append(vote(top_lab, top_sim.cpu().numpy(), n_classes)[0])
+        codes.append(top_lab)
     if not preds:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, n_classes))
-    return np.concatenate(preds), np.concatenate(shares)
+        return np.zeros(0, dtype=np.int64), np.zeros((0, k), dtype=np.int64)
+    return np.concatenate(preds), np.concatenate(codes)
 
 
-def _neighbour_purity(y_true: np.ndarray, shares: np.ndarray, n_classes: int) -> float:
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Macro-F1 over the classes present in ``y_true`` or ``y_pred`` (:func:`score`'s)."""
+    return score(y_true, y_pred).macro_f1
+
+
+def _neighbour_purity(y_true: np.ndarray, neighbour_codes: np.ndarray, n_classes: int) -> float:
     """Share of neighbours with the true label, averaged per class then over classes."""
-    own = shares[np.arange(y_true.size), y_true]
+    own = (neighbour_codes == y_true[:, None]).mean(axis=1)
     per_class = np.bincount(y_true, weights=own, minlength=n_classes)
     n_true = np.bincount(y_true, minlength=n_classes)
     present = n_true > 0
@@ -669,7 +642,9 @@ def _train(
     dev = _resolve_device(device)
     rng = np.random.default_rng(params.seed)
 
-    train_idx, val_idx = _stratified_split(y, params.val_fraction, rng)
+    train_idx, val_idx = np.arange(y.size), np.zeros(0, dtype=np.int64)
+    if params.val_fraction > 0:
+        train_idx, val_idx = stratified_split(y, test_size=params.val_fraction, seed=params.seed)
     note = ""
     if params.val_fraction == 0:
         note = "val_fraction is 0: trained for all epochs without early stopping"
@@ -700,8 +675,8 @@ def _train(
         net.eval()
         enc_train = _encode_unit(net, x1_train)
         enc_val = _encode_unit(net, x1_val)
-        pred, shares = _knn_vote(enc_val, enc_train, y_train, n_classes, k=_VAL_K)
-        return _macro_f1(y_val, pred, n_classes), _neighbour_purity(y_val, shares, n_classes)
+        pred, neighbours = _knn_vote(enc_val, enc_train, y_train, n_classes, k=_VAL_K)
+        return _macro_f1(y_val, pred), _neighbour_purity(y_val, neighbours, n_classes)
 
     history: list[EpochStats] = []
     with _seeded(params.seed, dev):

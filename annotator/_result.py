@@ -1,0 +1,121 @@
+"""What annotation returns: labels, their evidence, and how to write them into an AnnData."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from indexer import InputError
+from schemas import AnnotationParams, BuildRecord
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+UNKNOWN = "Unknown"
+"""Label given to cells that cannot be annotated or fall under the confidence threshold."""
+
+
+
+@dataclass
+class AnnotationResult:
+    """Labels and evidence for each query cell.
+
+    Attributes
+    ----------
+    labels
+        Predicted label per cell (``"Unknown"`` when not confident or without a vector).
+    confidence
+        Share of the voting neighbours that agree with the label (0 without a vector).
+    similarity
+        Mean cosine similarity of the neighbours that voted for the label (NaN without a vector).
+    vectors
+        Query cell vectors in the reference's space.
+    neighbour_ids
+        ``n × k`` reference cell ids, best first (``""`` where missing).
+    neighbour_scores
+        ``n × k`` cosine similarities.
+    neighbour_labels
+        ``n × k`` labels of the neighbours.
+    reasons
+        Why a cell is ``"Unknown"`` (``""`` for labelled cells).
+    params
+        The parameters of the run.
+    record
+        Build record of the reference version used.
+    explanations
+        Per cell, the genes that pulled it most toward its label (filled by ``explain=True``).
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    similarity: np.ndarray
+    vectors: np.ndarray
+    neighbour_ids: np.ndarray
+    neighbour_scores: np.ndarray
+    neighbour_labels: np.ndarray
+    reasons: np.ndarray
+    params: AnnotationParams
+    record: BuildRecord
+    explanations: list[list[tuple[str, float]]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_adata(self, adata: AnnData, *, key_added: str = "cellvec", copy: bool = False) -> AnnData:
+        """Write the result into an AnnData (the one annotated, or a copy).
+
+        Fields written
+        --------------
+        ``obs[f'{key_added}_label']``
+            Predicted label (categorical), ``"Unknown"`` when not confident.
+        ``obs[f'{key_added}_confidence']``
+            Vote share of the winning label.
+        ``obs[f'{key_added}_similarity']``
+            Mean cosine similarity of the winning neighbours.
+        ``obs[f'{key_added}_reason']``
+            Why a cell is ``"Unknown"`` (empty otherwise).
+        ``obs[f'{key_added}_top_genes']``
+            With ``explain=True``: the genes that pulled the cell toward its label.
+        ``obsm[f'X_{key_added}']``
+            Query cell vectors in the reference's space.
+        ``uns[key_added]``
+            The parameters (reference, version, k, threshold, cell vector spec, store) and, with
+            ``explain=True``, per-cell gene contributions.
+
+        Parameters
+        ----------
+        adata
+            The annotated cells (same cells, same order).
+        key_added
+            Prefix of the written keys.
+        copy
+            Write into a copy and return it.
+
+        Returns
+        -------
+        The AnnData written to.
+        """
+        import pandas as pd
+
+        if adata.n_obs != self.labels.size:
+            msg = (
+                f"the result has {self.labels.size} cells but the AnnData has {adata.n_obs}; "
+                "pass the AnnData that was annotated."
+            )
+            raise InputError(msg)
+        out = adata.copy() if copy else adata
+        out.obs[f"{key_added}_label"] = pd.Categorical(self.labels.astype(str))
+        out.obs[f"{key_added}_confidence"] = self.confidence.astype(np.float32)
+        out.obs[f"{key_added}_similarity"] = self.similarity.astype(np.float32)
+        out.obs[f"{key_added}_reason"] = self.reasons.astype(str)
+        out.obsm[f"X_{key_added}"] = self.vectors
+        uns: dict[str, Any] = {"params": self.params.model_dump(mode="json")}
+        if self.explanations is not None:
+            out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
+            uns["explain"] = {
+                "method": self.extra.get("explain_method", ""),
+                "genes": [[g for g, _ in ex] for ex in self.explanations],
+                "contributions": [[float(c) for _, c in ex] for ex in self.explanations],
+            }
+        out.uns[key_added] = uns
+        return out

@@ -1,0 +1,63 @@
+"""Open a store by location: a directory (Qdrant Edge), a server URL, or ``":memory:"``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from indexer.store._protocol import VectorStore
+from schemas import IndexParams
+
+
+def open_store(
+    location: str | os.PathLike[str],
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    api_key: str | None = None,
+    index: IndexParams | None = None,
+) -> VectorStore:
+    """Open the store at ``location``.
+
+    Parameters
+    ----------
+    location
+        A directory (embedded Qdrant Edge), an ``http://`` / ``https://`` URL of a Qdrant server, or
+        ``":memory:"`` (qdrant-client local mode; tests only).
+    create
+        Create the store when the directory does not exist yet (ignored for servers and ``":memory:"``).
+    read_only
+        Never write: every write method raises :class:`~indexer.StoreError`. A read-only Edge store takes
+        no lock and reads private copies of the collections it opens, so it keeps working while another
+        process writes.
+    api_key
+        API key of the Qdrant server.
+    index
+        Default :class:`IndexParams` of collections created without their own.
+
+    Returns
+    -------
+    VectorStore
+        The opened store; use it as a context manager or call ``close()``.
+
+    Raises
+    ------
+    StoreError
+        The directory is missing (with ``create=False``), not a cellvec store, or locked by another writer;
+        or the server cannot be reached.
+
+    Examples
+    --------
+    >>> with open_store(":memory:") as store:
+    ...     store.create_collection("genes", vectors={"text": 4})
+    ...     store.collections()
+    ['genes']
+    """
+    loc = os.fspath(location)
+    if loc == ":memory:" or loc.startswith(("http://", "https://")):
+        from indexer.store._client import ClientStore
+
+        return ClientStore(loc, read_only=read_only, api_key=api_key, index=index)
+    from indexer.store._edge import EdgeStore
+
+    return EdgeStore(Path(loc), create=create, read_only=read_only, index=index)
