@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from indexer import GeneCatalog, InputError, StoreError, VectorStore, get_encoder
+from indexer import GeneCatalog, InputError, Settings, StoreError, VectorStore, get_encoder
 from indexer.genes import GENE_VECTOR, gene_collection_name, gene_point_id
 from schemas import GeneHit, GeneSearch, Species
 
@@ -31,7 +31,7 @@ def search_genes(
     query: str,
     *,
     store: VectorStore,
-    encoder: str = "minilm",
+    encoder: str | None = None,
     species: Species = "human",
     limit: int = 10,
     kind: QueryKind = "auto",
@@ -55,7 +55,8 @@ def search_genes(
     store
         Store holding the gene collection.
     encoder
-        Encoder id of the gene collection (the query text is embedded with it).
+        Encoder id of the gene collection (the query text is embedded with it); default ``CELLVEC_ENCODER``
+        (``minilm``).
     species
         Species of the genes searched.
     limit
@@ -91,7 +92,7 @@ def gene_search(
     query: str,
     *,
     store: VectorStore,
-    encoder: str = "minilm",
+    encoder: str | None = None,
     species: Species = "human",
     limit: int = 10,
     kind: QueryKind = "auto",
@@ -111,7 +112,7 @@ def gene_search(
     if limit < 1:
         msg = f"limit must be at least 1 (got {limit}); pass --limit 10, for example."
         raise InputError(msg)
-    enc = get_encoder(encoder)
+    enc = get_encoder(encoder or Settings().encoder)
     collection = gene_collection_name(enc.id)
     n_indexed = store.count(collection, where={"species": species}) if store.has_collection(collection) else 0
     if n_indexed == 0:

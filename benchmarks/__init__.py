@@ -1,0 +1,1 @@
+"""Benchmarks of cellvec (accuracy against baselines, scale); outside the product, run from a checkout."""

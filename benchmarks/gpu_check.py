@@ -24,11 +24,11 @@ pkg = types.ModuleType("indexer")
 pkg.__path__ = [str(root / "indexer")]
 sys.modules["indexer"] = pkg
 
-import torch  # noqa: E402
+import torch
 
-import indexer.encoders._registry as enc  # noqa: E402
+import indexer.encoders._registry as enc
 from indexer.cells.supcon import train_supcon
-from schemas import RefineParams  # noqa: E402
+from schemas import RefineParams
 
 out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import DEFAULT_ENCODER
+
 
 def _default_data_dir() -> Path:
     """Return ``../shared/data`` beside the checkout (or the working directory) when it exists.
@@ -32,11 +34,12 @@ class Settings(BaseSettings):
     store: str = "./cellvec-store"
     """Default store: a directory (embedded Qdrant Edge), an ``http(s)://`` URL or ``":memory:"``."""
 
-    encoder: str = "minilm"
-    """Default gene text encoder id."""
+    encoder: str = DEFAULT_ENCODER
+    """Default gene text encoder id: used by ``build_reference`` without a spec, gene search and the CLI."""
 
     qdrant_url: str | None = None
-    """URL of a Qdrant server; server tests run only when it is set."""
+    """URL of a Qdrant server: ``open_store()`` without a location opens it (else ``store``); server tests
+    run only when it is set."""
 
     qdrant_api_key: SecretStr | None = None
     """API key for the Qdrant server, if it needs one."""

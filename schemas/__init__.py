@@ -6,6 +6,7 @@ from schemas._evaluation import METRICS, Scores
 from schemas._genes import GeneRecord, GeneText, Species, TextSource
 from schemas._index import IndexParams
 from schemas._reference import (
+    DEFAULT_ENCODER,
     DEFAULT_MODE,
     AnnotationParams,
     BuildRecord,
@@ -24,6 +25,7 @@ from schemas._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
 from schemas._training import EpochStats, TrainReport
 
 __all__ = [
+    "DEFAULT_ENCODER",
     "DEFAULT_MODE",
     "METRICS",
     "SCHEMA_VERSION",

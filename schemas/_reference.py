@@ -13,6 +13,9 @@ from schemas._genes import Species
 Weighting = Literal["expression", "mean"]
 """How the top genes of a cell are averaged: by expression, or plainly (the paper's equation)."""
 
+DEFAULT_ENCODER = "minilm"
+"""Gene text encoder used when none is named (``CELLVEC_ENCODER`` overrides it where a default is read)."""
+
 RefineMethod = Literal["none", "supcon"]
 """Refinement of pooled vectors before they are stored."""
 
@@ -147,7 +150,7 @@ class CellVectorSpec(Record):
     """
 
     mode: CellMode = DEFAULT_MODE
-    encoder: str = "minilm"
+    encoder: str = DEFAULT_ENCODER
     species: Species = "human"
     pooling: PoolingParams = PoolingParams()
     expression: ExpressionParams | None = None

@@ -11,6 +11,7 @@ import numpy as np
 from cellvec.cli._app import cli
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
 from indexer import InputError
+from schemas import DEFAULT_ENCODER
 
 
 @cli.command("annotate")
@@ -94,7 +95,9 @@ def demo_split(adata: Any, label_key: str, *, test_size: float = 0.2, seed: int 
 
 @cli.command("demo")
 @click.option("--store", default="./cellvec-demo-store", show_default=True, help="Store for the demo.")
-@click.option("--encoder", default="minilm", show_default=True, help="Gene text encoder.")
+@click.option(
+    "--encoder", envvar="CELLVEC_ENCODER", default=DEFAULT_ENCODER, show_default=True, help="Gene text encoder."
+)
 @click.option(
     "--mode",
     type=click.Choice(["paper", "genept", "expression", "hybrid"]),

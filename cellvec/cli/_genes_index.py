@@ -9,6 +9,7 @@ import click
 from cellvec.cli._app import genes
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, store_option
 from indexer import InputError
+from schemas import DEFAULT_ENCODER
 
 
 @genes.command("index")
@@ -16,7 +17,7 @@ from indexer import InputError
 @click.option("--genes", "genes_file", default=None, help="File with one gene name per line.")
 @click.option("--all", "all_genes", is_flag=True, help="Every gene of the species that has a description.")
 @click.option("--species", type=click.Choice(["human", "mouse"]), default="human", show_default=True)
-@click.option("--encoder", envvar="CELLVEC_ENCODER", default="minilm", show_default=True)
+@click.option("--encoder", envvar="CELLVEC_ENCODER", default=DEFAULT_ENCODER, show_default=True)
 @json_option
 def index_cmd(
     *, store: str, genes_file: str | None, all_genes: bool, species: str, encoder: str, as_json: bool

@@ -10,6 +10,7 @@ import click
 
 from cellvec.cli._common import index_from_options, index_options
 from indexer import InputError
+from schemas import DEFAULT_ENCODER
 
 
 def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[int]:
@@ -30,7 +31,7 @@ def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[i
               help="Comma-separated reference sizes (cells); each is measured in a fresh process.")
 @click.option("--queries", type=click.IntRange(min=10), default=10_000, show_default=True,
               help="Query cells annotated per size (and searched by each baseline).")
-@click.option("--encoder", default="minilm", show_default=True,
+@click.option("--encoder", envvar="CELLVEC_ENCODER", default=DEFAULT_ENCODER, show_default=True,
               help="Gene text encoder whose vectors the cells pool (minilm: real MiniLM vectors of the "
                    "genes' NCBI descriptions, embedded once into --gene-cache; random:<dim>: instant).")
 @click.option("--gene-cache", default=None, type=click.Path(file_okay=False),

@@ -10,6 +10,7 @@ import click
 from cellvec.cli._app import search
 from cellvec.cli._common import Timer, emit, json_option, open_cli_store, read_h5ad, store_option
 from indexer import InputError
+from schemas import DEFAULT_ENCODER
 
 
 @search.command("genes")
@@ -17,7 +18,7 @@ from indexer import InputError
 @click.argument("query", nargs=-1, required=True)
 @click.option("--species", type=click.Choice(["human", "mouse"]), default="human", show_default=True)
 @click.option("--limit", type=int, default=10, show_default=True, help="Number of genes shown.")
-@click.option("--encoder", envvar="CELLVEC_ENCODER", default="minilm", show_default=True,
+@click.option("--encoder", envvar="CELLVEC_ENCODER", default=DEFAULT_ENCODER, show_default=True,
               help="Encoder of the gene collection searched (the query text is embedded with it).")
 @click.option("--as", "kind", type=click.Choice(["auto", "symbol", "text"]), default="auto",
               show_default=True,

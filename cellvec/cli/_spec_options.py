@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from schemas import DEFAULT_MODE, CellVectorSpec, ExpressionParams, PoolingParams, RefineParams
+from schemas import DEFAULT_ENCODER, DEFAULT_MODE, CellVectorSpec, ExpressionParams, PoolingParams, RefineParams
 
 _DEFAULTS = RefineParams()
 
@@ -26,7 +26,7 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--encoder",
             envvar="CELLVEC_ENCODER",
-            default="minilm",
+            default=DEFAULT_ENCODER,
             show_default=True,
             help="Gene text encoder: minilm, st:NAME, hf:NAME, openai:MODEL, random:DIM.",
         ),

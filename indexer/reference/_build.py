@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer._errors import CellvecWarning, InputError, StoreError
+from indexer._settings import Settings
 from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._pool import top_genes_per_cell
 from indexer.cells._validate import labels_of
@@ -108,7 +109,7 @@ def build_reference(
     >>> rec = build_reference(ref, store=store, name="pbmc", label_key="cell_type")  # doctest: +SKIP
     """
     check_reference_name(name)
-    spec = spec or CellVectorSpec()
+    spec = spec or CellVectorSpec(encoder=Settings().encoder)
     labels = labels_of(adata, label_key)
     datasets = _datasets(adata, dataset_key, dataset)
     cell_ids = np.asarray(adata.obs_names, dtype=object)  # unique: checked with the expression matrix

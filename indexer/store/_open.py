@@ -10,7 +10,7 @@ from schemas import IndexParams
 
 
 def open_store(
-    location: str | os.PathLike[str],
+    location: str | os.PathLike[str] | None = None,
     *,
     create: bool = True,
     read_only: bool = False,
@@ -23,7 +23,8 @@ def open_store(
     ----------
     location
         A directory (embedded Qdrant Edge), an ``http://`` / ``https://`` URL of a Qdrant server, or
-        ``":memory:"`` (qdrant-client local mode; tests only).
+        ``":memory:"`` (qdrant-client local mode; tests only). ``None`` (the default) opens
+        ``CELLVEC_QDRANT_URL`` when it is set, else ``CELLVEC_STORE`` (``./cellvec-store``).
     create
         Create the store when the directory does not exist yet (ignored for servers and ``":memory:"``).
     read_only
@@ -31,7 +32,7 @@ def open_store(
         no lock and reads private copies of the collections it opens, so it keeps working while another
         process writes.
     api_key
-        API key of the Qdrant server.
+        API key of the Qdrant server (default: ``CELLVEC_QDRANT_API_KEY``).
     index
         Default :class:`IndexParams` of collections created without their own.
 
@@ -53,6 +54,14 @@ def open_store(
     ...     store.collections()
     ['genes']
     """
+    if location is None or api_key is None:
+        from indexer._settings import Settings
+
+        settings = Settings()
+        if location is None:
+            location = settings.qdrant_url or settings.store
+        if api_key is None and settings.qdrant_api_key is not None:
+            api_key = settings.qdrant_api_key.get_secret_value()
     loc = os.fspath(location)
     if loc == ":memory:" or loc.startswith(("http://", "https://")):
         from indexer.store._client import ClientStore
