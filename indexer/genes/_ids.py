@@ -15,8 +15,7 @@ from scipy import sparse
 
 from indexer._errors import InputError
 from indexer.genes._catalog import GeneCatalog
-from schemas import Species
-from schemas._coverage import CoverageReport, GeneCount, GeneMapping, IdKind
+from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, Species
 
 __all__ = ["IdKind", "coverage_report", "detect_id_kind", "infer_species", "map_var_names"]
 

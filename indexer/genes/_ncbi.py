@@ -21,8 +21,7 @@ import httpx
 
 from indexer._errors import DataError, InputError
 from indexer.genes._catalog import ORTHOLOG_TABLE, gene_info_path, summaries_path
-from schemas import Species
-from schemas._coverage import FetchReport
+from schemas import FetchReport, Species
 
 __all__ = ["EUTILS_BASE", "GENE_INFO_URLS", "HCOP_URL", "fetch_gene_data"]
 

@@ -30,8 +30,7 @@ from torch.nn import functional as F
 from indexer._errors import InputError, StoreError
 from indexer.cells._evaluate import score, stratified_split
 from indexer.cells._knn import vote
-from schemas._reference import RefineParams
-from schemas._training import EpochStats, TrainReport
+from schemas import EpochStats, RefineParams, TrainReport
 
 logger = logging.getLogger(__name__)
 
