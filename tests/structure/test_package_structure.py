@@ -147,7 +147,8 @@ def test_cellvec_all_is_small_and_importing_it_has_no_side_effects(tmp_path: Pat
         "import json, logging, os, sys, warnings; before = (list(warnings.filters), logging.getLogger().handlers[:]);"
         "import cellvec;"
         "heavy = ('anndata', 'torch', 'scanpy', 'annotator', 'indexer', 'qdrant_edge');"
-        "print(json.dumps({'heavy': sorted(m for m in heavy if m in sys.modules), 'filters': list(warnings.filters) == before[0],"
+        "print(json.dumps({'heavy': sorted(m for m in heavy if m in sys.modules),"
+        " 'filters': list(warnings.filters) == before[0],"
         " 'handlers': logging.getLogger().handlers == before[1], 'files': os.listdir('.')}))"
     )
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
