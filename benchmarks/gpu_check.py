@@ -26,8 +26,9 @@ sys.modules["indexer"] = pkg
 
 import torch
 
-import indexer.encoders._registry as enc
+import indexer.encoders._sentence as sentence
 from indexer.cells.supcon import train_supcon
+from indexer.encoders import embed_texts, get_encoder
 from schemas import RefineParams
 
 out = Path(sys.argv[1])
@@ -35,15 +36,15 @@ out.mkdir(parents=True, exist_ok=True)
 report: dict[str, object] = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 model_dir = root / ".gpu" / "minilm"
 if model_dir.is_dir():
-    enc.minilm_model_path = lambda: model_dir  # the same weights, shipped as float16
+    sentence.minilm_model_path = lambda: model_dir  # the same weights, shipped as float16
 rows = [json.loads(line) for line in gzip.open(root / ".gpu" / "texts.jsonl.gz", "rt")]
 texts = [r["text"] for r in rows]
-encoder = enc.get_encoder("minilm")
+encoder = get_encoder("minilm")
 encoder.embed_batch(texts[:64])  # load and warm up
 torch.cuda.synchronize()
 for bs in (256, 1024):
     t0 = time.perf_counter()
-    vecs = enc.embed_texts(encoder, texts, batch_size=bs)
+    vecs = embed_texts(encoder, texts, batch_size=bs)
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     report[f"minilm_texts_per_s_batch{bs}"] = len(texts) / dt

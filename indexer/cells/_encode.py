@@ -277,7 +277,7 @@ def _text_view(
     progress: Progress | None,
     with_view2: bool = False,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray | None, int]:
-    from indexer.encoders._registry import get_encoder
+    from indexer.encoders import get_encoder
     from indexer.genes._catalog import GeneCatalog
     from indexer.genes._index import GeneIndex
 

@@ -16,7 +16,7 @@ from indexer._errors import TruncationWarning
 from schemas import GeneRecord, Species
 
 if TYPE_CHECKING:
-    from indexer.encoders._registry import Encoder
+    from indexer.encoders import Encoder
     from indexer.genes._catalog import GeneCatalog
     from indexer.store._protocol import VectorStore
 
@@ -103,7 +103,7 @@ class GeneIndex:
         ``(vectors, found)``: a float32 ``len(symbols) × dim`` array (zero rows for genes without text) and a
         boolean mask of the genes that have a vector.
         """
-        from indexer.encoders._registry import count_truncated, embed_texts
+        from indexer.encoders import count_truncated, embed_texts
 
         symbols = [str(s) for s in symbols]
         dim = self.encoder.dim

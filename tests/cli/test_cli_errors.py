@@ -61,7 +61,7 @@ def test_usage_errors_are_one_line_exit_2(capsys) -> None:
 
 def test_library_warnings_are_one_line_each(monkeypatch, capsys) -> None:
     def warn(*args: object, **kwargs: object) -> None:
-        logging.getLogger("indexer.encoders._registry").warning("RateLimitError, HTTP 429; retrying in %.1f s", 1.0)
+        logging.getLogger("indexer.encoders._openai").warning("RateLimitError, HTTP 429; retrying in %.1f s", 1.0)
         warnings.warn(
             "12 reference cells have no described expressed gene\nand were left out.",
             UserWarning,

@@ -7,7 +7,7 @@ import pytest
 
 from indexer import EncoderError, Settings, get_encoder
 from indexer.encoders import count_truncated, embed_texts
-from indexer.encoders._registry import RandomEncoder
+from indexer.encoders._random import RandomEncoder
 
 CPU = Settings(device="cpu", embed_batch_size=4)
 

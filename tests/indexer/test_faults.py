@@ -21,7 +21,7 @@ import pytest
 
 from cellvec.cli import main
 from indexer import GeneCatalog, open_store
-from indexer.encoders import _registry as enc
+from indexer.encoders import _openai as enc
 from indexer.genes import gene_collection_name
 from tests._openai_server import MALFORMED, SERVER_ERROR, UNAUTHORIZED, FakeOpenAIServer, Fault, timeout
 from tests.conftest import FAST_ENCODER, make_adata

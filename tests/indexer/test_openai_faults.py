@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from indexer import EncoderError, Settings, get_encoder
-from indexer.encoders import _registry as _encoders
+from indexer.encoders import _openai as _encoders
 from indexer.encoders import count_truncated, embed_texts
-from indexer.encoders._registry import OpenAIEncoder
+from indexer.encoders._openai import OpenAIEncoder
 from tests._openai_server import (
     MALFORMED,
     RATE_LIMITED,
