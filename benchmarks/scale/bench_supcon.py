@@ -24,8 +24,8 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.cells.supcon import DEFAULT_ARCHITECTURE
-from indexer.cells.supcon._train import _knn_vote, _macro_f1, _train
+from indexer.cells import score, vote
+from indexer.cells.supcon import DEFAULT_ARCHITECTURE, train_supcon
 from schemas import RefineParams
 
 
@@ -52,8 +52,9 @@ def knn_f1(
     def unit(a: np.ndarray) -> torch.Tensor:
         return F.normalize(torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)), dim=1)
 
-    pred, _ = _knn_vote(unit(query), unit(ref), y_ref, n_classes, k=10)
-    return _macro_f1(y_query, pred)
+    top_sim, top_idx = torch.topk(unit(query) @ unit(ref).T, min(10, ref.shape[0]), dim=1)
+    pred = vote(y_ref[top_idx.numpy()], top_sim.numpy(), n_classes)[0]
+    return score(y_query, pred).macro_f1
 
 
 def main() -> None:
@@ -85,7 +86,7 @@ def main() -> None:
     params = RefineParams(**json.loads(args.params))
 
     started = time.perf_counter()
-    model, report = _train(
+    model, report = train_supcon(
         x, x2, y.astype(str), params=params, device=args.device, progress=None, architecture=args.architecture
     )
     seconds = time.perf_counter() - started

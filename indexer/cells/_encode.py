@@ -22,7 +22,7 @@ from schemas import CellVectorSpec
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from indexer.cells.supcon._train import SupConModel
+    from indexer.cells.supcon import SupConModel
     from indexer.store._protocol import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Artifacts:
         if "expression.npz" in hashes:
             art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
         if "supcon.safetensors" in hashes:
-            from indexer.cells.supcon._train import SupConModel
+            from indexer.cells.supcon import SupConModel
 
             files = {k: v for k, v in blobs.items() if k.startswith("supcon.") and v is not None}
             art.supcon = SupConModel.from_files(files)
@@ -242,7 +242,7 @@ def encode_cells(
             if not fitting or fit_labels is None:
                 msg = "the reference has no SupCon encoder although it was built with one; refit it."
                 raise StoreError(msg)
-            from indexer.cells.supcon._train import train_supcon
+            from indexer.cells.supcon import train_supcon
 
             ok = np.linalg.norm(inputs, axis=1) > 0
             art.supcon, _ = train_supcon(inputs[ok], view2[ok], fit_labels[ok], params=spec.refine)

@@ -344,7 +344,7 @@ def refit(
     --------
     >>> rec = refit(store, "pbmc")  # doctest: +SKIP
     """
-    from indexer.cells.supcon._train import train_supcon
+    from indexer.cells.supcon import train_supcon
 
     record = resolve_version(load_manifest(store, name))
     refined = record.spec.refine.method != "none"

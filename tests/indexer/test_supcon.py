@@ -14,7 +14,8 @@ from torch.nn import functional as F
 from indexer import InputError, StoreError, SupConModel
 from indexer.cells import stratified_split
 from indexer.cells.supcon import supcon_loss, train_supcon
-from indexer.cells.supcon._train import CONFIG_FILE, WEIGHTS_FILE, _BalancedSampler, _knn_vote, _macro_f1, _train
+from indexer.cells.supcon._model import CONFIG_FILE, WEIGHTS_FILE
+from indexer.cells.supcon._train import _BalancedSampler, _knn_vote, _macro_f1, _train
 from schemas import RefineParams, TrainReport
 
 SMALL = RefineParams(hidden_dim=32, out_dim=8, proj_dim=8, epochs=5, batch_size=64, patience=5)
