@@ -19,112 +19,25 @@ import numpy as np
 import pandas as pd
 
 from indexer._errors import DataError
+from indexer.genes._files import (
+    GENE_INFO_NAME,
+    TAX_ID,
+    clean,
+    data_file,
+    gene_info_path,
+    mouse_ortholog_summaries,
+    read_tsv,
+    summaries_path,
+)
 from schemas import GeneText, Species, TextSource
 
-__all__ = ["GeneCatalog", "data_file", "gene_info_path", "summaries_path"]
+__all__ = ["GeneCatalog"]
 
 logger = logging.getLogger(__name__)
-
-_GENE_INFO_NAME: Final = {"human": "Homo_sapiens.gene_info.gz", "mouse": "Mus_musculus.gene_info.gz"}
-_TAX_ID: Final = {"human": "9606", "mouse": "10090"}
-ORTHOLOG_TABLE: Final = "orthologs/human_mouse_hcop_fifteen_column.txt.gz"
-"""Path of the HGNC HCOP human-mouse ortholog table inside the data folder."""
 
 _SOURCES: Final[tuple[TextSource, ...]] = ("own_summary", "ortholog_summary", "full_name", "none")
 
 _CATALOGS: dict[tuple[str, Path], GeneCatalog] = {}
-
-
-def gene_info_path(species: Species) -> str:
-    """Return the path of the species' NCBI ``gene_info`` file inside the data folder.
-
-    Parameters
-    ----------
-    species
-        ``"human"`` or ``"mouse"``.
-
-    Returns
-    -------
-    A path relative to the data folder, e.g. ``"gene_text/Homo_sapiens.gene_info.gz"``.
-    """
-    return f"gene_text/{_GENE_INFO_NAME[species]}"
-
-
-def summaries_path(species: Species) -> str:
-    """Return the path of the species' RefSeq summary table inside the data folder.
-
-    Parameters
-    ----------
-    species
-        ``"human"`` or ``"mouse"``.
-
-    Returns
-    -------
-    A path relative to the data folder, e.g. ``"gene_text/refseq_summaries_human_by_symbol.tsv.gz"``.
-    """
-    return f"gene_text/refseq_summaries_{species}_by_symbol.tsv.gz"
-
-
-def data_file(relative: str, *, species: Species, data_dir: Path) -> Path:
-    """Return ``data_dir / relative``, or raise a :class:`DataError` that says how to get the file.
-
-    Parameters
-    ----------
-    relative
-        Path inside the data folder.
-    species
-        Species the file is needed for (named in the fix).
-    data_dir
-        The data folder.
-
-    Returns
-    -------
-    The absolute path of an existing file.
-
-    Raises
-    ------
-    DataError
-        When the folder or the file does not exist.
-    """
-    path = data_dir / relative
-    if not data_dir.is_dir():
-        msg = (
-            f"gene data folder {str(data_dir)!r} does not exist; run "
-            f"`cellvec genes fetch --species {species}` or set CELLVEC_DATA_DIR to the folder "
-            "that holds gene_text/, orthologs/ and housekeeping/"
-        )
-        raise DataError(msg)
-    if not path.is_file():
-        msg = (
-            f"gene data file {relative!r} is missing from {str(data_dir)!r}; run "
-            f"`cellvec genes fetch --species {species} --out {data_dir}` or set CELLVEC_DATA_DIR to a folder "
-            "that has it"
-        )
-        raise DataError(msg)
-    return path
-
-
-def _read_tsv(path: Path, *, usecols: Sequence[str] | None = None) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(
-            path, sep="\t", dtype=str, keep_default_na=False, quoting=3, usecols=usecols, low_memory=False
-        )
-    except (ValueError, OSError, EOFError, pd.errors.ParserError) as e:
-        msg = (
-            f"cannot read {str(path)!r} as a tab-separated table ({e}); "
-            "fetch it again with `cellvec genes fetch`"
-        )
-        raise DataError(msg) from e
-    return frame
-
-
-def _clean(value: str) -> str:
-    value = value.strip()
-    return "" if value == "-" else value
-
-
-def _support_count(value: str) -> int:
-    return len([s for s in value.split(",") if s.strip()])
 
 
 @dataclass(frozen=True)
@@ -196,7 +109,7 @@ class GeneCatalog:
         DataError
             When a file is missing or malformed; the message names the file and how to get it.
         """
-        if species not in _GENE_INFO_NAME:
+        if species not in GENE_INFO_NAME:
             msg = f"species {species!r} is not supported; use 'human' or 'mouse'"
             raise DataError(msg)
         if data_dir is None:
@@ -214,7 +127,7 @@ class GeneCatalog:
     def _build(cls, species: Species, data_dir: Path) -> GeneCatalog:
         info_file = data_file(gene_info_path(species), species=species, data_dir=data_dir)
         summary_file = data_file(summaries_path(species), species=species, data_dir=data_dir)
-        info = _read_tsv(info_file)
+        info = read_tsv(info_file)
         info = info.rename(columns={"#tax_id": "tax_id"})
         required = {"GeneID", "Symbol", "Synonyms", "dbXrefs", "description"}
         if not required <= set(info.columns):
@@ -224,8 +137,8 @@ class GeneCatalog:
             )
             raise DataError(msg)
         if "tax_id" in info.columns:
-            info = info[info["tax_id"] == _TAX_ID[species]]
-        summaries = _read_tsv(summary_file)
+            info = info[info["tax_id"] == TAX_ID[species]]
+        summaries = read_tsv(summary_file)
         if not {"entrez_id", "symbol", "summary"} <= set(summaries.columns):
             msg = (
                 f"{str(summary_file)!r} lacks the columns entrez_id, symbol, summary; "
@@ -245,7 +158,7 @@ class GeneCatalog:
         ortholog_by_id: dict[str, str] = {}
         ortholog_by_symbol: dict[str, str] = {}
         if species == "mouse":
-            ortholog_by_id, ortholog_by_symbol = _mouse_ortholog_summaries(data_dir)
+            ortholog_by_id, ortholog_by_symbol = mouse_ortholog_summaries(data_dir)
 
         # Official symbol: the nomenclature authority's (MT-ATP6, mt-Atp6) where NCBI's Symbol column differs.
         ncbi_symbol = info["Symbol"].to_numpy(dtype=object)
@@ -273,16 +186,16 @@ class GeneCatalog:
         for i in range(len(info)):
             gid = gene_ids[i]
             sym = ncbi_symbol[i]
-            full = _clean(descriptions[i])
-            auth = _clean(authority[i])
+            full = clean(descriptions[i])
+            auth = clean(authority[i])
             if auth and auth != sym:
                 sym, old = auth, sym
-                full = _clean(authority_name[i]) or full
+                full = clean(authority_name[i]) or full
             else:
                 old = ""
-                full = full or _clean(authority_name[i])
+                full = full or clean(authority_name[i])
             summary = summary_by_id.get(gid, "")
-            full = full or _clean(summary_name_by_id.get(gid, ""))
+            full = full or clean(summary_name_by_id.get(gid, ""))
             source: TextSource
             if summary:
                 source = "own_summary"
@@ -306,7 +219,7 @@ class GeneCatalog:
                 strict=True,
             )
         ):
-            gene = _Gene(sym, int(gid) if gid.isdigit() else None, _clean(full), summ, "own_summary")
+            gene = _Gene(sym, int(gid) if gid.isdigit() else None, clean(full), summ, "own_summary")
             rows.append((0, 0, len(info) + j, gene, "", syn, "-"))
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
 
@@ -462,9 +375,7 @@ class GeneCatalog:
         An object array of the same length.
         """
         genes = self._genes
-        return np.array(
-            [g.source if (g := genes.get(s)) is not None else "none" for s in symbols], dtype=object
-        )
+        return np.array([g.source if (g := genes.get(s)) is not None else "none" for s in symbols], dtype=object)
 
     def symbols(self) -> list[str]:
         """Return every symbol that has some text (a summary or a full name), sorted.
@@ -511,26 +422,3 @@ class GeneCatalog:
             close = difflib.get_close_matches(key, list(by_upper), n=limit, cutoff=0.75)
             found.extend(by_upper[c] for c in close)
         return list(dict.fromkeys(found))[:limit]
-
-
-def _mouse_ortholog_summaries(data_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Return the best-supported human ortholog's summary for each mouse gene (by Entrez id and by symbol)."""
-    table = data_file(ORTHOLOG_TABLE, species="mouse", data_dir=data_dir)
-    human = data_file(summaries_path("human"), species="human", data_dir=data_dir)
-    hcop = _read_tsv(
-        table, usecols=["human_entrez_gene", "human_symbol", "mouse_entrez_gene", "mouse_symbol", "support"]
-    )
-    summaries = _read_tsv(human, usecols=["entrez_id", "symbol", "summary"])
-    summaries = summaries[summaries["summary"].str.strip() != ""]
-    by_id = dict(zip(summaries["entrez_id"], summaries["summary"], strict=True))
-    by_symbol = dict(zip(summaries["symbol"], summaries["summary"], strict=True))
-    text = hcop["human_entrez_gene"].map(by_id)
-    text = text.fillna(hcop["human_symbol"].map(by_symbol))
-    hcop = hcop.assign(text=text, n_support=hcop["support"].map(_support_count))
-    hcop = hcop[hcop["text"].notna()].sort_values("n_support", ascending=False, kind="stable")
-    best_id = hcop[hcop["mouse_entrez_gene"] != "-"].drop_duplicates("mouse_entrez_gene")
-    best_sym = hcop[hcop["mouse_symbol"] != "-"].drop_duplicates("mouse_symbol")
-    return (
-        dict(zip(best_id["mouse_entrez_gene"], best_id["text"], strict=True)),
-        dict(zip(best_sym["mouse_symbol"], best_sym["text"], strict=True)),
-    )

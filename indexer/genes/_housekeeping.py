@@ -8,7 +8,8 @@ from typing import Final
 import numpy as np
 
 from indexer._errors import DataError, InputError
-from indexer.genes._catalog import GeneCatalog, data_file
+from indexer.genes._catalog import GeneCatalog
+from indexer.genes._files import data_file
 from schemas import Species
 
 __all__ = ["HOUSEKEEPING_FILES", "load_housekeeping"]

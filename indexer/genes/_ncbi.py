@@ -11,16 +11,16 @@ import csv
 import gzip
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import httpx
 
 from indexer._errors import DataError, InputError
-from indexer.genes._catalog import ORTHOLOG_TABLE, gene_info_path, summaries_path
+from indexer.genes._files import ORTHOLOG_TABLE, TAX_ID, gene_info_path, summaries_path
+from indexer.genes._http import Malformed, Session
 from schemas import FetchReport, Species
 
 __all__ = ["EUTILS_BASE", "GENE_INFO_URLS", "HCOP_URL", "fetch_gene_data"]
@@ -51,104 +51,10 @@ SUMMARY_COLUMNS: Final = (
 )
 """Columns of ``refseq_summaries_<species>_by_symbol.tsv.gz``, as in the data folder."""
 
-_TAX_ID: Final = {"human": "9606", "mouse": "10090"}
-_RETRY_STATUS: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_BATCH: Final = 500
-_MAX_RETRY_AFTER_S: Final = 120.0
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` with gene ids fetched so far (resumed ones included)."""
-
-
-class _Malformed(Exception):
-    """An E-utilities answer that is not the documented JSON (retried, then a DataError)."""
-
-
-class _RateLimiter:
-    """Spaces request starts at least ``1 / per_second`` seconds apart."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self._last = float("-inf")
-
-    def wait(self) -> None:
-        now = time.monotonic()
-        delay = self._last + self.interval - now
-        if delay > 0:
-            time.sleep(delay)
-            now = time.monotonic()
-        self._last = now
-
-
-class _Session:
-    """HTTP client with NCBI's rate limit, retries with exponential backoff and ``Retry-After``."""
-
-    def __init__(
-        self,
-        *,
-        rate: float,
-        max_retries: int,
-        backoff_s: float,
-        timeout_s: float,
-    ) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0)))
-        self.limiter = _RateLimiter(rate)
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.n_requests = 0
-        self.n_retries = 0
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _sleep_before_retry(self, attempt: int, response: httpx.Response | None) -> None:
-        delay = self.backoff_s * (2**attempt)
-        if response is not None and (after := response.headers.get("Retry-After")):
-            try:
-                delay = max(delay, min(float(after), _MAX_RETRY_AFTER_S))
-            except ValueError:
-                pass  # an HTTP date; the exponential delay stands
-        self.n_retries += 1
-        time.sleep(delay)
-
-    def call(
-        self, what: str, send: Callable[[], httpx.Response], parse: Callable[[httpx.Response], Any]
-    ) -> Any:
-        """Send a request until it succeeds and parses, or raise a DataError after the last retry."""
-        problem = ""
-        last_response: httpx.Response | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self._sleep_before_retry(attempt - 1, last_response)
-            last_response = None
-            self.limiter.wait()
-            self.n_requests += 1
-            try:
-                response = send()
-            except httpx.TransportError as e:
-                problem = f"{type(e).__name__}: {e}"
-                logger.warning("%s failed (%s); retrying", what, problem)
-                continue
-            last_response = response
-            if response.status_code in _RETRY_STATUS:
-                problem = f"HTTP {response.status_code}"
-                logger.warning("%s answered %s; retrying", what, problem)
-                continue
-            if response.status_code >= 400:
-                msg = (
-                    f"{what} answered HTTP {response.status_code}; check the URL, the API key and the e-mail"
-                )
-                raise DataError(msg)
-            try:
-                return parse(response)
-            except _Malformed as e:
-                problem = f"malformed answer: {e}"
-                logger.warning("%s gave a %s; retrying", what, problem)
-        msg = (
-            f"{what} failed after {self.max_retries + 1} tries ({problem}); NCBI may be down or limiting "
-            "requests: rerun later (ids already fetched are kept), or pass --api-key"
-        )
-        raise DataError(msg)
 
 
 def _parse_esummary(ids: Sequence[str]) -> Callable[[httpx.Response], dict[str, dict[str, str]]]:
@@ -157,17 +63,17 @@ def _parse_esummary(ids: Sequence[str]) -> Callable[[httpx.Response], dict[str, 
             payload = response.json()
         except ValueError as e:
             msg = f"not JSON ({e})"
-            raise _Malformed(msg) from e
+            raise Malformed(msg) from e
         if not isinstance(payload, dict):
             msg = "the top level is not an object"
-            raise _Malformed(msg)
+            raise Malformed(msg)
         if "error" in payload and "result" not in payload:
             msg = f"error {payload['error']!r}"
-            raise _Malformed(msg)
+            raise Malformed(msg)
         result = payload.get("result")
         if not isinstance(result, dict):
             msg = "no 'result' object"
-            raise _Malformed(msg)
+            raise Malformed(msg)
         records: dict[str, dict[str, str]] = {}
         for uid in ids:
             record = result.get(uid)
@@ -175,13 +81,13 @@ def _parse_esummary(ids: Sequence[str]) -> Callable[[httpx.Response], dict[str, 
                 continue
             if not isinstance(record, dict):
                 msg = f"result[{uid!r}] is not an object"
-                raise _Malformed(msg)
+                raise Malformed(msg)
             records[uid] = {
                 key: str(record.get(key) or "") for key in ("name", "description", "summary", "otheraliases")
             }
         if ids and not records and "uids" not in result:
             msg = "'result' holds none of the requested ids"
-            raise _Malformed(msg)
+            raise Malformed(msg)
         return records
 
     return parse
@@ -206,7 +112,7 @@ def _batches(ids: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(ids[start : start + size])
 
 
-def _download(session: _Session, url: str, dest: Path, *, what: str) -> None:
+def _download(session: Session, url: str, dest: Path, *, what: str) -> None:
     """Download ``url`` to ``dest`` (gzip-compressed; plain text is compressed on the way)."""
     part = dest.with_name(dest.name + ".part")
 
@@ -225,7 +131,7 @@ def _read_gene_info(path: Path, species: Species) -> list[dict[str, str]]:
     try:
         with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-            rows = [row for row in reader if row.get("#tax_id", _TAX_ID[species]) == _TAX_ID[species]]
+            rows = [row for row in reader if row.get("#tax_id", TAX_ID[species]) == TAX_ID[species]]
             fields = reader.fieldnames or []
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
         msg = f"downloaded gene_info {str(path)!r} cannot be read ({e}); delete it and fetch again"
@@ -326,9 +232,7 @@ def fetch_gene_data(
     sources = {"gene_info": gene_info_url, "esummary": esummary_url}
     files = [gene_info_path(species), summaries_path(species)]
 
-    session = _Session(
-        rate=10.0 if api_key else 3.0, max_retries=max_retries, backoff_s=backoff_s, timeout_s=timeout_s
-    )
+    session = Session(rate=10.0 if api_key else 3.0, max_retries=max_retries, backoff_s=backoff_s, timeout_s=timeout_s)
     try:
         if refresh or not info_file.is_file():
             logger.info("downloading %s", gene_info_url)
