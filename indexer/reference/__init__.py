@@ -1,13 +1,6 @@
 """References: versions and the :class:`Reference` handle, building, editing, export and import."""
 
-from indexer.reference._build import (
-    CELL_VECTOR,
-    INPUT_VECTOR,
-    VIEW2_VECTOR,
-    build_reference,
-    drop_reference,
-    reference_vectors,
-)
+from indexer.reference._build import build_reference, drop_reference, reference_vectors
 from indexer.reference._edit import add_cells, refit, relabel, remove_cells
 from indexer.reference._transfer import export_reference, import_reference, prune_versions
 from indexer.reference._versions import (
@@ -18,6 +11,7 @@ from indexer.reference._versions import (
     resolve_version,
     version_collection,
 )
+from indexer.reference._write import CELL_VECTOR, INPUT_VECTOR, VIEW2_VECTOR
 
 __all__ = [
     "CELL_VECTOR",

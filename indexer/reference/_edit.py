@@ -9,37 +9,36 @@ finishes it with exact counts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer._errors import InputError, StoreError, UnseenLabelWarning
+from indexer._errors import InputError, UnseenLabelWarning
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._validate import labels_of
-from indexer.reference._build import (
-    CELL_VECTOR,
-    INPUT_VECTOR,
-    VIEW2_VECTOR,
-    _datasets,
-    load_housekeeping_artifact,
-    stored_vectors,
-    top_genes_of,
-    upsert_rows,
-    usable_rows,
-    write_version,
-)
+from indexer.reference._build import _datasets, load_housekeeping_artifact
 from indexer.reference._versions import (
-    artifact_key,
     cell_point_id,
     load_artifacts,
     load_manifest,
     resolve_version,
     save_manifest,
     version_collection,
+)
+from indexer.reference._write import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    VIEW2_VECTOR,
+    read_artifact,
+    read_cells,
+    stored_vectors,
+    top_genes_of,
+    upsert_rows,
+    usable_rows,
+    write_version,
 )
 from schemas import BuildRecord, RefineParams
 
@@ -49,16 +48,6 @@ if TYPE_CHECKING:
     from indexer.store._protocol import VectorStore
 
 logger = logging.getLogger(__name__)
-
-def _vector_names(record: BuildRecord) -> list[str]:
-    """Return the named vectors a version's collection holds."""
-    names = [CELL_VECTOR]
-    if record.spec.refine.method != "none":
-        names.append(INPUT_VECTOR)
-    if record.spec.uses_text():
-        names.append(VIEW2_VECTOR)
-    return names
-
 
 def _update_counts(store: VectorStore, name: str, version: int) -> BuildRecord:
     """Recount a version's cells per label from its collection and store them in the manifest."""
@@ -353,7 +342,7 @@ def refit(
     params = params.model_copy(update={"method": "supcon"})
     source = INPUT_VECTOR if refined else CELL_VECTOR
     has_view2 = record.spec.stores_view2()
-    cols = _read_cells(store, record, [source, VIEW2_VECTOR] if has_view2 else [source], progress=progress)
+    cols = read_cells(store, record, [source, VIEW2_VECTOR] if has_view2 else [source], progress=progress)
     view1 = cols[source]
     view2 = cols[VIEW2_VECTOR] if has_view2 else view1
     labels = cols["label"]
@@ -364,7 +353,7 @@ def refit(
     logger.info("refit %s: %d epochs, validation %s", name, report.epochs_run, report)
     final = model.encode(view1)
     spec = record.spec.model_copy(update={"refine": params})
-    blobs = {f: _blob(store, record, f) for f in record.artifacts if not f.startswith("supcon.")}
+    blobs = {f: read_artifact(store, record, f) for f in record.artifacts if not f.startswith("supcon.")}
     blobs.update(model.to_files())
     vectors = {CELL_VECTOR: final, INPUT_VECTOR: view1}
     if has_view2:
@@ -384,43 +373,3 @@ def refit(
         progress=progress,
     )
 
-
-def _blob(store: VectorStore, record: BuildRecord, file: str) -> bytes:
-    data = store.get_blob(artifact_key(record.reference, record.version, file))
-    if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[file]:
-        msg = (
-            f"artefact '{file}' of reference '{record.reference}' v{record.version} is missing or altered; "
-            "rebuild the reference (`cellvec reference build`)."
-        )
-        raise StoreError(msg)
-    return data
-
-
-def _read_cells(
-    store: VectorStore, record: BuildRecord, vectors: list[str], *, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Read every cell of a version: the named vectors and the payload fields, as arrays ordered by id."""
-    collection = version_collection(record.reference, record.version)
-    total = store.count(collection)
-    vecs: dict[str, list[np.ndarray]] = {v: [] for v in vectors}
-    fields: dict[str, list[Any]] = {"cell_id": [], "label": [], "dataset": [], "top_genes": []}
-    done = 0
-    for batch in store.scroll(collection, with_vectors=vectors):
-        for v in vectors:
-            vecs[v].append(np.vstack([p.vectors[v] for p in batch]))
-        for p in batch:
-            fields["cell_id"].append(str(p.payload["cell_id"]))
-            fields["label"].append(str(p.payload["label"]))
-            fields["dataset"].append(str(p.payload.get("dataset", "")))
-            fields["top_genes"].append(list(p.payload.get("top_genes", [])))
-        done += len(batch)
-        if progress is not None:
-            progress("reading cells", done, total)
-    out: dict[str, Any] = {
-        v: np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32)
-        for v, parts in vecs.items()
-    }
-    for f in ("cell_id", "label", "dataset"):
-        out[f] = np.asarray(fields[f], dtype=object)
-    out["top_genes"] = fields["top_genes"]
-    return out

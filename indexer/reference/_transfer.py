@@ -20,11 +20,6 @@ import numpy as np
 
 from indexer._errors import InputError
 from indexer.genes._index import GENE_VECTOR, gene_collection_name, gene_point_id
-from indexer.reference._build import (
-    _drop_version_data,
-    write_version,
-)
-from indexer.reference._edit import _blob, _read_cells, _vector_names
 from indexer.reference._versions import (
     check_reference_name,
     load_manifest,
@@ -32,6 +27,7 @@ from indexer.reference._versions import (
     save_manifest,
     version_collection,
 )
+from indexer.reference._write import drop_version_data, read_artifact, read_cells, vector_names, write_version
 from schemas import BuildRecord, GeneRecord
 
 if TYPE_CHECKING:
@@ -80,7 +76,7 @@ def prune_versions(store: VectorStore, name: str, *, keep: int = 1) -> list[int]
         left = [v for v in manifest.versions if v not in gone]
         save_manifest(store, manifest.model_copy(update={"versions": left}))
     for rec in gone:
-        _drop_version_data(store, name, rec)
+        drop_version_data(store, name, rec)
     listed = {version_collection(name, v.version) for v in manifest.versions if v not in gone}
     prefix = version_collection(name, 0)[:-1]
     for coll in store.collections():
@@ -138,8 +134,8 @@ def export_reference(
     PosixPath('pbmc.cellvec')
     """
     record = resolve_version(load_manifest(store, name), version)
-    names = _vector_names(record)
-    cols = _read_cells(store, record, names)
+    names = vector_names(record)
+    cols = read_cells(store, record, names)
     members: dict[str, bytes] = {f"vectors/{v}.npy": _npy(cols[v]) for v in names}
     members["cells.jsonl"] = "".join(
         json.dumps(
@@ -152,7 +148,7 @@ def export_reference(
         )
     ).encode()
     for f in record.artifacts:
-        members[f"artifacts/{f}"] = _blob(store, record, f)
+        members[f"artifacts/{f}"] = read_artifact(store, record, f)
     genes = _export_genes(store, record)
     members.update(genes)
     manifest = {

@@ -44,7 +44,7 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
 
     from conftest import FAST_ENCODER, make_adata
 
-    import indexer.reference._build as ref_module
+    import indexer.reference._write as ref_module
     from indexer import GeneCatalog, add_cells, build_reference, get_encoder, open_store
     from indexer.genes import map_var_names
     from schemas import CellVectorSpec

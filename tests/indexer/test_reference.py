@@ -19,8 +19,8 @@ from indexer.reference import (
     resolve_version,
     version_collection,
 )
-from indexer.reference import _build as ref_module
 from indexer.reference import _versions as versions_module
+from indexer.reference import _write as ref_module
 from schemas import CellVectorSpec, ReferenceCellPayload, RefineParams
 
 

@@ -1,0 +1,400 @@
+"""Writing a reference version: claim it, write cells in idempotent batches, then make it current.
+
+:func:`write_version` writes one set of cells; :class:`VersionWriter` does the same in steps, so that a
+reference can be written chunk by chunk (``build_reference(..., chunk_size=...)``). Both builds and edits
+use the helpers here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from indexer._errors import CellvecWarning, InputError, StoreError
+from indexer.cells._pool import top_genes_per_cell
+from indexer.reference._versions import (
+    artifact_key,
+    cell_point_id,
+    manifest_key,
+    save_manifest,
+    version_collection,
+)
+from schemas import BuildRecord, CellVectorSpec, ReferenceManifest
+
+if TYPE_CHECKING:
+    from indexer.cells._encode import CellVectors, Progress
+    from indexer.store._protocol import VectorStore
+
+logger = logging.getLogger(__name__)
+
+CELL_VECTOR = "cell"
+"""Named vector that queries search: the cell's final (fused, refined) vector."""
+INPUT_VECTOR = "input"
+"""Named vector holding the cell's vector before refinement (kept only when refined)."""
+VIEW2_VECTOR = "view2"
+"""Named vector holding SupCon's second view (housekeeping genes removed)."""
+
+_UPSERT_BATCH = 1000
+PAYLOAD_INDEXES: dict[str, Any] = {"label": "keyword", "dataset": "keyword", "cell_id": "keyword"}
+
+
+class NoUsableCellsWarning(CellvecWarning):
+    """Some cells have no described expressed gene and no other signal; they get no vector."""
+
+
+def usable_rows(cells: CellVectors, *, what: str) -> np.ndarray:
+    """Return the rows of cells that have a vector, warning about the others."""
+    if not cells.valid.all():
+        n_bad = int((~cells.valid).sum())
+        warnings.warn(
+            f"{n_bad} {what} cells have no described expressed gene and were left out.",
+            NoUsableCellsWarning,
+            stacklevel=3,
+        )
+    keep = np.flatnonzero(cells.valid)
+    if keep.size == 0:
+        msg = f"no {what} cell has a usable vector; check the species and gene names (--species, --gene-column)."
+        raise InputError(msg)
+    return keep
+
+
+def stored_vectors(cells: CellVectors, rows: np.ndarray, *, spec: CellVectorSpec) -> dict[str, np.ndarray]:
+    """Return the named vectors stored for the given rows of ``cells`` (see the vector-name constants)."""
+    vecs = {CELL_VECTOR: cells.final[rows]}
+    if spec.refine.method != "none":
+        vecs[INPUT_VECTOR] = cells.inputs[rows]
+    if cells.inputs_view2 is not None:
+        v2 = cells.inputs_view2[rows]
+        # A cell whose second view is empty keeps its first view there (cosine stores need non-zero rows).
+        empty = np.linalg.norm(v2, axis=1) == 0
+        vecs[VIEW2_VECTOR] = np.where(empty[:, None], cells.inputs[rows], v2).astype(np.float32)
+    return vecs
+
+
+def top_genes_of(cells: CellVectors, rows: np.ndarray) -> list[list[str]]:
+    """Return the top described genes of the given rows (empty lists without a text view)."""
+    if cells.weights is None:
+        return [[] for _ in rows]
+    return top_genes_per_cell(cells.weights[rows], cells.symbols, limit=20)
+
+
+def write_version(
+    store: VectorStore,
+    *,
+    name: str,
+    label_key: str,
+    spec: CellVectorSpec,
+    vectors: Mapping[str, np.ndarray],
+    cell_ids: np.ndarray,
+    labels: np.ndarray,
+    datasets: np.ndarray,
+    top_genes: Sequence[Sequence[str]],
+    blobs: Mapping[str, bytes],
+    text_dim: int,
+    progress: Progress | None = None,
+) -> BuildRecord:
+    """Write a new immutable version of a reference and switch ``current`` to it in one manifest write.
+
+    The manifest lists the version as ``"building"`` (which :func:`resolve_version` refuses) until every
+    point is written, stale points of an interrupted attempt are deleted and the index is built. Rerunning
+    after a crash reuses the unfinished version: ids are deterministic, so the result is exact.
+
+    Parameters
+    ----------
+    store
+        Target store.
+    name
+        Reference name.
+    label_key
+        ``obs`` column the labels came from.
+    spec
+        How the vectors were made.
+    vectors
+        Named vectors, one row per cell; must hold :data:`CELL_VECTOR`.
+    cell_ids, labels, datasets
+        Per cell.
+    top_genes
+        Per cell, its top described genes.
+    blobs
+        Artefact files stored with the version.
+    text_dim
+        Dimension of the gene text vectors (0 when unused).
+    progress
+        Progress callback.
+
+    Returns
+    -------
+    The build record of the finished version.
+    """
+    writer = VersionWriter(
+        store,
+        name=name,
+        label_key=label_key,
+        spec=spec,
+        dims={v: int(a.shape[1]) for v, a in vectors.items()},
+        blobs=blobs,
+        text_dim=text_dim,
+    )
+    writer.write(vectors, cell_ids=cell_ids, labels=labels, datasets=datasets, top_genes=top_genes, progress=progress)
+    return writer.finish()
+
+
+class VersionWriter:
+    """Write a new version of a reference in steps: :meth:`write` any number of times, then :meth:`finish`.
+
+    Creating it claims the version (reusing an unfinished one), lists it as ``"building"``, stores the
+    artefacts and creates the collection; :meth:`finish` deletes what an interrupted attempt left, builds
+    the index and makes the version current. See :func:`write_version`.
+
+    Parameters
+    ----------
+    store
+        Target store.
+    name
+        Reference name.
+    label_key
+        ``obs`` column the labels came from.
+    spec
+        How the vectors were made.
+    dims
+        Dimension of each named vector; must hold :data:`CELL_VECTOR`.
+    blobs
+        Artefact files stored with the version.
+    text_dim
+        Dimension of the gene text vectors (0 when unused).
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        *,
+        name: str,
+        label_key: str,
+        spec: CellVectorSpec,
+        dims: Mapping[str, int],
+        blobs: Mapping[str, bytes],
+        text_dim: int,
+    ) -> None:
+        self._store = store
+        self._name = name
+        self._cell_ids: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        dims = dict(dims)
+        hashes = {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()}
+        manifest = manifest_or_new(store, name)
+        version, stale = claim_version(store, manifest, spec=spec, label_key=label_key, dims=dims)
+        self.collection = version_collection(name, version)
+        """The version's collection."""
+        self._record = BuildRecord(
+            reference=name,
+            version=version,
+            spec=spec,
+            dim=dims[CELL_VECTOR],
+            text_dim=text_dim,
+            label_key=label_key,
+            artifacts=hashes,
+            created=datetime.now(UTC),
+            status="building",
+        )
+        others = [v for v in manifest.versions if v.version != version]
+        save_manifest(store, manifest.model_copy(update={"versions": [*others, self._record]}))
+        for file in stale:
+            if file not in blobs:
+                store.delete_blob(artifact_key(name, version, file))
+        for file, data in blobs.items():
+            store.put_blob(artifact_key(name, version, file), data)
+        if not store.has_collection(self.collection):
+            store.create_collection(self.collection, vectors=dims, payload_indexes=PAYLOAD_INDEXES)
+
+    def write(
+        self,
+        vectors: Mapping[str, np.ndarray],
+        *,
+        cell_ids: np.ndarray,
+        labels: np.ndarray,
+        datasets: np.ndarray,
+        top_genes: Sequence[Sequence[str]],
+        progress: Progress | None = None,
+    ) -> None:
+        """Write cells (see :func:`upsert_rows`); cells written twice keep their last write."""
+        upsert_rows(
+            self._store,
+            self.collection,
+            name=self._name,
+            vectors=vectors,
+            cell_ids=cell_ids,
+            labels=labels,
+            datasets=datasets,
+            top_genes=top_genes,
+            progress=progress,
+        )
+        self._cell_ids.append(np.asarray(cell_ids))
+        self._labels.append(np.asarray(labels))
+
+    def finish(self) -> BuildRecord:
+        """Delete stale points, build the index, check the count and make the version current."""
+        store, name, collection, version = self._store, self._name, self.collection, self._record.version
+        cell_ids = np.concatenate(self._cell_ids) if self._cell_ids else np.array([], dtype=object)
+        n = len(cell_ids)
+        if store.count(collection) != n:  # points of an interrupted attempt with other cells
+            delete_stale(store, collection, {cell_point_id(name, str(c)) for c in cell_ids})
+        store.optimize(collection)
+        store.flush()
+        n_stored = store.count(collection)
+        if n_stored != n:
+            msg = f"reference '{name}' v{version} holds {n_stored} points, not {n}; rerun the command."
+            raise StoreError(msg)
+        labels = np.concatenate(self._labels) if self._labels else np.array([], dtype=object)
+        uniq, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+        done = self._record.model_copy(
+            update={
+                "n_cells": n_stored,
+                "labels": {str(k): int(v) for k, v in zip(uniq, counts, strict=True)},
+                "status": "ready",
+            }
+        )
+        manifest = manifest_or_new(store, name)
+        versions = [done if v.version == version else v for v in manifest.versions]
+        save_manifest(store, manifest.model_copy(update={"versions": versions, "current": version}))
+        logger.info("reference %s v%d: %d cells written", name, version, n_stored)
+        return done
+
+
+def claim_version(
+    store: VectorStore,
+    manifest: ReferenceManifest,
+    *,
+    spec: CellVectorSpec,
+    label_key: str,
+    dims: dict[str, int],
+) -> tuple[int, dict[str, str]]:
+    """Return the version number to write and the artefacts an unfinished attempt left under it.
+
+    An unfinished (``"building"``) version is reused: its collection is kept when it was made the same way
+    (its points get overwritten), else dropped.
+    """
+    building = [v for v in manifest.versions if v.status == "building"]
+    if building:
+        last = building[-1]
+        collection = version_collection(manifest.name, last.version)
+        same = last.spec == spec and last.label_key == label_key and last.dim == dims[CELL_VECTOR]
+        if not same and store.has_collection(collection):
+            store.drop_collection(collection)
+        for rec in building[:-1]:  # never more than one, unless written by hand
+            drop_version_data(store, manifest.name, rec)
+        return last.version, dict(last.artifacts)
+    version = max((v.version for v in manifest.versions), default=0) + 1
+    collection = version_collection(manifest.name, version)
+    if store.has_collection(collection):  # an orphan, e.g. from a prune that was killed
+        store.drop_collection(collection)
+    return version, {}
+
+
+def drop_version_data(store: VectorStore, name: str, rec: BuildRecord) -> None:
+    store.drop_collection(version_collection(name, rec.version))
+    for file in rec.artifacts:
+        store.delete_blob(artifact_key(name, rec.version, file))
+
+
+def delete_stale(store: VectorStore, collection: str, expected: set[str]) -> int:
+    """Delete the points of ``collection`` whose id is not in ``expected``; return how many."""
+    stale = [p.id for batch in store.scroll(collection, payload=False) for p in batch if p.id not in expected]
+    if stale:
+        store.delete(collection, ids=stale)
+        logger.info("deleted %d stale points from %s", len(stale), collection)
+    return len(stale)
+
+
+def upsert_rows(
+    store: VectorStore,
+    collection: str,
+    *,
+    name: str,
+    vectors: Mapping[str, np.ndarray],
+    cell_ids: np.ndarray,
+    labels: np.ndarray,
+    datasets: np.ndarray,
+    top_genes: Sequence[Sequence[str]],
+    progress: Progress | None = None,
+) -> None:
+    """Write cells to a reference collection in idempotent batches (ids from ``(name, cell id)``)."""
+    total = len(cell_ids)
+    for start in range(0, total, _UPSERT_BATCH):
+        stop = min(start + _UPSERT_BATCH, total)
+        ids = [str(c) for c in cell_ids[start:stop]]
+        # Plain dicts with ReferenceCellPayload's fields (a pydantic object per cell costs more than the
+        # write itself at a million cells; tests check that every stored payload validates).
+        payloads: list[dict[str, Any]] = [
+            {"reference": name, "cell_id": c, "label": str(lab), "dataset": str(ds), "top_genes": list(tg)}
+            for c, lab, ds, tg in zip(ids, labels[start:stop], datasets[start:stop], top_genes[start:stop], strict=True)
+        ]
+        store.upsert(
+            collection,
+            ids=[cell_point_id(name, c) for c in ids],
+            vectors={v: a[start:stop] for v, a in vectors.items()},
+            payloads=payloads,
+        )
+        if progress is not None:
+            progress("writing cells", stop, total)
+
+
+def manifest_or_new(store: VectorStore, name: str) -> ReferenceManifest:
+    data = store.get_meta(manifest_key(name))
+    return ReferenceManifest(name=name) if data is None else ReferenceManifest.model_validate(data)
+
+
+def vector_names(record: BuildRecord) -> list[str]:
+    """Return the named vectors a version's collection holds."""
+    names = [CELL_VECTOR]
+    if record.spec.refine.method != "none":
+        names.append(INPUT_VECTOR)
+    if record.spec.uses_text():
+        names.append(VIEW2_VECTOR)
+    return names
+
+
+def read_artifact(store: VectorStore, record: BuildRecord, file: str) -> bytes:
+    """Return an artefact file of a version, refusing it when missing or altered."""
+    data = store.get_blob(artifact_key(record.reference, record.version, file))
+    if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[file]:
+        msg = (
+            f"artefact '{file}' of reference '{record.reference}' v{record.version} is missing or altered; "
+            "rebuild the reference (`cellvec reference build`)."
+        )
+        raise StoreError(msg)
+    return data
+
+
+def read_cells(
+    store: VectorStore, record: BuildRecord, vectors: list[str], *, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Read every cell of a version: the named vectors and the payload fields, as arrays ordered by id."""
+    collection = version_collection(record.reference, record.version)
+    total = store.count(collection)
+    vecs: dict[str, list[np.ndarray]] = {v: [] for v in vectors}
+    fields: dict[str, list[Any]] = {"cell_id": [], "label": [], "dataset": [], "top_genes": []}
+    done = 0
+    for batch in store.scroll(collection, with_vectors=vectors):
+        for v in vectors:
+            vecs[v].append(np.vstack([p.vectors[v] for p in batch]))
+        for p in batch:
+            fields["cell_id"].append(str(p.payload["cell_id"]))
+            fields["label"].append(str(p.payload["label"]))
+            fields["dataset"].append(str(p.payload.get("dataset", "")))
+            fields["top_genes"].append(list(p.payload.get("top_genes", [])))
+        done += len(batch)
+        if progress is not None:
+            progress("reading cells", done, total)
+    out: dict[str, Any] = {
+        v: np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32) for v, parts in vecs.items()
+    }
+    for f in ("cell_id", "label", "dataset"):
+        out[f] = np.asarray(fields[f], dtype=object)
+    out["top_genes"] = fields["top_genes"]
+    return out
