@@ -13,19 +13,19 @@ from benchmarks.scale._scale import (
     REQUIRED_FIELDS,
     exact_topk,
     format_table,
-    recall_at_k,
     recall_by_score,
     synthetic_cells,
 )
 from cellvec.cli._scale import scale_cmd
 from indexer import InputError
+from indexer.cells import recall_at_k
 
 
 def test_recall_at_k_hand_example() -> None:
     found = np.array([[1, 2, 3], [4, 5, 6], [7, -1, -1]])
     truth = np.array([[3, 2, 1], [4, 9, 8], [7, 8, 9]])
     # 3 of 3, 1 of 3, 1 of 3 (missing hits never count)
-    assert recall_at_k(found, truth) == pytest.approx(5 / 9)
+    assert recall_at_k(truth, found) == pytest.approx(5 / 9)  # the product's order: exact first
     assert recall_at_k(np.zeros((0, 3), int), np.zeros((0, 3), int)) == 1.0
 
 
