@@ -23,7 +23,7 @@ from benchmarks.accuracy._datasets import (
     read_tran_labels,
     select_tran_clusters,
 )
-from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, score, select_k, stratified_split
+from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, select_k
 from benchmarks.accuracy._report import summarise, write_report
 from benchmarks.accuracy._run import BenchConfig, BenchResult, plan_methods, run_bench
 
@@ -49,10 +49,8 @@ __all__ = [
     "plan_methods",
     "read_tran_labels",
     "run_bench",
-    "score",
     "select_k",
     "select_tran_clusters",
-    "stratified_split",
     "summarise",
     "write_report",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.accuracy._baselines import Prediction
-from benchmarks.accuracy._protocol import recall_at_k
+from indexer.cells import recall_at_k
 from schemas import CellMode, CellVectorSpec, ExpressionParams, RefineParams
 
 SUPCON_BENCH = RefineParams(method="supcon", epochs=60, patience=8)

@@ -1,69 +1,27 @@
-"""The evaluation protocol of the paper: seeded stratified split, k by cross-validation, metrics.
+"""The evaluation protocol of the paper: k by cross-validation, exact cosine KNN, summary statistics.
 
-Everything here is plain numpy / scikit-learn and knows nothing about cellvec, so the same code scores
-every method. The k-selection functions take the *reference* split only: they have no parameter through
-which query cells could reach them.
+The split, the vote and the metrics are the product's (:func:`indexer.cells.stratified_split`,
+:func:`indexer.cells.vote`, :func:`indexer.cells.score`), so every method is scored and voted the way
+cellvec annotates. The k-selection functions take the *reference* split only: they have no parameter
+through which query cells could reach them.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    recall_score,
-)
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import NearestNeighbors
+
+from indexer.cells import vote
 
 K_GRID: tuple[int, ...] = (4, 6, 8, 10, 12, 14)
 """Neighbour counts tried by cross-validation (the paper's Table 1)."""
 
 METRICS: tuple[str, ...] = ("accuracy", "weighted_f1", "macro_f1", "kappa")
-"""Scalar metrics reported for every method, in report order."""
-
-
-def stratified_split(
-    labels: Sequence[str] | np.ndarray, *, test_size: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split cells into reference and query indices, stratified by label and seeded.
-
-    Labels with a single cell cannot be stratified; their cell goes to the reference.
-
-    Parameters
-    ----------
-    labels
-        One label per cell.
-    test_size
-        Share of cells in the query split.
-    seed
-        Random seed; the same seed gives the same split.
-
-    Returns
-    -------
-    Sorted reference indices and sorted query indices (disjoint, covering every cell).
-
-    Examples
-    --------
-    >>> ref, query = stratified_split(["a"] * 5 + ["b"] * 5, test_size=0.2, seed=0)
-    >>> len(ref), len(query)
-    (8, 2)
-    """
-    y = np.asarray(labels).astype(str)
-    if not 0 < test_size < 1:
-        msg = f"test_size={test_size} is not a share; expected a number strictly between 0 and 1, e.g. 0.2."
-        raise ValueError(msg)
-    values, counts = np.unique(y, return_counts=True)
-    single = np.isin(y, values[counts < 2])
-    idx = np.flatnonzero(~single)
-    ref, query = train_test_split(idx, test_size=test_size, random_state=seed, stratify=y[idx])
-    ref = np.concatenate([ref, np.flatnonzero(single)])
-    return np.sort(ref), np.sort(query)
+"""Scalar metrics reported for every method, in report order (those of :meth:`schemas.Scores.scalars`)."""
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -76,8 +34,10 @@ def _folds(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.
         return list(splitter.split(np.zeros(len(y)), y))
 
 
-def knn_neighbours(ref_vectors: np.ndarray, query_vectors: np.ndarray, *, k: int) -> np.ndarray:
-    """Return the indices of the ``k`` nearest reference rows of every query row (cosine, exact).
+def knn_neighbours(
+    ref_vectors: np.ndarray, query_vectors: np.ndarray, *, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the ``k`` nearest reference rows of every query row and their similarities (cosine, exact).
 
     Parameters
     ----------
@@ -90,41 +50,18 @@ def knn_neighbours(ref_vectors: np.ndarray, query_vectors: np.ndarray, *, k: int
 
     Returns
     -------
-    An ``(n_query, k)`` integer array, nearest first.
+    ``(n_query, k)`` integer indices, nearest first, and their cosine similarities (1 - cosine distance).
     """
     k = min(k, len(ref_vectors))
     nn = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(ref_vectors)
-    return nn.kneighbors(query_vectors, return_distance=False)
-
-
-def vote(neighbour_labels: np.ndarray) -> np.ndarray:
-    """Return the majority label of each row; ties go to the label met first (the nearest).
-
-    Parameters
-    ----------
-    neighbour_labels
-        ``(n, k)`` labels of each cell's neighbours, nearest first.
-
-    Returns
-    -------
-    One label per row.
-    """
-    classes, codes = np.unique(neighbour_labels, return_inverse=True)
-    codes = codes.reshape(neighbour_labels.shape)
-    n, k = codes.shape
-    counts = np.zeros((n, len(classes)), dtype=np.int64)
-    np.add.at(counts, (np.repeat(np.arange(n), k), codes.ravel()), 1)
-    # Among tied labels prefer the one whose first occurrence is nearest: subtract a rank fraction.
-    first = np.full((n, len(classes)), k, dtype=np.int64)
-    np.minimum.at(first, (np.repeat(np.arange(n), k), codes.ravel()), np.tile(np.arange(k), n))
-    score = counts - first / (k + 1)
-    return classes[np.argmax(score, axis=1)]
+    distances, indices = nn.kneighbors(query_vectors, return_distance=True)
+    return indices, 1.0 - distances
 
 
 def knn_predict(
     ref_vectors: np.ndarray, ref_labels: np.ndarray, query_vectors: np.ndarray, *, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Label query vectors by a majority vote of their ``k`` nearest reference vectors (cosine, exact).
+    """Label query vectors by cellvec's vote over their ``k`` nearest reference vectors (cosine, exact).
 
     Parameters
     ----------
@@ -141,8 +78,9 @@ def knn_predict(
     -------
     Predicted labels and the ``(n_query, k)`` neighbour indices.
     """
-    nbrs = knn_neighbours(ref_vectors, query_vectors, k=k)
-    return vote(np.asarray(ref_labels).astype(str)[nbrs]), nbrs
+    classes, codes = np.unique(np.asarray(ref_labels).astype(str), return_inverse=True)
+    nbrs, sims = knn_neighbours(ref_vectors, query_vectors, k=k)
+    return classes[vote(codes[nbrs], sims, len(classes))[0]], nbrs
 
 
 def cv_k_accuracy(
@@ -175,14 +113,16 @@ def cv_k_accuracy(
     Mean accuracy over folds, by k.
     """
     y = np.asarray(ref_labels).astype(str)
+    classes, codes = np.unique(y, return_inverse=True)
     x = np.asarray(ref_vectors)
     kmax = max(k_grid)
     correct = dict.fromkeys(k_grid, 0)
     for train, held in _folds(y, n_folds, seed):
-        nbrs = knn_neighbours(x[train], x[held], k=kmax)
-        nlab = y[train][nbrs]
+        nbrs, sims = knn_neighbours(x[train], x[held], k=kmax)
+        ncodes = codes[train][nbrs]
         for k in k_grid:
-            correct[k] += int(np.sum(vote(nlab[:, :k]) == y[held]))
+            winner = vote(ncodes[:, :k], sims[:, :k], len(classes))[0]
+            correct[k] += int(np.sum(winner == codes[held]))
     return {k: correct[k] / len(y) for k in k_grid}
 
 
@@ -202,65 +142,6 @@ def select_k(table: dict[int, float]) -> int:
     return min(k for k, acc in table.items() if acc == best)
 
 
-@dataclass(frozen=True)
-class Scores:
-    """Metrics of one method on one split.
-
-    Parameters
-    ----------
-    accuracy
-        Share of query cells labelled correctly.
-    weighted_f1
-        F1 averaged over labels weighted by support.
-    macro_f1
-        Unweighted mean F1 over labels.
-    kappa
-        Cohen's kappa.
-    per_class_recall
-        Recall of every true query label.
-    """
-
-    accuracy: float
-    weighted_f1: float
-    macro_f1: float
-    kappa: float
-    per_class_recall: dict[str, float]
-
-    def scalars(self) -> dict[str, float]:
-        """Return the scalar metrics by name (see :data:`METRICS`)."""
-        return {m: float(getattr(self, m)) for m in METRICS}
-
-
-def score(y_true: Sequence[str] | np.ndarray, y_pred: Sequence[str] | np.ndarray) -> Scores:
-    """Compute accuracy, weighted F1, macro F1, Cohen's kappa and per-class recall.
-
-    F1 averages follow scikit-learn: over the union of true and predicted labels, 0 where undefined.
-
-    Parameters
-    ----------
-    y_true
-        True labels of the query cells.
-    y_pred
-        Predicted labels.
-
-    Returns
-    -------
-    The scores.
-    """
-    t = np.asarray(y_true).astype(str)
-    p = np.asarray(y_pred).astype(str)
-    classes = np.unique(t)
-    rec = recall_score(t, p, labels=classes, average=None, zero_division=0)
-    kappa = cohen_kappa_score(t, p) if len(np.union1d(t, p)) > 1 else 1.0
-    return Scores(
-        accuracy=float(accuracy_score(t, p)),
-        weighted_f1=float(f1_score(t, p, average="weighted", zero_division=0)),
-        macro_f1=float(f1_score(t, p, average="macro", zero_division=0)),
-        kappa=float(kappa),
-        per_class_recall={str(c): float(r) for c, r in zip(classes, rec, strict=True)},
-    )
-
-
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     """Return the mean and the sample standard deviation (0 for a single value).
 
@@ -275,23 +156,3 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     """
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
-def recall_at_k(exact: np.ndarray, approximate: np.ndarray) -> float:
-    """Return the mean share of each row's exact neighbours that the approximate search also returned.
-
-    Parameters
-    ----------
-    exact
-        ``(n, k)`` exact neighbour ids.
-    approximate
-        ``(n, k)`` neighbour ids from the approximate index.
-
-    Returns
-    -------
-    Recall@k in [0, 1].
-    """
-    exact = np.asarray(exact).astype(str)
-    approximate = np.asarray(approximate).astype(str)
-    hits = [len(set(e) & set(a)) / max(len(e), 1) for e, a in zip(exact, approximate, strict=True)]
-    return float(np.mean(hits)) if hits else float("nan")

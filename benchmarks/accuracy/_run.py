@@ -14,7 +14,8 @@ import numpy as np
 from benchmarks.accuracy._baselines import CellTypistBaseline, GenePTW, LogRegBaseline, Method, SeuratLike, timed
 from benchmarks.accuracy._cellvec import CellvecMethod
 from benchmarks.accuracy._datasets import BenchDataset
-from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, score, select_k, stratified_split
+from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, select_k
+from indexer.cells import score, stratified_split
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ import warnings
 import numpy as np
 
 from benchmarks.accuracy import CellTypistBaseline, CellvecMethod, LogRegBaseline, SeuratLike, load_dataset
-from benchmarks.accuracy._protocol import cv_k_accuracy, score, select_k, stratified_split
+from benchmarks.accuracy._protocol import cv_k_accuracy, select_k
 from indexer import open_store
+from indexer.cells import score, stratified_split
 from schemas import CellVectorSpec, ExpressionParams, PoolingParams, RefineParams
 
 SUPCON = RefineParams(method="supcon", epochs=60, patience=8)

@@ -32,18 +32,11 @@ from benchmarks.accuracy._datasets import (
     select_tran_clusters,
     subsample_to_sizes,
 )
-from benchmarks.accuracy._protocol import (
-    cv_k_accuracy,
-    knn_predict,
-    recall_at_k,
-    score,
-    select_k,
-    stratified_split,
-    vote,
-)
+from benchmarks.accuracy._protocol import cv_k_accuracy, knn_predict, select_k
 from benchmarks.accuracy._report import write_report
 from benchmarks.accuracy._run import BenchConfig, plan_methods, run_bench
 from indexer import InputError
+from indexer.cells import recall_at_k, score, stratified_split, vote
 
 PROGRAMS = {
     "T cell": ["CD3E", "CD3D", "CD2", "IL7R", "CD28", "LCK", "ZAP70", "CD247", "CD5", "CD6"],
@@ -111,9 +104,13 @@ def test_split_rejects_a_bad_share() -> None:
         stratified_split(["a", "b"], test_size=1.5)
 
 
-def test_vote_majority_and_nearest_tie_break() -> None:
-    nl = np.array([["x", "y", "y"], ["x", "y", "z"], ["y", "x", "x"]])
-    assert vote(nl).tolist() == ["y", "x", "x"]
+def test_vote_majority_and_similarity_tie_break() -> None:
+    classes = np.array(["x", "y", "z"])
+    nl = np.array([[0, 1, 1], [0, 1, 2], [1, 0, 0]])  # x y y / x y z / y x x
+    sims = np.array([[0.9, 0.8, 0.7]] * 3)  # nearest first
+    assert classes[vote(nl, sims, 3)[0]].tolist() == ["y", "x", "x"]
+    # The product's rule: a tie goes to the larger summed similarity, not to the nearest neighbour.
+    assert classes[vote(np.array([[0, 1, 1, 0]]), np.array([[0.9, 0.85, 0.85, 0.1]]), 3)[0]].tolist() == ["y"]
 
 
 def test_cv_k_table_and_selection() -> None:
