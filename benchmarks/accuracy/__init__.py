@@ -3,29 +3,15 @@
 Heavy dependencies (celltypist, matplotlib, umap-learn, torch) are imported only when a run needs them.
 """
 
-from benchmarks.accuracy._baselines import (
-    CellTypistBaseline,
-    GenePTW,
-    LogRegBaseline,
-    OvRLogisticRegression,
-    SeuratLike,
-    celltypist_compat,
-)
+from benchmarks.accuracy._baselines import GenePTW, LogRegBaseline, SeuratLike
+from benchmarks.accuracy._celltypist import CellTypistBaseline, OvRLogisticRegression, celltypist_compat
 from benchmarks.accuracy._cellvec import CellvecMethod
-from benchmarks.accuracy._datasets import (
-    DATASETS,
-    PAPER_CLUSTERS,
-    PAPER_SIZES,
-    BenchDataset,
-    from_files,
-    load_dataset,
-    load_tran_rgc,
-    read_tran_labels,
-    select_tran_clusters,
-)
+from benchmarks.accuracy._datasets import DATASETS, PAPER_CLUSTERS, PAPER_SIZES, BenchDataset, from_files
+from benchmarks.accuracy._load import load_dataset
 from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, select_k
 from benchmarks.accuracy._report import summarise, write_report
 from benchmarks.accuracy._run import BenchConfig, BenchResult, plan_methods, run_bench
+from benchmarks.accuracy._tran import load_tran_rgc, read_tran_labels, select_tran_clusters
 
 __all__ = [
     "DATASETS",

@@ -6,18 +6,18 @@ Markdown and HTML, so the two always say the same thing.
 
 from __future__ import annotations
 
-import html
 import json
 import platform
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.accuracy._figures import METRIC_TITLES, embed_2d, plot_confusion, plot_embedding, plot_metric_bars
 from benchmarks.accuracy._protocol import METRICS, mean_sd
+from benchmarks.accuracy._render import Block, render_html, render_markdown
 from benchmarks.accuracy._run import BenchResult, MethodResult
 
 CELLTYPIST_NOTE = (
@@ -32,21 +32,6 @@ CELLTYPIST_NOTE = (
     "voting off."
 )
 
-METRIC_TITLES = {
-    "accuracy": "Accuracy",
-    "weighted_f1": "Weighted F1",
-    "macro_f1": "Macro F1",
-    "kappa": "Kappa",
-}
-
-
-@dataclass
-class Block:
-    """One piece of the report: ``kind`` is heading, text, table or image."""
-
-    kind: str
-    content: Any
-    level: int = 2
 
 
 def _pm(values: list[float], digits: int = 3) -> str:
@@ -149,180 +134,6 @@ def summarise(result: BenchResult) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ figures
-
-
-def _figure(width: float, height: float) -> Any:
-    """Return a matplotlib Figure drawn by the Agg canvas; pyplot and the global backend are never touched."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, *, title: str, path: Path) -> None:
-    """Draw a row-normalised confusion matrix with counts (the paper's Fig. 2-3).
-
-    Parameters
-    ----------
-    y_true
-        True labels.
-    y_pred
-        Predicted labels.
-    title
-        Figure title.
-    path
-        PNG to write.
-    """
-    from sklearn.metrics import confusion_matrix
-
-    true_classes = list(np.unique(y_true))
-    extra = [c for c in np.unique(y_pred) if c not in true_classes]
-    classes = true_classes + extra
-    cm = confusion_matrix(y_true, y_pred, labels=classes)[: len(true_classes)]
-    rows = cm.sum(axis=1, keepdims=True)
-    frac = cm / np.where(rows > 0, rows, 1)
-    n = len(classes)
-    fig = _figure(max(4.5, 0.45 * n + 2.5), max(4.0, 0.4 * len(true_classes) + 2.0))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(n), [str(c)[:24] for c in classes], rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(true_classes)), [str(c)[:24] for c in true_classes], fontsize=7)
-    for i in range(len(true_classes)):
-        for j in range(n):
-            if cm[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    str(cm[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="white" if frac[i, j] > 0.5 else "black",
-                )
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-def embed_2d(vectors: np.ndarray, *, use_umap: bool, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Project vectors to 2-D with UMAP (cosine) or, without it, PCA.
-
-    Parameters
-    ----------
-    vectors
-        Cell vectors.
-    use_umap
-        Use UMAP (slower; compiles on first use).
-    seed
-        Random seed.
-
-    Returns
-    -------
-    Coordinates and the method's name.
-    """
-    x = np.nan_to_num(np.asarray(vectors, dtype=np.float32))
-    if use_umap and len(x) > 15:
-        import warnings
-
-        with warnings.catch_warnings():
-            # umap-learn warns that a fixed random_state disables parallelism; that is the trade we want.
-            warnings.filterwarnings("ignore", message=".*random_state.*", category=UserWarning)
-            import umap
-
-            reducer = umap.UMAP(n_neighbors=15, metric="cosine", random_state=seed, n_jobs=1)
-            return np.asarray(reducer.fit_transform(x)), "UMAP"
-    from sklearn.decomposition import PCA
-
-    n = min(2, x.shape[1], len(x))
-    out = PCA(n_components=n, random_state=seed).fit_transform(x)
-    if out.shape[1] < 2:
-        out = np.column_stack([out, np.zeros(len(out))])
-    return out, "PCA"
-
-
-def plot_embedding(
-    coords: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, *, title: str, how: str, path: Path
-) -> None:
-    """Draw query cells in 2-D, coloured by true (left) and predicted (right) label.
-
-    Parameters
-    ----------
-    coords
-        2-D coordinates.
-    y_true
-        True labels.
-    y_pred
-        Predicted labels.
-    title
-        Figure title.
-    how
-        Projection name for the axis labels.
-    path
-        PNG to write.
-    """
-    from matplotlib import colormaps
-
-    classes = sorted(set(y_true) | set(y_pred))
-    cmap = colormaps["tab20"]
-    colour = {c: cmap(i % 20) for i, c in enumerate(classes)}
-    fig = _figure(11, 4.8)
-    for i, (labels, sub) in enumerate(((y_true, "true label"), (y_pred, "predicted label"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for c in classes:
-            sel = labels == c
-            if sel.any():
-                ax.scatter(
-                    coords[sel, 0], coords[sel, 1], s=4, color=colour[c], label=str(c)[:24], linewidths=0
-                )
-        ax.set_title(f"{title}: {sub}", fontsize=9)
-        ax.set_xlabel(f"{how} 1")
-        ax.set_ylabel(f"{how} 2")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.axes[1].legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-def plot_metric_bars(summary: dict[str, Any], *, path: Path) -> None:
-    """Draw mean ± sd of every metric per method (the paper's Fig. 4).
-
-    Parameters
-    ----------
-    summary
-        Output of :func:`summarise`.
-    path
-        PNG to write.
-    """
-    names = [n for n, m in summary["methods"].items() if m["metrics"]["accuracy"]["values"]]
-    fig = _figure(max(7.0, 0.55 * len(names) * len(METRICS) / 2), 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / max(len(METRICS), 1)
-    x = np.arange(len(names))
-    for i, metric in enumerate(METRICS):
-        means = [summary["methods"][n]["metrics"][metric]["mean"] for n in names]
-        sds = [summary["methods"][n]["metrics"][metric]["sd"] for n in names]
-        ax.bar(
-            x + (i - (len(METRICS) - 1) / 2) * width,
-            means,
-            width,
-            yerr=sds,
-            capsize=2,
-            label=METRIC_TITLES[metric],
-        )
-    ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score (mean ± sd over seeds)")
-    ax.legend(fontsize=7, ncols=len(METRICS), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-# ------------------------------------------------------------------------------------------------ report
 
 
 def _blocks(result: BenchResult, summary: dict[str, Any], figures: dict[str, Any]) -> list[Block]:
@@ -467,61 +278,6 @@ def _blocks(result: BenchResult, summary: dict[str, Any], figures: dict[str, Any
     return b
 
 
-def _md(blocks: list[Block]) -> str:
-    out = []
-    for bl in blocks:
-        if bl.kind == "heading":
-            out.append("#" * bl.level + " " + bl.content)
-        elif bl.kind == "text":
-            out.append(bl.content)
-        elif bl.kind == "list":
-            out.append("\n".join(f"- {x}" for x in bl.content))
-        elif bl.kind == "table":
-            head, rows = bl.content
-            lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-            lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-            out.append("\n".join(lines))
-        elif bl.kind == "image":
-            path, alt = bl.content
-            out.append(f"![{alt}]({path})")
-    return "\n\n".join(out) + "\n"
-
-
-def _inline(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
-
-
-def _html(blocks: list[Block], title: str) -> str:
-    out = [
-        "<!doctype html>",
-        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;"
-        "padding:3px 7px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        "img{max-width:100%;display:block;margin:1em 0}</style></head><body>",
-    ]
-    for bl in blocks:
-        if bl.kind == "heading":
-            out.append(f"<h{bl.level}>{html.escape(bl.content)}</h{bl.level}>")
-        elif bl.kind == "text":
-            out.append(f"<p>{_inline(bl.content)}</p>")
-        elif bl.kind == "list":
-            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in bl.content) + "</ul>")
-        elif bl.kind == "table":
-            head, rows = bl.content
-            out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows]
-            out.append("</table>")
-        elif bl.kind == "image":
-            path, alt = bl.content
-            out.append(
-                f"<figure><img src='{html.escape(path)}' alt='{html.escape(alt)}'>"
-                f"<figcaption>{html.escape(alt)}</figcaption></figure>"
-            )
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
 def write_report(result: BenchResult, out_dir: str | Path, *, progress: Any = None) -> dict[str, Any]:
     """Write ``report.md``, ``report.html``, ``figures/*.png`` and ``results.json`` into ``out_dir``.
 
@@ -567,9 +323,9 @@ def write_report(result: BenchResult, out_dir: str | Path, *, progress: Any = No
             figures["embedding"][name] = rel
     summary["figures"] = figures
     blocks = _blocks(result, summary, figures)
-    (out / "report.md").write_text(_md(blocks), encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(
-        _html(blocks, f"cellvec bench — {summary['dataset']['name']}"), encoding="utf-8"
+        render_html(blocks, f"cellvec bench — {summary['dataset']['name']}"), encoding="utf-8"
     )
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=_json_default), encoding="utf-8")
     return summary

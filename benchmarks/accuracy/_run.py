@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.accuracy._baselines import CellTypistBaseline, GenePTW, LogRegBaseline, Method, SeuratLike, timed
+from benchmarks.accuracy._baselines import GenePTW, LogRegBaseline, Method, SeuratLike, timed
+from benchmarks.accuracy._celltypist import CellTypistBaseline
 from benchmarks.accuracy._cellvec import CellvecMethod
 from benchmarks.accuracy._datasets import BenchDataset
 from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, select_k

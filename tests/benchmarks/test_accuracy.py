@@ -16,25 +16,13 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score, recall_
 from sklearn.multiclass import OneVsRestClassifier
 
 from benchmarks.accuracy import _run
-from benchmarks.accuracy._baselines import (
-    CellTypistBaseline,
-    OvRLogisticRegression,
-    SeuratLike,
-    celltypist_compat,
-    is_counts,
-)
-from benchmarks.accuracy._datasets import (
-    PAPER_CLUSTERS,
-    PAPER_SIZES,
-    BenchDataset,
-    load_tran_rgc,
-    read_tran_labels,
-    select_tran_clusters,
-    subsample_to_sizes,
-)
+from benchmarks.accuracy._baselines import SeuratLike, is_counts
+from benchmarks.accuracy._celltypist import CellTypistBaseline, OvRLogisticRegression, celltypist_compat
+from benchmarks.accuracy._datasets import PAPER_CLUSTERS, PAPER_SIZES, BenchDataset, subsample_to_sizes
 from benchmarks.accuracy._protocol import cv_k_accuracy, knn_predict, select_k
 from benchmarks.accuracy._report import write_report
 from benchmarks.accuracy._run import BenchConfig, plan_methods, run_bench
+from benchmarks.accuracy._tran import load_tran_rgc, read_tran_labels, select_tran_clusters
 from indexer import InputError
 from indexer.cells import recall_at_k, score, stratified_split, vote
 
