@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer._errors import InputError, StoreError
+from indexer._errors import InputError
 from indexer._settings import Settings
 from indexer.cells._encode import Artifacts, Progress, encode_cells
 from indexer.cells._validate import _check_unique, labels_of
 from indexer.reference._versions import (
-    artifact_key,
     check_reference_name,
     load_manifest,
     manifest_key,
@@ -25,6 +23,7 @@ from indexer.reference._write import (
     CELL_VECTOR,
     VersionWriter,
     drop_version_data,
+    read_artifact,
     stored_vectors,
     top_genes_of,
     usable_rows,
@@ -173,13 +172,7 @@ def load_housekeeping_artifact(store: VectorStore, record: BuildRecord) -> froze
     """Return the housekeeping list stored with a reference version (``None`` when it has none)."""
     if HOUSEKEEPING_FILE not in record.artifacts:
         return None
-    data = store.get_blob(artifact_key(record.reference, record.version, HOUSEKEEPING_FILE))
-    if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[HOUSEKEEPING_FILE]:
-        msg = (
-            f"the housekeeping list of reference '{record.reference}' v{record.version} is missing or "
-            "altered; rebuild the reference (`cellvec reference build`)."
-        )
-        raise StoreError(msg)
+    data = read_artifact(store, record, HOUSEKEEPING_FILE, what="the housekeeping list")
     return frozenset(s for s in data.decode().split("\n") if s)
 
 

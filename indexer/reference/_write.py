@@ -359,13 +359,13 @@ def vector_names(record: BuildRecord) -> list[str]:
     return names
 
 
-def read_artifact(store: VectorStore, record: BuildRecord, file: str) -> bytes:
-    """Return an artefact file of a version, refusing it when missing or altered."""
+def read_artifact(store: VectorStore, record: BuildRecord, file: str, *, what: str | None = None) -> bytes:
+    """Return an artefact file of a version, refusing it when missing or altered (``what`` names it)."""
     data = store.get_blob(artifact_key(record.reference, record.version, file))
     if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[file]:
         msg = (
-            f"artefact '{file}' of reference '{record.reference}' v{record.version} is missing or altered; "
-            "rebuild the reference (`cellvec reference build`)."
+            f"{what or f'artefact {file!r}'} of reference '{record.reference}' v{record.version} is missing or "
+            "altered; rebuild the reference (`cellvec reference build`)."
         )
         raise StoreError(msg)
     return data
