@@ -1,4 +1,4 @@
-"""Where the gene description files live in the data folder and how they are read.
+"""Where the gene description files live in the data folder and how they are read into gene entries.
 
 Includes the mouse genes' fallback text: the RefSeq summary of their best-supported human ortholog
 (HGNC HCOP).
@@ -7,13 +7,15 @@ Includes the mouse genes' fallback text: the RefSeq summary of their best-suppor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pandas as pd
 
 from indexer._errors import DataError
-from schemas import Species
+from schemas import Species, TextSource
 
 GENE_INFO_NAME: Final = {"human": "Homo_sapiens.gene_info.gz", "mouse": "Mus_musculus.gene_info.gz"}
 TAX_ID: Final = {"human": "9606", "mouse": "10090"}
@@ -131,3 +133,144 @@ def mouse_ortholog_summaries(data_dir: Path) -> tuple[dict[str, str], dict[str, 
         dict(zip(best_id["mouse_entrez_gene"], best_id["text"], strict=True)),
         dict(zip(best_sym["mouse_symbol"], best_sym["text"], strict=True)),
     )
+
+
+SOURCES: Final[tuple[TextSource, ...]] = ("own_summary", "ortholog_summary", "full_name", "none")
+"""Text sources, best first."""
+
+
+@dataclass(frozen=True)
+class GeneEntry:
+    """One gene as read from the files: its symbol, Entrez id, full name, text and where the text came from."""
+
+    symbol: str
+    entrez_id: int | None
+    full_name: str
+    summary: str
+    source: TextSource
+
+
+def read_genes(species: Species, data_dir: Path) -> tuple[dict[str, GeneEntry], dict[str, str], dict[str, set[str]]]:
+    """Read a species' gene_info and summaries (and, for mouse, ortholog summaries) into gene entries.
+
+    Returns
+    -------
+    The entry of each official symbol, the symbol of each Entrez and Ensembl id, and the symbols each
+    alias (synonym or previous symbol) points to.
+    """
+    info_file = data_file(gene_info_path(species), species=species, data_dir=data_dir)
+    summary_file = data_file(summaries_path(species), species=species, data_dir=data_dir)
+    info = read_tsv(info_file)
+    info = info.rename(columns={"#tax_id": "tax_id"})
+    required = {"GeneID", "Symbol", "Synonyms", "dbXrefs", "description"}
+    if not required <= set(info.columns):
+        msg = (
+            f"{str(info_file)!r} lacks the gene_info columns {sorted(required - set(info.columns))}; "
+            "fetch it again with `cellvec genes fetch`"
+        )
+        raise DataError(msg)
+    if "tax_id" in info.columns:
+        info = info[info["tax_id"] == TAX_ID[species]]
+    summaries = read_tsv(summary_file)
+    if not {"entrez_id", "symbol", "summary"} <= set(summaries.columns):
+        msg = (
+            f"{str(summary_file)!r} lacks the columns entrez_id, symbol, summary; "
+            "fetch it again with `cellvec genes fetch`"
+        )
+        raise DataError(msg)
+    summaries = summaries[(summaries["summary"].str.strip() != "") & (summaries["symbol"] != "")]
+    summary_by_id = dict(zip(summaries["entrez_id"], summaries["summary"], strict=True))
+    summary_name_by_id = dict(
+        zip(
+            summaries["entrez_id"],
+            summaries.get("full_name", pd.Series("", index=summaries.index)),
+            strict=True,
+        )
+    )
+
+    ortholog_by_id: dict[str, str] = {}
+    ortholog_by_symbol: dict[str, str] = {}
+    if species == "mouse":
+        ortholog_by_id, ortholog_by_symbol = mouse_ortholog_summaries(data_dir)
+
+    # Official symbol: the nomenclature authority's (MT-ATP6, mt-Atp6) where NCBI's Symbol column differs.
+    ncbi_symbol = info["Symbol"].to_numpy(dtype=object)
+    authority = (
+        info["Symbol_from_nomenclature_authority"].to_numpy(dtype=object)
+        if "Symbol_from_nomenclature_authority" in info.columns
+        else np.full(len(info), "-", dtype=object)
+    )
+    authority_name = (
+        info["Full_name_from_nomenclature_authority"].to_numpy(dtype=object)
+        if "Full_name_from_nomenclature_authority" in info.columns
+        else np.full(len(info), "-", dtype=object)
+    )
+    gene_ids = info["GeneID"].to_numpy(dtype=object)
+    descriptions = info["description"].to_numpy(dtype=object)
+    types = (
+        info["type_of_gene"].to_numpy(dtype=object)
+        if "type_of_gene" in info.columns
+        else np.full(len(info), "", dtype=object)
+    )
+
+    synonym_col = info["Synonyms"].to_numpy(dtype=object)
+    xref_col = info["dbXrefs"].to_numpy(dtype=object)
+    rows: list[tuple[int, int, int, GeneEntry, str, str, str]] = []
+    for i in range(len(info)):
+        gid = gene_ids[i]
+        sym = ncbi_symbol[i]
+        full = clean(descriptions[i])
+        auth = clean(authority[i])
+        if auth and auth != sym:
+            sym, old = auth, sym
+            full = clean(authority_name[i]) or full
+        else:
+            old = ""
+            full = full or clean(authority_name[i])
+        summary = summary_by_id.get(gid, "")
+        full = full or clean(summary_name_by_id.get(gid, ""))
+        source: TextSource
+        if summary:
+            source = "own_summary"
+        else:
+            summary = ortholog_by_id.get(gid, "") or ortholog_by_symbol.get(sym, "")
+            source = "ortholog_summary" if summary else ("full_name" if full else "none")
+        gene = GeneEntry(sym, int(gid) if gid.isdigit() else None, full, summary, source)
+        rank = SOURCES.index(source)
+        coding = 0 if types[i] == "protein-coding" else 1
+        rows.append((rank, coding, i, gene, old, synonym_col[i], xref_col[i]))
+    # Summaries of genes newer than gene_info.
+    known_ids = set(gene_ids.tolist())
+    extra = summaries[~summaries["entrez_id"].isin(known_ids)]
+    for j, (gid, sym, syn, full, summ) in enumerate(
+        zip(
+            extra["entrez_id"],
+            extra["symbol"],
+            extra.get("Synonyms", pd.Series("", index=extra.index)),
+            extra.get("full_name", pd.Series("", index=extra.index)),
+            extra["summary"],
+            strict=True,
+        )
+    ):
+        gene = GeneEntry(sym, int(gid) if gid.isdigit() else None, clean(full), summ, "own_summary")
+        rows.append((0, 0, len(info) + j, gene, "", syn, "-"))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+
+    genes: dict[str, GeneEntry] = {}
+    ids: dict[str, str] = {}
+    alias_targets: dict[str, set[str]] = {}
+    for _, _, _, gene, old, syn, xrefs in rows:
+        if gene.symbol in genes:
+            continue
+        genes[gene.symbol] = gene
+        if gene.entrez_id is not None:
+            ids.setdefault(str(gene.entrez_id), gene.symbol)
+        for xref in str(xrefs).split("|"):
+            if xref.startswith("Ensembl:"):
+                ids.setdefault(xref[len("Ensembl:") :], gene.symbol)
+        aliases = [a for a in str(syn).split("|") if a and a != "-"]
+        if old:
+            aliases.append(old)
+        for alias in aliases:
+            alias_targets.setdefault(alias, set()).add(gene.symbol)
+    return genes, ids, alias_targets
