@@ -37,6 +37,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks.accuracy._protocol import knn_predict
+from indexer.cells import looks_like_counts
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def _dense(x: Any) -> np.ndarray:
 
 
 def is_counts(adata: ad.AnnData, *, n_rows: int = 200) -> bool:
-    """Return whether ``adata.X`` looks like raw counts (non-negative integers, not all zero or one).
+    """Return whether ``adata.X`` looks like raw counts, by the product's rule (:func:`looks_like_counts`).
 
     Parameters
     ----------
@@ -102,11 +103,7 @@ def is_counts(adata: ad.AnnData, *, n_rows: int = 200) -> bool:
     -------
     ``True`` for counts, ``False`` for log-normalised data.
     """
-    x = adata.X[:n_rows]
-    vals = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    if vals.size == 0:
-        return False
-    return bool(np.all(vals >= 0) and np.allclose(vals, np.round(vals)) and vals.max() > 1)
+    return looks_like_counts(sp.csr_matrix(adata.X[:n_rows]))
 
 
 def log_normalised(adata: ad.AnnData) -> ad.AnnData:
