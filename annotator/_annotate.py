@@ -12,7 +12,7 @@ from annotator._result import UNKNOWN, AnnotationResult
 from indexer import InputError, Progress, Reference, VectorStore, encode_cells
 from indexer.cells import vote
 from indexer.reference import CELL_VECTOR
-from schemas import AnnotationParams
+from schemas import AnnotationParams, SpeciesOption
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -35,12 +35,21 @@ def annotate(
     exact: bool = False,
     explain: bool = False,
     progress: Progress | None = None,
+    query_species: SpeciesOption = "auto",
+    min_ortholog_genes: int = 200,
 ) -> AnnotationResult:
     """Label each cell by a cosine top-k vote among the reference's cells.
 
     Query cells are encoded exactly as the reference was (same encoder, pooling, expression projection and
     SupCon encoder, all read from the reference's build record), searched in batches against the reference
     collection's ANN index, and labelled by majority vote (ties broken by summed similarity).
+
+    The query's species is inferred from its gene names. A query of the other species (a human query against
+    a mouse reference, or the reverse) is mapped onto the reference species' genes through HCOP orthologs
+    before it is encoded: each query gene goes to one reference gene (reciprocal one-to-one pairs first; a
+    one-to-many gene goes to its best-supported ortholog; several query genes on one reference gene are
+    summed), and every view reads the mapped matrix. The mapping is logged and recorded in
+    ``params.orthologs``; see ``docs/species.md``.
 
     Parameters
     ----------
@@ -68,10 +77,25 @@ def annotate(
         Record, per cell, the genes that pulled it most toward its label.
     progress
         Progress callback ``(step, done, total)``.
+    query_species
+        The query's species; ``"auto"`` (default) infers it from the gene names. An explicit species that the
+        names clearly contradict is an error.
+    min_ortholog_genes
+        Cross-species queries: fewest query genes that must map onto reference genes.
 
     Returns
     -------
     The labels and their evidence; write them with :meth:`AnnotationResult.to_adata`.
+
+    Raises
+    ------
+    MixedSpeciesError
+        When the query's gene names belong to two species.
+    SpeciesMismatchError
+        When ``query_species`` contradicts the gene names.
+    OrthologMappingError
+        When a cross-species query maps fewer than ``min_ortholog_genes`` genes, or less than half its
+        expression, onto the reference's species.
 
     Examples
     --------
@@ -109,6 +133,8 @@ def annotate(
         gene_column=gene_column,
         progress=progress,
         what="query",
+        query_species=query_species,
+        min_ortholog_genes=min_ortholog_genes,
     )
     collection = ref.collection
     n = adata.n_obs
@@ -159,6 +185,8 @@ def annotate(
         min_confidence=min_confidence,
         spec=record.spec,
         store=str(store.location),
+        query_species=cells.species_call,
+        orthologs=cells.orthologs,
     )
     result = AnnotationResult(
         labels=labels,

@@ -80,7 +80,9 @@ class AnnotationResult:
             Query cell vectors in the reference's space.
         ``uns[key_added]``
             The parameters (reference, version, k, threshold, cell vector spec, store) and, with
-            ``explain=True``, per-cell gene contributions.
+            ``explain=True``, per-cell gene contributions. ``uns[key_added]['params']['query_species']``
+            holds the query's species call (species, share, evidence) and ``['params']['orthologs']`` the
+            ortholog mapping of a cross-species query (genes mapped, one-to-one, share of expression).
 
         Parameters
         ----------

@@ -15,6 +15,9 @@ from indexer._errors import (
     EncoderError,
     InputError,
     LowOverlapWarning,
+    MixedSpeciesError,
+    OrthologMappingError,
+    SpeciesMismatchError,
     StoreError,
     TruncationWarning,
     UnseenLabelWarning,
@@ -22,7 +25,7 @@ from indexer._errors import (
 from indexer._settings import Settings
 from indexer.cells import CellVectors, Progress, encode_cells
 from indexer.encoders import Encoder, get_encoder
-from indexer.genes import GeneCatalog, GeneIndex, fetch_gene_data
+from indexer.genes import GeneCatalog, GeneIndex, OrthologMap, fetch_gene_data, infer_species, resolve_species
 from indexer.reference import (
     Reference,
     add_cells,
@@ -53,9 +56,13 @@ __all__ = [
     "IndexParams",
     "InputError",
     "LowOverlapWarning",
+    "MixedSpeciesError",
+    "OrthologMap",
+    "OrthologMappingError",
     "Progress",
     "Reference",
     "Settings",
+    "SpeciesMismatchError",
     "StoreError",
     "SupConModel",
     "TruncationWarning",
@@ -69,12 +76,14 @@ __all__ = [
     "fetch_gene_data",
     "get_encoder",
     "import_reference",
+    "infer_species",
     "list_references",
     "open_store",
     "prune_versions",
     "refit",
     "relabel",
     "remove_cells",
+    "resolve_species",
 ]
 
 

@@ -14,6 +14,18 @@ class InputError(CellvecError):
     """The AnnData, a file or an option given by the user is unusable."""
 
 
+class MixedSpeciesError(InputError):
+    """The gene names belong to two species (e.g. both ``ENSG`` and ``ENSMUSG`` ids)."""
+
+
+class SpeciesMismatchError(InputError):
+    """An explicit species contradicts what the gene names clearly are."""
+
+
+class OrthologMappingError(InputError):
+    """Too few query genes, or too little of the query's expression, map onto the reference's species."""
+
+
 class StoreError(CellvecError):
     """The store is missing, locked, not a cellvec store, or does not hold what was asked for."""
 

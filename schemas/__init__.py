@@ -22,6 +22,7 @@ from schemas._reference import (
     Weighting,
 )
 from schemas._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
+from schemas._species import Evidence, OrthologReport, SpeciesCall, SpeciesOption
 from schemas._training import EpochStats, TrainReport
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "CellVectorSpec",
     "CoverageReport",
     "EpochStats",
+    "Evidence",
     "ExpressionParams",
     "FetchReport",
     "GeneCount",
@@ -48,6 +50,7 @@ __all__ = [
     "IndexParams",
     "LabelSummary",
     "Neighbour",
+    "OrthologReport",
     "PoolingParams",
     "Record",
     "ReferenceCellPayload",
@@ -56,6 +59,8 @@ __all__ = [
     "RefineParams",
     "Scores",
     "Species",
+    "SpeciesCall",
+    "SpeciesOption",
     "TextSource",
     "TrainReport",
     "Weighting",

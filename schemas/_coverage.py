@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_serializer, field_validator
 
 from schemas._base import Record
 from schemas._genes import Species
+from schemas._species import SpeciesCall
 
 IdKind = Literal["symbol", "ensembl", "entrez"]
 """What a dataset's gene names are: gene symbols, Ensembl gene ids or NCBI Entrez ids."""
@@ -53,6 +54,8 @@ class GeneMapping(Record):
         Up to 10 symbols that several rows mapped to.
     unmapped_examples
         Up to 10 unmapped names, most highly expressed (total over cells) first.
+    species_call
+        How ``species`` was decided.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -66,6 +69,7 @@ class GeneMapping(Record):
     n_duplicates: int = Field(default=0, ge=0)
     duplicate_examples: list[str] = Field(default_factory=list)
     unmapped_examples: list[str] = Field(default_factory=list)
+    species_call: SpeciesCall | None = None
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from schemas._base import SCHEMA_VERSION, Record
 from schemas._genes import Species
+from schemas._species import OrthologReport, SpeciesCall, SpeciesOption
 
 Weighting = Literal["expression", "mean"]
 """How the top genes of a cell are averaged: by expression, or plainly (the paper's equation)."""
@@ -134,7 +135,8 @@ class CellVectorSpec(Record):
     encoder
         Gene text encoder id (e.g. ``"minilm"``).
     species
-        Species of the reference genes.
+        Species of the reference genes; ``"auto"`` (the default) infers it from the gene names when the
+        reference is built, and the build record stores the species found.
     pooling
         Text pooling parameters (unused in ``"expression"`` mode).
     expression
@@ -151,7 +153,7 @@ class CellVectorSpec(Record):
 
     mode: CellMode = DEFAULT_MODE
     encoder: str = DEFAULT_ENCODER
-    species: Species = "human"
+    species: SpeciesOption = "auto"
     pooling: PoolingParams = PoolingParams()
     expression: ExpressionParams | None = None
     text_weight: float = Field(default=0.2, ge=0, le=1)
@@ -209,6 +211,8 @@ class BuildRecord(Record):
         When the version was built (UTC).
     status
         ``"building"`` until every point is written and indexed, then ``"ready"``.
+    species_call
+        How the reference's species was decided (``None`` in versions built before species inference).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -223,6 +227,20 @@ class BuildRecord(Record):
     labels: dict[str, int] = Field(default_factory=dict)
     created: datetime
     status: Literal["building", "ready"] = "building"
+    species_call: SpeciesCall | None = None
+
+    @model_validator(mode="after")
+    def _species_known(self) -> BuildRecord:
+        """Refuse ``species="auto"`` in a stored spec: it names the species the reference was built with."""
+        if self.spec.species == "auto":
+            msg = "a build record needs the reference's species; resolve species='auto' before writing it"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def species(self) -> Species:
+        """The species of the reference's genes."""
+        return "mouse" if self.spec.species == "mouse" else "human"
 
 
 class ReferenceManifest(Record):
@@ -313,6 +331,10 @@ class AnnotationParams(Record):
         How the query cells were turned into vectors.
     store
         Where the reference lives.
+    query_species
+        The query's species and how it was decided.
+    orthologs
+        How the query's genes were mapped onto the reference's species (``None`` for a same-species query).
     """
 
     reference: str
@@ -321,3 +343,5 @@ class AnnotationParams(Record):
     min_confidence: float = Field(ge=0, le=1)
     spec: CellVectorSpec
     store: str
+    query_species: SpeciesCall | None = None
+    orthologs: OrthologReport | None = None

@@ -73,7 +73,10 @@ def annotate_cmd(**opts: Any) -> None:
         "cells_per_s": adata.n_obs / max(timer.steps["annotate"], 1e-9),
         "seconds": timer.steps,
         "out": opts["out_path"],
+        "species": res.params.query_species.model_dump(mode="json") if res.params.query_species else None,
+        "orthologs": res.params.orthologs.model_dump(mode="json") if res.params.orthologs else None,
     }
+    species_lines = [r.summary() for r in (res.params.query_species, res.params.orthologs) if r is not None]
     emit(
         data,
         as_json=as_json,
@@ -81,6 +84,7 @@ def annotate_cmd(**opts: Any) -> None:
             f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
             f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown"
             + (f"; wrote {opts['out_path']}" if opts["out_path"] else "")
+            + "".join(f"\n{line}" for line in species_lines)
         ),
     )
 

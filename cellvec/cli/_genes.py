@@ -75,9 +75,10 @@ def fetch_cmd(
 @click.option("--adata", "adata_path", required=True, help="The .h5ad dataset to check.")
 @click.option(
     "--species",
-    type=click.Choice(["human", "mouse"]),
-    default=None,
-    help="Species (default: from gene names).",
+    type=click.Choice(["auto", "human", "mouse"]),
+    default="auto",
+    show_default=True,
+    help="Species; auto infers it from the gene names.",
 )
 @click.option("--gene-column", default=None, help="A var column with gene names, instead of var_names.")
 @click.option(
@@ -88,7 +89,7 @@ def fetch_cmd(
 def coverage_cmd(
     *,
     adata_path: str,
-    species: str | None,
+    species: str,
     gene_column: str | None,
     top_n: int,
     use_raw: bool,

@@ -21,16 +21,6 @@ from cellvec.cli._common import (
 from cellvec.cli._spec_options import spec_from_options, spec_options
 
 
-def infer_species_of(adata: Any, species: str | None, gene_column: str | None) -> str:
-    """Return the given species, or the one the gene names point to (human when undecidable)."""
-    if species is not None:
-        return species
-    from indexer.genes import infer_species
-
-    names = adata.var[gene_column] if gene_column else adata.var_names
-    return infer_species([str(n) for n in names]) or "human"
-
-
 @reference.command("build")
 @store_option
 @click.option("--name", required=True, help="Reference name.")
@@ -56,8 +46,7 @@ def build_cmd(**opts: Any) -> None:
     as_json = opts.pop("as_json")
     with timer.step("read"):
         adata = read_h5ad(opts.pop("adata_path"))
-    species = infer_species_of(adata, opts["species"], opts["gene_column"])
-    spec = spec_from_options(opts, species=species)
+    spec = spec_from_options(opts, species=opts["species"])
     hk_path = opts.pop("hk_path")
     hk = load_housekeeping(spec.species, path=Path(hk_path)) if hk_path else None
     index = index_from_options(opts)
@@ -74,6 +63,7 @@ def build_cmd(**opts: Any) -> None:
                 gene_column=opts["gene_column"],
                 housekeeping=hk,
                 progress=report,
+                species_option="--species",
             )
     data = {
         "reference": rec.reference,
@@ -83,15 +73,17 @@ def build_cmd(**opts: Any) -> None:
         "dim": rec.dim,
         "mode": rec.spec.mode,
         "encoder": rec.spec.encoder,
+        "species": rec.species_call.model_dump(mode="json") if rec.species_call else rec.spec.species,
         "seconds": timer.steps,
     }
+    species_line = rec.species_call.summary() if rec.species_call else f"species: {rec.spec.species}"
     emit(
         data,
         as_json=as_json,
         text=(
             f"reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, {len(rec.labels)} labels, "
             f"{rec.dim}-d {rec.spec.mode} vectors ({rec.spec.encoder}, refine={rec.spec.refine.method}) "
-            f"in {timer.steps['build']:.1f} s"
+            f"in {timer.steps['build']:.1f} s\n{species_line}"
         ),
     )
 

@@ -32,9 +32,10 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--species",
-            type=click.Choice(["human", "mouse"]),
-            default=None,
-            help="Species of the genes (inferred from the gene names when omitted).",
+            type=click.Choice(["auto", "human", "mouse"]),
+            default="auto",
+            show_default=True,
+            help="Species of the genes; auto infers it from the gene names.",
         ),
         click.option(
             "--top-n", type=int, default=20, show_default=True, help="Top expressed genes pooled per cell."
@@ -92,7 +93,7 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def spec_from_options(opts: dict[str, Any], *, species: str) -> CellVectorSpec:
+def spec_from_options(opts: dict[str, Any], *, species: str = "auto") -> CellVectorSpec:
     """Build the spec from the parsed options (removing them from ``opts``)."""
     mode = opts.pop("mode")
     expression = ExpressionParams(

@@ -17,7 +17,7 @@ from indexer._errors import InputError, StoreError
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
 from indexer.cells._validate import expression_matrix
-from schemas import CellVectorSpec
+from schemas import CellVectorSpec, OrthologReport, SpeciesCall, SpeciesOption
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -135,6 +135,15 @@ class CellVectors:
         Gene vectors aligned with ``symbols`` (zero rows where missing; ``None`` without text).
     n_described
         Number of ``var`` genes that have a description vector.
+    unmapped_examples
+        Frequent gene names that did not map.
+    species_call
+        The species of the cells' genes and how it was decided.
+    orthologs
+        How the genes were mapped onto the reference's species (``None`` when the species is the same); then
+        ``symbols`` are reference-species genes, one per column of the mapped matrix, not per ``var`` row.
+    spec
+        The spec used, its species resolved.
     """
 
     final: np.ndarray
@@ -146,6 +155,9 @@ class CellVectors:
     gene_vectors: np.ndarray | None
     n_described: int
     unmapped_examples: list[str] = field(default_factory=list)
+    species_call: SpeciesCall | None = None
+    orthologs: OrthologReport | None = None
+    spec: CellVectorSpec | None = None
 
 
 def encode_cells(
@@ -161,6 +173,9 @@ def encode_cells(
     with_view2: bool = False,
     progress: Progress | None = None,
     what: str = "adata",
+    query_species: SpeciesOption = "auto",
+    min_ortholog_genes: int = 200,
+    option: str | None = None,
 ) -> tuple[CellVectors, Artifacts]:
     """Turn cells into vectors as ``spec`` says, fitting artefacts on them when none are given.
 
@@ -189,18 +204,42 @@ def encode_cells(
         Progress callback.
     what
         Name of the input in error messages.
+    query_species
+        Queries only (``artifacts`` given): the cells' species, ``"auto"`` to infer it. Cells of another species
+        than ``spec.species`` are mapped onto the reference species' genes through HCOP orthologs
+        (:meth:`indexer.OrthologMap.map_log_normalised`) before any view reads them, so the text view pools
+        the reference species' gene vectors and the expression view and class head read the mapped matrix.
+    min_ortholog_genes
+        Fewest query genes that must map onto reference-species genes (cross-species queries).
+    option
+        Command-line option that sets the species, named in errors (``"--species"`` for ``reference build``).
 
     Returns
     -------
     The cell vectors and the artefacts (fitted or given).
-    """
-    from indexer.genes._ids import map_var_names
 
+    Raises
+    ------
+    SpeciesMismatchError, MixedSpeciesError
+        When the given species contradicts the gene names, or the names mix species.
+    OrthologMappingError
+        When a cross-species query maps too few genes or too little of its expression.
+    """
     fitting = artifacts is None
     art = Artifacts() if artifacts is None else artifacts
     x = log_normalise(expression_matrix(adata, what=what))
-    mapping = map_var_names(adata, species=spec.species, gene_column=gene_column, data_dir=data_dir)
-    symbols = np.asarray(mapping.symbols, dtype=object)
+    x, symbols, spec, call, orthologs, unmapped = _genes_of(
+        adata,
+        x,
+        spec=spec,
+        fitting=fitting,
+        query_species=query_species,
+        gene_column=gene_column,
+        data_dir=data_dir,
+        min_ortholog_genes=min_ortholog_genes,
+        option=option,
+        what=what,
+    )
     parts: list[np.ndarray] = []
     parts_v2: list[np.ndarray] = []
     weights = gene_vectors = None
@@ -259,9 +298,52 @@ def encode_cells(
         symbols=symbols,
         gene_vectors=gene_vectors,
         n_described=n_described,
-        unmapped_examples=list(mapping.unmapped_examples),
+        unmapped_examples=unmapped,
+        species_call=call,
+        orthologs=orthologs,
+        spec=spec,
     )
     return cv, art
+
+
+def _genes_of(
+    adata: AnnData,
+    x: sp.csr_matrix,
+    *,
+    spec: CellVectorSpec,
+    fitting: bool,
+    query_species: SpeciesOption,
+    gene_column: str | None,
+    data_dir: Path | None,
+    min_ortholog_genes: int,
+    option: str | None,
+    what: str,
+) -> tuple[sp.csr_matrix, np.ndarray, CellVectorSpec, SpeciesCall | None, OrthologReport | None, list[str]]:
+    """Return the matrix and gene symbols every view reads, in the reference's species, and how they came."""
+    from indexer.genes import GeneCatalog, OrthologMap, check_mapping, map_var_names, resolve_species
+
+    if fitting or spec.species == "auto":
+        # Reference cells are never ortholog-mapped: their species becomes the reference's.
+        mapping = map_var_names(
+            adata, species=spec.species, gene_column=gene_column, data_dir=data_dir, option=option
+        )
+        call = mapping.species_call
+        spec = spec.model_copy(update={"species": mapping.species})
+        return x, np.asarray(mapping.symbols, dtype=object), spec, call, None, list(mapping.unmapped_examples)
+    names = adata.var[gene_column].astype(str).tolist() if gene_column else [str(n) for n in adata.var_names]
+    where = f"var[{gene_column!r}]" if gene_column else "var_names"
+    call = resolve_species(names, query_species, data_dir=data_dir, where=where, option=option)
+    ref_species = "mouse" if spec.species == "mouse" else "human"
+    # Only evidence that could refute an explicit species sends a query across species.
+    if call.species == ref_species or not (call.decisive or query_species != "auto"):
+        mapping = map_var_names(adata, species=ref_species, gene_column=gene_column, data_dir=data_dir)
+        return x, np.asarray(mapping.symbols, dtype=object), spec, call, None, list(mapping.unmapped_examples)
+    omap = OrthologMap.load(call.species, ref_species, data_dir=data_dir)
+    ref_genes = GeneCatalog.load(ref_species, data_dir=data_dir).all_symbols()
+    mapped, symbols, report = omap.map_log_normalised(x, names, ref_genes)
+    check_mapping(report, min_genes=min_ortholog_genes)
+    logger.info(report.summary())
+    return mapped, symbols, spec, call, report, list(report.unmapped_examples)
 
 
 def _text_view(
@@ -335,8 +417,8 @@ def _text_view(
     pooled2 = pool(w2, gene_vectors) if w2 is not None else None
     if not described.any():
         msg = (
-            "none of the genes has a description vector: check the species "
-            f"('{spec.species}') and the gene names (pass --gene-column or --species)."
+            f"none of the genes has a {spec.species} description vector: check the gene names "
+            "(a var column of symbols, Ensembl or Entrez ids can be passed as gene_column / --gene-column)."
         )
         raise InputError(msg)
     return w, gene_vectors, pooled, pooled2, int(described.sum())

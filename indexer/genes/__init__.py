@@ -2,9 +2,11 @@
 
 from indexer.genes._catalog import GeneCatalog
 from indexer.genes._housekeeping import load_housekeeping
-from indexer.genes._ids import coverage_report, detect_id_kind, infer_species, map_var_names
+from indexer.genes._ids import coverage_report, detect_id_kind, map_var_names
 from indexer.genes._index import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id, text_sha256
 from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
+from indexer.genes._orthologs import OrthologMap, check_mapping, load_hcop, map_adata
+from indexer.genes._species import infer_species, resolve_species
 
 __all__ = [
     "EUTILS_BASE",
@@ -12,13 +14,18 @@ __all__ = [
     "HCOP_URL",
     "GeneCatalog",
     "GeneIndex",
+    "OrthologMap",
+    "check_mapping",
     "coverage_report",
     "detect_id_kind",
     "fetch_gene_data",
     "gene_collection_name",
     "gene_point_id",
     "infer_species",
+    "load_hcop",
     "load_housekeeping",
+    "map_adata",
     "map_var_names",
+    "resolve_species",
     "text_sha256",
 ]

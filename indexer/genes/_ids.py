@@ -15,9 +15,10 @@ from scipy import sparse
 
 from indexer._errors import InputError
 from indexer.genes._catalog import GeneCatalog
-from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, Species
+from indexer.genes._species import resolve_species
+from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, SpeciesOption
 
-__all__ = ["IdKind", "coverage_report", "detect_id_kind", "infer_species", "map_var_names"]
+__all__ = ["IdKind", "coverage_report", "detect_id_kind", "map_var_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,65 +63,6 @@ def detect_id_kind(names: Sequence[str]) -> IdKind:
     return "symbol"
 
 
-def _evidence(names: Sequence[str]) -> tuple[Species | None, float, int]:
-    """Return the species the names point to, the share that points there and the informative count."""
-    values = _as_names(names)
-    ens = [m.group(1) for v in values if (m := _ENSEMBL.match(v))]
-    if len(ens) > len(values) / 2:
-        n_mouse = sum(1 for p in ens if p == "MUS")
-        n_human = sum(1 for p in ens if p == "")
-        informative = n_mouse + n_human
-        if informative == 0:
-            return None, 0.0, 0
-        if n_mouse >= n_human:
-            return "mouse", n_mouse / informative, informative
-        return "human", n_human / informative, informative
-    n_upper = n_mouse_case = 0
-    for v in values:
-        letters = [c for c in v if c.isalpha()]
-        if len(letters) < 2 or v.startswith(("ENS", "LOC")):
-            continue
-        rest = [c for c in v[1:] if c.isalpha()]
-        if all(c.isupper() for c in letters):
-            n_upper += 1
-        elif (v[0].isupper() or v[0].isdigit()) and all(c.islower() for c in rest):
-            n_mouse_case += 1
-    informative = n_upper + n_mouse_case
-    if informative == 0:
-        return None, 0.0, 0
-    if n_upper >= n_mouse_case:
-        return "human", n_upper / informative, informative
-    return "mouse", n_mouse_case / informative, informative
-
-
-def infer_species(names: Sequence[str]) -> Species | None:
-    """Guess the species of a list of gene names.
-
-    Ensembl prefixes decide (``ENSMUSG`` mouse, ``ENSG`` human); for symbols, names mostly capitalised with
-    lower-case letters after the first (``Rbpms``) point to mouse and names mostly upper case to human.
-
-    Parameters
-    ----------
-    names
-        Gene names, e.g. ``adata.var_names``.
-
-    Returns
-    -------
-    ``"human"``, ``"mouse"``, or ``None`` when the names do not decide (Entrez ids, mixed case).
-
-    Examples
-    --------
-    >>> infer_species(["Rbpms", "Pou4f1", "Opn4"])
-    'mouse'
-    >>> infer_species(["ENSG00000163914.5"])
-    'human'
-    """
-    species, share, informative = _evidence(names)
-    if species is None or informative == 0 or share < 0.7:
-        return None
-    return species
-
-
 def _column_totals(adata: AnnData) -> np.ndarray:
     x = adata.X
     if x is None:
@@ -131,9 +73,10 @@ def _column_totals(adata: AnnData) -> np.ndarray:
 def map_var_names(
     adata: AnnData,
     *,
-    species: Species | None = None,
+    species: SpeciesOption = "auto",
     gene_column: str | None = None,
     data_dir: Path | None = None,
+    option: str | None = None,
 ) -> GeneMapping:
     """Map a dataset's genes to official symbols of one species.
 
@@ -143,23 +86,29 @@ def map_var_names(
         The dataset; its ``var_names`` (or ``var[gene_column]``) hold symbols, Ensembl ids (with or without
         version suffix) or Entrez ids.
     species
-        ``"human"`` or ``"mouse"``; inferred from the names when ``None``.
+        ``"auto"`` (infer it, see :func:`indexer.resolve_species`), ``"human"`` or ``"mouse"``.
     gene_column
         A ``var`` column to read the names from instead of ``var_names``.
     data_dir
         Gene data folder; default ``Settings().data_dir``.
+    option
+        The command-line option that sets the species, named in errors (``"--species"``); ``None`` where
+        there is none (the library, ``cellvec annotate``).
 
     Returns
     -------
-    The mapping: one symbol per ``var`` row (``""`` unmapped), counts, and the most expressed unmapped names.
-    When several rows map to one symbol, the row named exactly like it (else the first) keeps it and the
-    others are left unmapped.
+    The mapping: one symbol per ``var`` row (``""`` unmapped), counts, the most expressed unmapped names
+    and the species call. When several rows map to one symbol, the row named exactly like it (else the
+    first) keeps it and the others are left unmapped.
 
     Raises
     ------
+    SpeciesMismatchError
+        When ``species`` contradicts the names (e.g. ``ENSMUSG`` ids with ``species="human"``).
+    MixedSpeciesError
+        When the names belong to both species.
     InputError
-        When ``gene_column`` is not a ``var`` column, when ``species`` contradicts the names (e.g. ``ENSMUSG``
-        ids with ``species="human"``), or when no name maps.
+        When ``gene_column`` is not a ``var`` column, or when no name maps.
 
     Examples
     --------
@@ -179,38 +128,17 @@ def map_var_names(
         names = [str(n) for n in adata.var_names]
     where = f"var[{gene_column!r}]" if gene_column else "var_names"
     id_kind = detect_id_kind(names)
-    evident, share, informative = _evidence(names)
-    looks = f"they look like {evident} {'Ensembl ids' if id_kind == 'ensembl' else id_kind + 's'}"
-    if species is not None and evident is not None and evident != species:
-        strong = (id_kind == "ensembl" and share >= 0.9) or (
-            id_kind == "symbol" and share >= 0.9 and informative >= 20
-        )
-        if strong:
-            msg = (
-                f"species {species!r} does not match the dataset: {share:.0%} of the {where} {looks}; "
-                f"pass --species {evident} (species={evident!r}) or a matching reference"
-            )
-            raise InputError(msg)
-    if species is None:
-        species = evident if share >= 0.7 else None
-    if species is None:
-        # Undecidable (Entrez ids, mixed case): take the species whose catalog maps the most names.
-        best: tuple[int, Species] | None = None
-        for candidate in ("human", "mouse"):
-            cat = GeneCatalog.load(candidate, data_dir=data_dir)
-            n = int((cat.resolve(names) != "").sum())
-            if best is None or n > best[0]:
-                best = (n, candidate)
-        assert best is not None
-        species = best[1]
+    call = resolve_species(names, species, data_dir=data_dir, where=where, option=option)
+    species = call.species
     catalog = GeneCatalog.load(species, data_dir=data_dir)
     symbols = catalog.resolve(names)
     mapped = symbols != ""
     if not mapped.any():
+        other = "mouse" if species == "human" else "human"
+        fix = f"{option} {other}" if option else f"species={other!r}"
         msg = (
-            f"none of the {len(names):,} {where} map to {species} gene symbols ({looks}); "
-            f"pass --species {'mouse' if species == 'human' else 'human'} or --gene-column with a column of "
-            "symbols, Ensembl or Entrez ids"
+            f"none of the {len(names):,} {where} map to {species} gene symbols (names look like {id_kind}s); "
+            f"pass {fix}, or a var column of symbols, Ensembl or Entrez ids as gene_column"
         )
         raise InputError(msg)
     # Several rows on one symbol: the row named exactly like the symbol keeps it, else the first row.
@@ -239,6 +167,7 @@ def map_var_names(
         n_duplicates=int(dup.sum()),
         duplicate_examples=duplicate_examples,
         unmapped_examples=unmapped_examples,
+        species_call=call,
     )
     logger.info(mapping.summary())
     return mapping
@@ -267,7 +196,7 @@ def _top_gene_counts(x: object, *, top_n: int) -> np.ndarray:
 def coverage_report(
     adata: AnnData,
     *,
-    species: Species | None = None,
+    species: SpeciesOption = "auto",
     top_n: int = 20,
     gene_column: str | None = None,
     data_dir: Path | None = None,
@@ -279,7 +208,7 @@ def coverage_report(
     adata
         The dataset; ``X`` holds counts or log-normalised values (not scaled values).
     species
-        ``"human"`` or ``"mouse"``; inferred from the gene names when ``None``.
+        ``"auto"`` (inferred from the gene names), ``"human"`` or ``"mouse"``.
     top_n
         Genes counted per cell: its ``top_n`` highest positive values.
     gene_column

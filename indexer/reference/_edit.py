@@ -137,6 +137,7 @@ def add_cells(
         with_view2=spec.stores_view2(),
         progress=progress,
         what="new cells",
+        query_species=spec.species,  # cells added must be of the reference's species, never mapped onto it
     )
     keep = usable_rows(cells, what="new")
     if art.supcon is not None:
@@ -371,5 +372,6 @@ def refit(
         blobs=blobs,
         text_dim=record.text_dim,
         progress=progress,
+        species_call=record.species_call,
     )
 
