@@ -100,3 +100,52 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     if "CELLVEC_QDRANT_URL" not in os.environ:
         monkeypatch.delenv("CELLVEC_STORE", raising=False)
+
+
+# ---------------------------------------------------------------- species and orthologs
+
+class FakeCatalog:
+    """Resolves exact symbols, then upper-cased ones, then ids, like :meth:`indexer.GeneCatalog.resolve`."""
+
+    def __init__(self, symbols: list[str], ids: dict[str, str] | None = None) -> None:
+        self.exact = {s: s for s in symbols} | (ids or {})
+        self.upper = {s.upper(): s for s in symbols}
+
+    def resolve(self, names: list[str]) -> np.ndarray:
+        return np.array([self.exact.get(n) or self.upper.get(str(n).upper(), "") for n in names], dtype=object)
+
+
+FAKE_HUMAN = [f"GENE{i}" for i in range(60)] + ["CD3E", "CD19", "LYZ", "HLA-DRA", "MS4A1", "MT-ND5"]
+FAKE_MOUSE = [f"Gene{i}" for i in range(50)] + [f"Gm{i}" for i in range(30)] + [
+    "Cd3e", "Cd19", "Lyz1", "Lyz2", "H2-Ea", "Ms4a1", "mt-Nd5", "0610007P14Rik",
+]  # fmt: skip
+
+
+@pytest.fixture
+def fake_catalogs() -> dict[str, FakeCatalog]:
+    """Tiny human and mouse catalogs (symbols and a few Entrez ids) for species and ortholog unit tests."""
+    return {
+        "human": FakeCatalog(FAKE_HUMAN, ids={"916": "CD3E", "930": "CD19"}),
+        "mouse": FakeCatalog(FAKE_MOUSE, ids={"12501": "Cd3e", "12478": "Cd19"}),
+    }
+
+
+@pytest.fixture(scope="session")
+def actinn(data_dir: Path) -> ad.AnnData:
+    """Real mouse immune cells (Tabula Muris via ACTINN): 1,000 cells x 19,371 genes, raw counts."""
+    path = data_dir / "datasets" / "actinn_tabula_muris_immune.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (see the data folder's README)")
+    return ad.read_h5ad(path)
+
+
+@pytest.fixture(scope="session")
+def pbmc() -> ad.AnnData:
+    """Real human PBMCs: scanpy's pbmc68k_reduced ``.raw`` (700 cells x 765 genes, log-normalised)."""
+    import warnings
+
+    import scanpy as sc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sc.datasets.pbmc68k_reduced().raw.to_adata()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from indexer import GeneCatalog, InputError, Settings
+from indexer import GeneCatalog, InputError, Settings, SpeciesMismatchError
 from indexer.genes import coverage_report, detect_id_kind, infer_species, map_var_names
 from schemas import CoverageReport
 
@@ -38,12 +38,12 @@ def test_detect_id_kind() -> None:
 
 
 def test_infer_species() -> None:
-    assert infer_species(["ENSMUSG00000031586.2", "ENSMUSG00000030324"]) == "mouse"
-    assert infer_species(["ENSG00000163914", "ENSG00000111640.14"]) == "human"
-    assert infer_species(RGC_MARKERS) == "mouse"
-    assert infer_species(["RHO", "GAPDH", "MT-CO1", "HLA-DRA"]) == "human"
-    assert infer_species(["1", "2", "3"]) is None
-    assert infer_species(["Rho", "GAPDH", "Rbpms", "ACTB"]) is None
+    assert infer_species(["ENSMUSG00000031586.2", "ENSMUSG00000030324"], data_dir=DATA).species == "mouse"
+    assert infer_species(["ENSG00000163914", "ENSG00000111640.14"], data_dir=DATA).species == "human"
+    assert infer_species(RGC_MARKERS, data_dir=DATA).species == "mouse"
+    assert infer_species(["RHO", "GAPDH", "MT-CO1", "HLA-DRA"], data_dir=DATA).species == "human"
+    entrez = infer_species(["19663", "18996", "30044"], data_dir=DATA)  # Rbpms, Pou4f1, Opn4
+    assert (entrez.species, entrez.evidence) == ("mouse", "entrez")
 
 
 # ---------------------------------------------------------------- real data
@@ -103,16 +103,20 @@ def test_errors_name_problem_and_fix() -> None:
         map_var_names(_adata(["a"], ensembl=["b"]), gene_column="symbol", data_dir=DATA)
     mouse_ids = [f"ENSMUSG{n:011d}" for n in (31586, 30324, 57666)]
     with pytest.raises(
-        InputError, match=r"species 'human' does not match .*mouse Ensembl ids; pass --species mouse"
+        SpeciesMismatchError,
+        match=r"^species='human' contradicts the var_names: 100% of its 3 Ensembl gene ids are mouse; "
+        r"pass species='mouse' or species='auto'$",
     ):
         map_var_names(_adata(mouse_ids), species="human", data_dir=DATA)
+    with pytest.raises(SpeciesMismatchError, match=r"pass --species mouse \(or leave --species out"):
+        map_var_names(_adata(mouse_ids), species="human", data_dir=DATA, option="--species")
     with pytest.raises(InputError, match=r"none of the 3 var_names map to mouse gene symbols"):
         map_var_names(_adata(["foo1", "bar2", "baz3"]), species="mouse", data_dir=DATA)
-    upper = [s.upper() for s in RGC_MARKERS] * 3
-    upper = [f"{s}{i}" if i else s for i, s in enumerate(upper)]
-    lower = [s.capitalize() for s in upper]
-    with pytest.raises(InputError, match="species 'human' does not match"):
+    # Mouse-only predicted genes (Gm…): they resolve as mouse, hardly as human.
+    lower = [g for g in GeneCatalog.load("mouse", data_dir=DATA).all_symbols() if g.startswith("Gm")][:40]
+    with pytest.raises(SpeciesMismatchError, match="species='human' contradicts the var_names") as e:
         map_var_names(_adata(lower), species="human", data_dir=DATA)
+    assert " they " not in str(e.value)
 
 
 @pytest.mark.slow
