@@ -1,0 +1,84 @@
+"""Real mouse data end to end: a mouse reference built without a species, same- and cross-species queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from annotator import annotate
+from benchmarks.accuracy.cross_species import PBMC_TO_COARSE
+from indexer import build_reference, open_store
+from indexer.cells import score, stratified_split
+from schemas import CellVectorSpec
+from tests.conftest import FAST_ENCODER
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def human(pbmc: ad.AnnData) -> ad.AnnData:
+    import warnings
+
+    import scanpy as sc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = sc.datasets.pbmc68k_reduced().obs["bulk_labels"].astype(str).map(PBMC_TO_COARSE)
+    h = pbmc.copy()
+    h.obs["cell_type"] = labels.to_numpy()
+    return h[h.obs["cell_type"].notna()].copy()
+
+
+def _recall(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {c: float(np.mean(pred[truth == c] == c)) for c in np.unique(truth)}
+
+
+def test_mouse_reference_same_and_cross_species(actinn: ad.AnnData, human: ad.AnnData, data_dir: Path) -> None:
+    ref_idx, query_idx = stratified_split(actinn.obs["cell_type"].to_numpy(), test_size=0.2, seed=0)
+    with open_store(":memory:") as store:
+        rec = build_reference(
+            actinn[ref_idx].copy(), store=store, name="tm", label_key="cell_type",
+            spec=CellVectorSpec(encoder=FAST_ENCODER), data_dir=data_dir,
+        )  # fmt: skip
+        assert rec.spec.species == "mouse"
+        assert rec.species_call is not None
+        assert rec.species_call.summary() == "species: mouse (inferred from 99% of 19,371 gene names)"
+
+        held = actinn[query_idx].copy()
+        same = annotate(held, reference="tm", store=store, data_dir=data_dir)
+        assert same.params.orthologs is None
+        assert score(held.obs["cell_type"].to_numpy(), same.labels).accuracy > 0.9
+
+        cross = annotate(human, reference="tm", store=store, data_dir=data_dir)
+        report = cross.params.orthologs
+        assert report is not None
+        assert cross.params.query_species is not None
+        assert cross.params.query_species.species == "human"
+        assert report.n_mapped > 650
+        assert report.expression_mass_share > 0.9
+        truth = human.obs["cell_type"].to_numpy().astype(str)
+        recall = _recall(truth, cross.labels.astype(str))
+        assert np.mean(cross.labels.astype(str) == truth) > 0.7
+        assert min(recall["B cell"], recall["Monocyte"], recall["T cell"]) > 0.6, recall
+
+
+def test_human_reference_mouse_query(actinn: ad.AnnData, human: ad.AnnData, data_dir: Path) -> None:
+    query = actinn[actinn.obs["cell_type"] != "Granulocyte"].copy()
+    with open_store(":memory:") as store:
+        rec = build_reference(
+            human, store=store, name="pbmc", label_key="cell_type", spec=CellVectorSpec(encoder=FAST_ENCODER),
+            data_dir=data_dir,
+        )  # fmt: skip
+        assert rec.spec.species == "human"
+        res = annotate(query, reference="pbmc", store=store, data_dir=data_dir)
+    report = res.params.orthologs
+    assert report is not None
+    assert (report.query_species, report.reference_species) == ("mouse", "human")
+    assert report.n_mapped > 10_000  # onto the human catalog, not only pbmc68k's 765 genes
+    truth = query.obs["cell_type"].to_numpy().astype(str)
+    recall = _recall(truth, res.labels.astype(str))
+    assert np.mean(res.labels.astype(str) == truth) > 0.85
+    assert min(recall.values()) > 0.5, recall
