@@ -149,3 +149,14 @@ def pbmc() -> ad.AnnData:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return sc.datasets.pbmc68k_reduced().raw.to_adata()
+
+
+def as_mouse(adata: ad.AnnData) -> ad.AnnData:
+    """The cells with each human symbol replaced by its chosen HCOP mouse ortholog (real gene data)."""
+    from indexer import OrthologMap
+
+    best = OrthologMap.load("human", "mouse", data_dir=Settings().data_dir).best.set_index("q")["r"]
+    out = adata.copy()
+    out.var_names = [str(best.get(g, g)) for g in adata.var_names]
+    out.var_names_make_unique()
+    return out

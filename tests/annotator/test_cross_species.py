@@ -11,23 +11,12 @@ import pytest
 from annotator import annotate
 from indexer import (
     MixedSpeciesError,
-    OrthologMap,
     OrthologMappingError,
     SpeciesMismatchError,
     build_reference,
 )
 from schemas import CellVectorSpec
-from tests.conftest import FAST_ENCODER, make_adata
-
-
-def _as_mouse(adata: ad.AnnData, data_dir: Path) -> ad.AnnData:
-    """The synthetic cells with each human symbol replaced by its chosen HCOP mouse ortholog."""
-    best = OrthologMap.load("human", "mouse", data_dir=data_dir).best.set_index("q")["r"]
-    names = [str(best.get(g, g)) for g in adata.var_names]
-    out = adata.copy()
-    out.var_names = names
-    out.var_names_make_unique()
-    return out
+from tests.conftest import FAST_ENCODER, as_mouse, make_adata
 
 
 @pytest.fixture
@@ -35,7 +24,7 @@ def mouse_ref(edge_store, data_dir: Path) -> str:  # type: ignore[no-untyped-def
     spec = CellVectorSpec(mode="hybrid", encoder=FAST_ENCODER)
     assert spec.species == "auto"
     rec = build_reference(
-        _as_mouse(make_adata(), data_dir), store=edge_store, name="mref", label_key="cell_type", spec=spec
+        as_mouse(make_adata()), store=edge_store, name="mref", label_key="cell_type", spec=spec
     )
     assert rec.spec.species == "mouse"
     assert rec.species_call is not None
@@ -60,7 +49,7 @@ def test_human_query_on_mouse_reference_is_mapped(edge_store, mouse_ref: str) ->
 
 
 def test_same_species_query_records_no_mapping(edge_store, mouse_ref: str, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    query = _as_mouse(make_adata(10, seed=1), data_dir)
+    query = as_mouse(make_adata(10, seed=1))
     res = annotate(query, reference=mouse_ref, store=edge_store, k=5)
     assert res.params.orthologs is None
     assert res.params.query_species is not None
@@ -97,7 +86,7 @@ def test_explicit_query_species_contradicting_names(edge_store, mouse_ref: str) 
 
 def test_mixed_species_query_refused(edge_store, mouse_ref: str, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     human = make_adata(10, seed=1)
-    mouse = _as_mouse(human, data_dir)
+    mouse = as_mouse(human)
     mouse = mouse[:, np.asarray(mouse.var_names) != np.asarray(human.var_names)]
     both = ad.concat([human, mouse], axis=1)
     both.obs = human.obs
@@ -109,5 +98,5 @@ def test_explicit_reference_species_contradiction_names_the_library_argument(edg
     spec = CellVectorSpec(mode="paper", encoder=FAST_ENCODER, species="human")
     with pytest.raises(SpeciesMismatchError, match=r"pass species='mouse' or species='auto'$"):
         build_reference(
-            _as_mouse(make_adata(), data_dir), store=edge_store, name="x", label_key="cell_type", spec=spec
+            as_mouse(make_adata()), store=edge_store, name="x", label_key="cell_type", spec=spec
         )

@@ -26,7 +26,7 @@ from indexer.reference._versions import (
 )
 from indexer.store._shared import encode_key
 from schemas import CellVectorSpec, ExpressionParams, RefineParams
-from tests.conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, as_mouse, make_adata
 
 N_REF = 100  # make_adata(25): 4 labels x 25 cells
 BUILT_STATE: dict[Path, tuple[str, dict[str, int]]] = {}
@@ -230,11 +230,7 @@ def _ensembl_ids(t: Path, s: Path) -> list[str]:
 
 
 def _mouse_query(t: Path, s: Path) -> list[str]:
-    a = make_adata(5, seed=3)
-    a.var_names = [
-        g.capitalize() if not g.startswith("MT-") else "mt-" + g[3:].capitalize() for g in a.var_names
-    ]
-    return annotate_argv(s, write(a, t / "q.h5ad"))
+    return annotate_argv(s, write(as_mouse(make_adata(5, seed=3)), t / "q.h5ad"))
 
 
 def _k(k: int) -> Callable[[Path, Path], list[str]]:
@@ -321,9 +317,10 @@ CASES: dict[str, Case] = {
     "dense-strings": (_dense_strings(str), r"\.X holds object values, not numbers; store numeric expression"),
     "dense-objects": (_dense_strings(object), r"\.X holds object values, not numbers"),
     "ensembl-without-mapping": (_ensembl_ids, r"(?i)ensembl.*(gene_info|--gene-column|map)"),
-    "mouse-symbols-vs-human": (
+    "mouse-query-vs-human-reference": (
         _mouse_query,
-        r"species 'human' does not match.*mouse symbols.*matching reference",
+        r"only \d+ of the mouse query's 48 genes map onto human genes through HCOP orthologs \(at least 200 "
+        r"needed.*annotate it against a mouse reference",
     ),
     "k-zero": (_k(0), r"k must be at least 1 \(got 0\); pass --k"),
     "k-negative": (_k(-3), r"k must be at least 1 \(got -3\)"),
