@@ -134,11 +134,15 @@ def map_var_names(
     symbols = catalog.resolve(names)
     mapped = symbols != ""
     if not mapped.any():
-        other = "mouse" if species == "human" else "human"
-        fix = f"{option} {other}" if option else f"species={other!r}"
+        kind = {"symbol": "symbols", "ensembl": "Ensembl ids", "entrez": "Entrez ids"}[id_kind]
+        column = f"a var column of symbols, Entrez or Ensembl ids as {'--gene-column' if option else 'gene_column'}"
+        fix = f"pass {column}"
+        if not call.decisive and call.evidence not in ("ensembl", "genome_prefix"):
+            other = "mouse" if species == "human" else "human"
+            fix = f"pass {f'{option} {other}' if option else f'species={other!r}'}, or {column}"
         msg = (
-            f"none of the {len(names):,} {where} map to {species} gene symbols (names look like {id_kind}s); "
-            f"pass {fix}, or a var column of symbols, Ensembl or Entrez ids as gene_column"
+            f"none of the {len(names):,} {where} map to {species} gene symbols ({kind} such as "
+            f"{', '.join(names[:3])}); {fix}"
         )
         raise InputError(msg)
     # Several rows on one symbol: the row named exactly like the symbol keeps it, else the first row.
