@@ -169,6 +169,13 @@ class CellVectorSpec(Record):
             return {**data, "expression": ExpressionParams()}
         return data
 
+    def known_species(self) -> Species:
+        """Return the species once resolved; ``"auto"`` is resolved by ``build_reference`` before any use."""
+        if self.species == "auto":
+            msg = "the spec's species is still 'auto'; resolve it from the gene names first (resolve_species)"
+            raise ValueError(msg)
+        return self.species
+
     def uses_text(self) -> bool:
         """Return whether gene text vectors enter the cell vector."""
         return self.mode != "expression"
@@ -240,7 +247,7 @@ class BuildRecord(Record):
     @property
     def species(self) -> Species:
         """The species of the reference's genes."""
-        return "mouse" if self.spec.species == "mouse" else "human"
+        return self.spec.known_species()
 
 
 class ReferenceManifest(Record):

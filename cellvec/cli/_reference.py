@@ -48,7 +48,15 @@ def build_cmd(**opts: Any) -> None:
         adata = read_h5ad(opts.pop("adata_path"))
     spec = spec_from_options(opts, species=opts["species"])
     hk_path = opts.pop("hk_path")
-    hk = load_housekeeping(spec.species, path=Path(hk_path)) if hk_path else None
+    hk = None
+    if hk_path:
+        from indexer import resolve_species
+
+        # The list's symbols are resolved against the reference's species, so decide it first.
+        names = adata.var[opts["gene_column"]] if opts["gene_column"] else adata.var_names
+        call = resolve_species([str(n) for n in names], spec.species, option="--species")
+        spec = spec.model_copy(update={"species": call.species})
+        hk = load_housekeeping(call.species, path=Path(hk_path))
     index = index_from_options(opts)
     with open_cli_store(opts.pop("store"), index=index) as store, progress_bars(enabled=not as_json) as report:
         with timer.step("build"):

@@ -333,7 +333,7 @@ def _genes_of(
     names = adata.var[gene_column].astype(str).tolist() if gene_column else [str(n) for n in adata.var_names]
     where = f"var[{gene_column!r}]" if gene_column else "var_names"
     call = resolve_species(names, query_species, data_dir=data_dir, where=where, option=option)
-    ref_species = "mouse" if spec.species == "mouse" else "human"
+    ref_species = spec.known_species()
     # Only evidence that could refute an explicit species sends a query across species.
     if call.species == ref_species or not (call.decisive or query_species != "auto"):
         mapping = map_var_names(adata, species=ref_species, gene_column=gene_column, data_dir=data_dir)
@@ -363,7 +363,7 @@ def _text_view(
     from indexer.genes._catalog import GeneCatalog
     from indexer.genes._index import GeneIndex
 
-    catalog = GeneCatalog.load(spec.species, data_dir=data_dir)
+    catalog = GeneCatalog.load(spec.known_species(), data_dir=data_dir)
     has_text = np.array([gt is not None for gt in catalog.gene_texts([s or "" for s in symbols])])
     has_text &= symbols != ""
     usable = has_text & ~excluded_genes(symbols, spec.pooling)

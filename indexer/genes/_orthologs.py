@@ -303,7 +303,9 @@ class OrthologMap:
         chosen = self.best
         return chosen[chosen["r"].isin(pd.Index([g for g in reference_genes if g]))]
 
-    def matrix(self, query_var_names: Sequence[str], reference_genes: Sequence[str]) -> tuple[sp.csr_matrix, dict]:
+    def matrix(
+        self, query_var_names: Sequence[str], reference_genes: Sequence[str]
+    ) -> tuple[sp.csr_matrix, dict[str, np.ndarray]]:
         """Return the 0/1 ``n_query_genes x n_reference_genes`` mapping matrix and per-row facts.
 
         Parameters

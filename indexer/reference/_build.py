@@ -159,7 +159,7 @@ def _default_housekeeping(spec: CellVectorSpec, *, data_dir: Path | None) -> fro
     from indexer.genes._housekeeping import load_housekeeping
 
     try:
-        return load_housekeeping(spec.species, data_dir=data_dir)
+        return load_housekeeping(spec.known_species(), data_dir=data_dir)
     except DataError:
         if spec.refine.method == "supcon":
             raise
