@@ -27,12 +27,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anndata as ad
 import numpy as np
 
 from indexer import InputError
+
+if TYPE_CHECKING:
+    from schemas import OrthologReport
 
 PAPER_SIZES: tuple[int, ...] = (165, 138, 117, 92, 69, 27)
 """Cells per cluster in the paper's low-sample task, largest first."""
@@ -117,11 +120,13 @@ def from_files(
     label_key
         ``obs`` column with labels, in both files.
     query_path
-        Labelled query cells; ``None`` to split ``adata_path`` per seed.
+        Labelled query cells; ``None`` to split ``adata_path`` per seed. A query of the other species is
+        mapped onto the reference's genes through HCOP orthologs (:func:`cross_species_query`), so that every
+        method, baselines included, sees the same ortholog-mapped genes.
 
     Returns
     -------
-    The dataset.
+    The dataset; its species is inferred from the reference's gene names.
     """
     paths = [Path(adata_path)] + ([Path(query_path)] if query_path else [])
     for p in paths:
@@ -135,13 +140,63 @@ def from_files(
         query = ad.read_h5ad(paths[1])
         _check_labels(query, label_key, str(paths[1]))
         query = clean_labels(query, label_key)
+    from indexer import infer_species
+
+    ref = clean_labels(ref, label_key)
+    species = infer_species([str(n) for n in ref.var_names]).species
+    details: dict[str, object] = {"species": species}
+    if query is not None:
+        query, report = cross_species_query(ref, query, reference_species=species)
+        if report is not None:
+            details["orthologs"] = report.model_dump(mode="json")
     return BenchDataset(
         name=paths[0].stem,
-        adata=clean_labels(ref, label_key),
+        adata=ref,
         label_key=label_key,
+        species=species,
         query=query,
         description=f"User data {paths[0].name}" + (f" → {paths[1].name}" if query_path else ""),
+        details=details,
     )
+
+
+def cross_species_query(
+    ref: ad.AnnData, query: ad.AnnData, *, reference_species: Literal["human", "mouse"]
+) -> tuple[ad.AnnData, OrthologReport | None]:
+    """Return the query over the reference's own gene names, ortholog-mapped when its species differs.
+
+    Parameters
+    ----------
+    ref
+        Reference cells (their ``var_names`` name the output columns).
+    query
+        Query cells, of either species.
+    reference_species
+        The reference's species.
+
+    Returns
+    -------
+    The query unchanged and ``None`` for a same-species query; else the mapped query (ln(1 + CP10k) over
+    each cell's whole library, only the reference genes some query gene covers) and the mapping report.
+
+    Raises
+    ------
+    OrthologMappingError
+        When too few genes or too little expression map (the same floors as ``annotate``).
+    """
+    from indexer import GeneCatalog, OrthologMap, infer_species
+    from indexer.genes import check_mapping, map_adata
+
+    query_species = infer_species([str(n) for n in query.var_names]).species
+    if query_species == reference_species:
+        return query, None
+    symbols = np.asarray(GeneCatalog.load(reference_species).resolve(list(ref.var_names)), dtype=object)
+    omap = OrthologMap.load(query_species, reference_species)
+    mapped, report = map_adata(query, omap, symbols)
+    check_mapping(report, min_mass_share=0.0)  # a small reference panel catches little mass; the gene floor holds
+    name_of = {sym: str(name) for sym, name in zip(symbols[::-1], ref.var_names[::-1], strict=True) if sym}
+    mapped.var_names = [name_of[g] for g in mapped.var_names]
+    return mapped, report
 
 
 def load_pbmc68k() -> BenchDataset:
