@@ -44,7 +44,8 @@ def search_cells(
     The query cell is encoded exactly as :func:`annotator.annotate` encodes it: with the reference
     version's build record and fitted artefacts (pooling, idf, whitening, expression projection, SupCon
     encoder), and normalised as the whole AnnData would be (counts or log-normalised is decided on the
-    whole matrix, not on the one cell).
+    whole matrix, not on the one cell). A cell of the other species than the reference is mapped onto the
+    reference species' genes through HCOP orthologs, as ``annotate`` maps it.
 
     Parameters
     ----------

@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
-from annotator import annotate
+from annotator import annotate, search_cells
 from benchmarks.accuracy.cross_species import PBMC_TO_COARSE
 from indexer import build_reference, open_store
 from indexer.cells import score, stratified_split
@@ -63,6 +63,10 @@ def test_mouse_reference_same_and_cross_species(actinn: ad.AnnData, human: ad.An
         recall = _recall(truth, cross.labels.astype(str))
         assert np.mean(cross.labels.astype(str) == truth) > 0.7
         assert min(recall["B cell"], recall["Monocyte"], recall["NK cell"]) > 0.9, recall
+        b_cell = str(human.obs_names[np.flatnonzero(truth == "B cell")[0]])
+        hits = search_cells(human, cell=b_cell, reference="tm", store=store, data_dir=data_dir)
+        assert len(hits) == 10
+        assert sum(h.label == "B cell" for h in hits) >= 8  # the human cell mapped onto mouse genes, as annotate does
         # Many human T cells are called NK on pbmc68k's 765 genes (docs/species.md); guard against worse.
         assert recall["T cell"] > 0.45, recall
 
