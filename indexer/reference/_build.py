@@ -12,6 +12,7 @@ from indexer._errors import InputError
 from indexer._settings import Settings
 from indexer.cells._encode import Artifacts, Progress, encode_cells
 from indexer.cells._validate import _check_unique, labels_of
+from indexer.genes import resolve_species
 from indexer.reference._versions import (
     check_reference_name,
     load_manifest,
@@ -29,7 +30,7 @@ from indexer.reference._write import (
     usable_rows,
     write_version,
 )
-from schemas import BuildRecord, CellVectorSpec
+from schemas import BuildRecord, CellVectorSpec, SpeciesCall
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -56,6 +57,7 @@ def build_reference(
     housekeeping: frozenset[str] | None = None,
     progress: Progress | None = None,
     chunk_size: int | None = None,
+    species_option: str | None = None,
 ) -> BuildRecord:
     """Build a new version of a labelled reference in the store and make it current.
 
@@ -74,7 +76,10 @@ def build_reference(
     label_key
         ``obs`` column with the cell type labels.
     spec
-        How cells become vectors (default: :class:`schemas.CellVectorSpec` defaults).
+        How cells become vectors (default: :class:`schemas.CellVectorSpec` defaults). Its ``species``
+        (default ``"auto"``) is inferred from the gene names (see :func:`indexer.resolve_species`), logged
+        ("species: mouse (inferred from 99% of 19,371 gene names)"), and stored in the build record with
+        the evidence; an explicit species the names clearly contradict is an error.
     dataset_key
         ``obs`` column naming each cell's dataset or batch.
     dataset
@@ -93,10 +98,20 @@ def build_reference(
         for specs that fit nothing on the reference (mode ``"paper"`` without ``idf``, ``whiten`` or
         refinement), where pooling a chunk equals pooling the whole; ``progress`` then reports
         ``"writing cells"`` once per chunk. ``None`` (default) does everything in one pass.
+    species_option
+        The command-line option that sets the species, named in errors (``"--species"``; ``None`` for the
+        library, whose errors name ``species=``).
 
     Returns
     -------
-    The build record of the new version.
+    The build record of the new version (``record.species_call`` says how the species was decided).
+
+    Raises
+    ------
+    SpeciesMismatchError
+        When ``spec.species`` contradicts the gene names.
+    MixedSpeciesError
+        When the gene names belong to two species.
 
     Examples
     --------
@@ -108,7 +123,15 @@ def build_reference(
     labels = labels_of(adata, label_key)
     datasets = _datasets(adata, dataset_key, dataset)
     cell_ids = np.asarray(adata.obs_names, dtype=object)  # unique: checked with the expression matrix
-    if housekeeping is None and spec.uses_text():
+    call: SpeciesCall | None = None
+    # An empty AnnData or a missing gene column is reported by encode_cells, which names the problem.
+    if adata.n_obs and adata.n_vars and (gene_column is None or gene_column in adata.var.columns):
+        names = adata.var[gene_column].astype(str).tolist() if gene_column else [str(n) for n in adata.var_names]
+        where = f"var[{gene_column!r}]" if gene_column else "var_names"
+        call = resolve_species(names, spec.species, data_dir=data_dir, where=where, option=species_option)
+        logger.info(call.summary())
+        spec = spec.model_copy(update={"species": call.species})
+    if housekeeping is None and spec.uses_text() and spec.species != "auto":
         housekeeping = _default_housekeeping(spec, data_dir=data_dir)
     if chunk_size is not None:
         return _build_in_chunks(
@@ -123,6 +146,7 @@ def build_reference(
             housekeeping=housekeeping,
             chunk_size=chunk_size,
             progress=progress,
+            species_call=call,
         )
     cells, art = encode_cells(
         adata,
@@ -135,7 +159,9 @@ def build_reference(
         with_view2=spec.stores_view2(),
         progress=progress,
         what="reference",
+        option=species_option,
     )
+    spec = cells.spec or spec
     keep = usable_rows(cells, what="reference")
     blobs = _with_housekeeping(art.blobs(), housekeeping, spec=spec)
     return write_version(
@@ -151,6 +177,7 @@ def build_reference(
         blobs=blobs,
         text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
         progress=progress,
+        species_call=cells.species_call or call,
     )
 
 
@@ -206,6 +233,7 @@ def _build_in_chunks(
     housekeeping: frozenset[str] | None,
     chunk_size: int,
     progress: Progress | None,
+    species_call: SpeciesCall | None,
 ) -> BuildRecord:
     """Pool and write ``chunk_size`` cells at a time (``columns``: cell ids, labels, datasets per cell)."""
     if spec.mode != "paper" or spec.pooling.idf or spec.pooling.whiten or spec.refine.method != "none":
@@ -236,6 +264,7 @@ def _build_in_chunks(
             housekeeping=housekeeping,
             with_view2=spec.stores_view2(),
             what="reference",
+            query_species=spec.species,  # reference cells: checked against the species, never mapped
         )
         keep = usable_rows(cells, what="reference")
         vectors = stored_vectors(cells, keep, spec=spec)
@@ -248,6 +277,7 @@ def _build_in_chunks(
                 dims={v: int(a.shape[1]) for v, a in vectors.items()},
                 blobs=blobs,
                 text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
+                species_call=species_call,
             )
         rows = start + keep
         writer.write(

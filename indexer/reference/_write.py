@@ -25,7 +25,7 @@ from indexer.reference._versions import (
     save_manifest,
     version_collection,
 )
-from schemas import BuildRecord, CellVectorSpec, ReferenceManifest
+from schemas import BuildRecord, CellVectorSpec, ReferenceManifest, SpeciesCall
 
 if TYPE_CHECKING:
     from indexer.cells._encode import CellVectors, Progress
@@ -59,7 +59,10 @@ def usable_rows(cells: CellVectors, *, what: str) -> np.ndarray:
         )
     keep = np.flatnonzero(cells.valid)
     if keep.size == 0:
-        msg = f"no {what} cell has a usable vector; check the species and gene names (--species, --gene-column)."
+        msg = (
+            f"no {what} cell has a usable vector; check the gene names and their species "
+            "(gene_column / --gene-column)."
+        )
         raise InputError(msg)
     return keep
 
@@ -98,6 +101,7 @@ def write_version(
     blobs: Mapping[str, bytes],
     text_dim: int,
     progress: Progress | None = None,
+    species_call: SpeciesCall | None = None,
 ) -> BuildRecord:
     """Write a new immutable version of a reference and switch ``current`` to it in one manifest write.
 
@@ -127,6 +131,8 @@ def write_version(
         Dimension of the gene text vectors (0 when unused).
     progress
         Progress callback.
+    species_call
+        How the reference's species was decided (recorded in the build record).
 
     Returns
     -------
@@ -140,6 +146,7 @@ def write_version(
         dims={v: int(a.shape[1]) for v, a in vectors.items()},
         blobs=blobs,
         text_dim=text_dim,
+        species_call=species_call,
     )
     writer.write(vectors, cell_ids=cell_ids, labels=labels, datasets=datasets, top_genes=top_genes, progress=progress)
     return writer.finish()
@@ -168,6 +175,8 @@ class VersionWriter:
         Artefact files stored with the version.
     text_dim
         Dimension of the gene text vectors (0 when unused).
+    species_call
+        How the reference's species was decided.
     """
 
     def __init__(
@@ -180,6 +189,7 @@ class VersionWriter:
         dims: Mapping[str, int],
         blobs: Mapping[str, bytes],
         text_dim: int,
+        species_call: SpeciesCall | None = None,
     ) -> None:
         self._store = store
         self._name = name
@@ -201,6 +211,7 @@ class VersionWriter:
             artifacts=hashes,
             created=datetime.now(UTC),
             status="building",
+            species_call=species_call,
         )
         others = [v for v in manifest.versions if v.version != version]
         save_manifest(store, manifest.model_copy(update={"versions": [*others, self._record]}))
