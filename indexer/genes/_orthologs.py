@@ -87,7 +87,7 @@ def load_hcop(*, data_dir: Path | None = None) -> pd.DataFrame:
         When the file is missing or unreadable (the message says how to fetch it).
     """
     from indexer._errors import DataError
-    from indexer.genes._catalog import data_file
+    from indexer.genes._files import data_file
 
     if data_dir is None:
         from indexer._settings import Settings
