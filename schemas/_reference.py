@@ -145,6 +145,10 @@ class CellVectorSpec(Record):
         Weight of the unit text vector in ``"hybrid"`` mode (the expression part gets ``1 - text_weight``).
     refine
         Refinement parameters.
+    text_dims
+        Project the pooled text view on its top ``text_dims`` principal directions, fitted on the reference
+        cells (``None``: keep the encoder's full dimension, as the paper does). Shrinks the stored vector of
+        the ``"hybrid"`` and ``"genept"`` modes.
     keep_views
         Store SupCon's second view (housekeeping genes removed) beside every reference cell, so that
         ``refit`` needs no h5ad. Turning it off halves the stored vectors of an unrefined reference (atlas
@@ -158,6 +162,7 @@ class CellVectorSpec(Record):
     expression: ExpressionParams | None = None
     text_weight: float = Field(default=0.2, ge=0, le=1)
     refine: RefineParams = RefineParams()
+    text_dims: int | None = Field(default=None, ge=1)
     keep_views: bool = True
 
     @model_validator(mode="before")

@@ -46,6 +46,17 @@ def variants(encoder: str) -> dict[str, CellVectorSpec]:
         "hybrid0.2": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_weight=0.2),
         "hybrid0.4": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_weight=0.4),
         "hybrid0.2[random:384]": CellVectorSpec(mode="hybrid", encoder="random:384", expression=head, text_weight=0.2),
+        # Issue 17: the stored vector's size (text view projected on its top principal directions; fewer PCs).
+        **{
+            f"hybrid0.2-t{d}": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_dims=d)
+            for d in (4, 8, 16, 32, 64)
+        },
+        "hybrid0.2-t16-pc30": CellVectorSpec(
+            mode="hybrid", encoder=encoder, expression=head.model_copy(update={"n_components": 30}), text_dims=16
+        ),
+        "hybrid0.2-t8-pc30": CellVectorSpec(
+            mode="hybrid", encoder=encoder, expression=head.model_copy(update={"n_components": 30}), text_dims=8
+        ),
         "hybrid0.2+supcon": CellVectorSpec(
             mode="hybrid", encoder=encoder, expression=head, text_weight=0.2, refine=SUPCON
         ),
@@ -61,7 +72,10 @@ def run_method(method, ref, query, y_ref, y_query, seed):
         k = select_k(cv_k_accuracy(*fitted, seed=seed))
     pred = method.predict(query, k=k)
     sc = score(y_query, pred.labels)
-    return {"accuracy": sc.accuracy, "macro_f1": sc.macro_f1, "k": k, "seconds": time.perf_counter() - t0}
+    stored = getattr(method, "ref_vectors_", None)
+    dim = None if stored is None else int(stored.shape[1])
+    seconds = time.perf_counter() - t0
+    return {"accuracy": sc.accuracy, "macro_f1": sc.macro_f1, "k": k, "dim": dim, "seconds": seconds}
 
 
 def main() -> None:
@@ -122,13 +136,16 @@ def main() -> None:
                     row = {"dataset": ds_name, "seed": seed, "method": name, **out}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    print("\n| dataset | method | accuracy | macro F1 |\n|---|---|---|---|")
+    print("\n| dataset | method | stored dim | accuracy | macro F1 |\n|---|---|---|---|---|")
     for ds_name in dict.fromkeys(r["dataset"] for r in rows):
         for name in dict.fromkeys(r["method"] for r in rows if r["dataset"] == ds_name):
             sel = [r for r in rows if r["dataset"] == ds_name and r["method"] == name]
             acc = np.array([r["accuracy"] for r in sel])
             f1 = np.array([r["macro_f1"] for r in sel])
-            print(f"| {ds_name} | {name} | {acc.mean():.3f} ± {acc.std():.3f} | {f1.mean():.3f} ± {f1.std():.3f} |")
+            dim = sel[0].get("dim") or "-"
+            print(
+                f"| {ds_name} | {name} | {dim} | {acc.mean():.3f} ± {acc.std():.3f} | {f1.mean():.3f} ± {f1.std():.3f} |"
+            )
     sys.stdout.flush()
 
 

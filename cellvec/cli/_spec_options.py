@@ -70,6 +70,13 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Hybrid mode: share of the cosine similarity given to the text view.",
         ),
         click.option(
+            "--text-dims",
+            type=click.IntRange(min=1),
+            default=CellVectorSpec.model_fields["text_dims"].default,
+            help="Project the text view on its top N principal directions fitted on the reference "
+            "(default: the encoder's full dimension).",
+        ),
+        click.option(
             "--refine",
             type=click.Choice(["none", "supcon"]),
             default="none",
@@ -126,6 +133,7 @@ def spec_from_options(opts: dict[str, Any], *, species: str = "auto") -> CellVec
         pooling=pooling,  # type: ignore[arg-type]
         expression=expression if mode in ("expression", "hybrid") else None,
         text_weight=opts.pop("text_weight"),
+        text_dims=opts.pop("text_dims"),
         refine=refine,
         keep_views=opts.pop("keep_views"),
     )

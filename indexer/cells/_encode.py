@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from indexer._errors import InputError, StoreError
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
+from indexer.cells._text_projection import TextProjection, fit_text_projection
 from indexer.cells._validate import expression_matrix
 from schemas import CellVectorSpec, OrthologReport, SpeciesCall, SpeciesOption
 
@@ -43,6 +44,8 @@ class Artifacts:
         Mean gene vector removed before pooling (``whiten`` pooling), else ``None``.
     expression
         Expression-view projection, else ``None``.
+    text
+        Principal directions of the text view (``spec.text_dims``), else ``None``.
     supcon
         Trained SupCon encoder, else ``None``.
     """
@@ -50,6 +53,7 @@ class Artifacts:
     idf: dict[str, float] | None = None
     whiten_mean: np.ndarray | None = None
     expression: ExpressionProjection | None = None
+    text: TextProjection | None = None
     supcon: SupConModel | None = None
 
     def blobs(self) -> dict[str, bytes]:
@@ -64,6 +68,8 @@ class Artifacts:
             out["whiten.npz"] = _npz(mean=self.whiten_mean.astype(np.float32))
         if self.expression is not None:
             out["expression.npz"] = self.expression.to_bytes()
+        if self.text is not None:
+            out["text_pca.npz"] = self.text.to_bytes()
         if self.supcon is not None:
             out.update(self.supcon.to_files())
         return out
@@ -93,6 +99,8 @@ class Artifacts:
             art.whiten_mean = _load_npz(blobs["whiten.npz"])["mean"]  # type: ignore[arg-type]
         if "expression.npz" in hashes:
             art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
+        if "text_pca.npz" in hashes:
+            art.text = TextProjection.from_bytes(blobs["text_pca.npz"])  # type: ignore[arg-type]
         if "supcon.safetensors" in hashes:
             from indexer.cells.supcon import SupConModel
 
@@ -257,6 +265,14 @@ def encode_cells(
             progress=progress,
             with_view2=with_view2,
         )
+        if spec.text_dims is not None:
+            if art.text is None:
+                if not fitting:
+                    msg = "the reference has no text projection although it was built with text_dims; rebuild it."
+                    raise StoreError(msg)
+                art.text = fit_text_projection(pooled, spec.text_dims, seed=spec.refine.seed)
+            pooled = art.text.transform(pooled)
+            pooled_v2 = None if pooled_v2 is None else art.text.transform(pooled_v2)
         parts.append(pooled)
         parts_v2.append(pooled_v2 if pooled_v2 is not None else pooled)
     if spec.uses_expression():
