@@ -143,9 +143,8 @@ def main() -> None:
             acc = np.array([r["accuracy"] for r in sel])
             f1 = np.array([r["macro_f1"] for r in sel])
             dim = sel[0].get("dim") or "-"
-            print(
-                f"| {ds_name} | {name} | {dim} | {acc.mean():.3f} ± {acc.std():.3f} | {f1.mean():.3f} ± {f1.std():.3f} |"
-            )
+            acc_s, f1_s = f"{acc.mean():.3f} ± {acc.std():.3f}", f"{f1.mean():.3f} ± {f1.std():.3f}"
+            print(f"| {ds_name} | {name} | {dim} | {acc_s} | {f1_s} |")
     sys.stdout.flush()
 
 
