@@ -80,7 +80,9 @@ class AnnotationResult:
             Query cell vectors in the reference's space.
         ``uns[key_added]``
             The parameters (reference, version, k, threshold, cell vector spec, store) and, with
-            ``explain=True``, per-cell gene contributions.
+            ``explain=True``, per-cell gene contributions: ``uns[key_added]['explain']['genes']`` (strings)
+            and ``['contributions']`` (float32), both ``n_cells × top``, padded with ``""`` and NaN for
+            cells explained by fewer genes (``Unknown`` cells: none).
 
         Parameters
         ----------
@@ -112,10 +114,31 @@ class AnnotationResult:
         uns: dict[str, Any] = {"params": self.params.model_dump(mode="json")}
         if self.explanations is not None:
             out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
+            genes, contributions = self.explanation_arrays()
             uns["explain"] = {
                 "method": self.extra.get("explain_method", ""),
-                "genes": [[g for g, _ in ex] for ex in self.explanations],
-                "contributions": [[float(c) for _, c in ex] for ex in self.explanations],
+                "genes": genes,
+                "contributions": contributions,
             }
         out.uns[key_added] = uns
         return out
+
+    def explanation_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the explanations as two rectangular ``n_cells × top`` arrays, as h5ad can store them.
+
+        Cells explained by fewer genes than the longest explanation (``Unknown`` cells: none) are padded
+        with ``""`` genes and NaN contributions.
+
+        Returns
+        -------
+        ``(genes, contributions)``: a string array and a float32 array, row ``i`` for cell ``i``.
+        """
+        ex = self.explanations or []
+        width = max((len(e) for e in ex), default=0)
+        genes = np.full((len(ex), width), "", dtype=object)
+        contributions = np.full((len(ex), width), np.nan, dtype=np.float32)
+        for i, e in enumerate(ex):
+            if e:
+                genes[i, : len(e)] = [g for g, _ in e]
+                contributions[i, : len(e)] = [c for _, c in e]
+        return genes.astype(str), contributions

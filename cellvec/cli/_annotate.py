@@ -9,7 +9,17 @@ import click
 import numpy as np
 
 from cellvec.cli._app import cli
-from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
+from cellvec.cli._common import (
+    Timer,
+    check_out_path,
+    emit,
+    json_option,
+    open_cli_store,
+    progress_bars,
+    read_h5ad,
+    store_option,
+    write_atomic,
+)
 from indexer import InputError
 from schemas import DEFAULT_ENCODER
 
@@ -39,6 +49,8 @@ def annotate_cmd(**opts: Any) -> None:
 
     timer = Timer()
     as_json = opts.pop("as_json")
+    if opts["out_path"]:
+        check_out_path(opts["out_path"])
     with timer.step("read"):
         adata = read_h5ad(opts["adata_path"])
     with (
@@ -61,7 +73,7 @@ def annotate_cmd(**opts: Any) -> None:
     res.to_adata(adata, key_added=opts["key_added"])
     if opts["out_path"]:
         with timer.step("write"):
-            adata.write_h5ad(opts["out_path"])
+            write_atomic(opts["out_path"], adata.write_h5ad)
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
     data = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -129,6 +131,40 @@ def read_h5ad(path: str | Path, *, what: str = "--adata") -> AnnData:
             "it may be truncated or not an AnnData file: write it again with `adata.write_h5ad()`."
         )
         raise InputError(msg) from e
+
+
+def check_out_path(path: str | Path, *, what: str = "--out") -> Path:
+    """Refuse, before any work, an output path whose folder is missing or not writable."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path()
+    if p.is_dir():
+        msg = f"{what} '{p}' is a folder; pass a file path in it, e.g. '{p / 'annotated.h5ad'}'."
+        raise InputError(msg)
+    if not folder.is_dir():
+        msg = f"{what} '{p}': the folder '{folder}' does not exist; create it first (mkdir -p '{folder}')."
+        raise InputError(msg)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        msg = f"{what} '{p}': the folder '{folder}' is not writable; pass a path in a folder you can write to."
+        raise InputError(msg)
+    return p
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], object], *, what: str = "--out") -> None:
+    """Write a file through ``write(tmp)`` into a temporary file of the same folder, then rename it over
+    ``path``: a crash or error mid-write leaves the old file (or none), never a truncated one."""
+    p = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, p)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            msg = f"{what} '{p}' could not be written ({e.strerror or e}); nothing was written there."
+            raise InputError(msg) from e
+        raise
 
 
 def emit(data: dict[str, Any], *, as_json: bool, text: str) -> None:
