@@ -3,7 +3,15 @@
 from indexer.genes._catalog import GeneCatalog
 from indexer.genes._housekeeping import load_housekeeping
 from indexer.genes._ids import coverage_report, detect_id_kind, infer_species, map_var_names
-from indexer.genes._index import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id, text_sha256
+from indexer.genes._index import (
+    GENE_VECTOR,
+    GeneIndex,
+    PendingGenes,
+    gene_collection_name,
+    gene_point_id,
+    save_pending_genes,
+    text_sha256,
+)
 from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
 
 __all__ = [
@@ -12,6 +20,7 @@ __all__ = [
     "HCOP_URL",
     "GeneCatalog",
     "GeneIndex",
+    "PendingGenes",
     "coverage_report",
     "detect_id_kind",
     "fetch_gene_data",
@@ -20,5 +29,6 @@ __all__ = [
     "infer_species",
     "load_housekeeping",
     "map_var_names",
+    "save_pending_genes",
     "text_sha256",
 ]
