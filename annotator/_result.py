@@ -79,7 +79,9 @@ class AnnotationResult:
         ``obsm[f'X_{key_added}']``
             Query cell vectors in the reference's space.
         ``uns[key_added]``
-            The parameters (reference, version, k, threshold, cell vector spec, store) and, with
+            The parameters (reference, version, k, threshold, cell vector spec, store);
+            ``uns[key_added]['panel_coverage'][view]`` (``view``: ``text``, ``expression``): the reference's
+            panel size, how many of its genes the query has and the fraction; and, with
             ``explain=True``, per-cell gene contributions: ``uns[key_added]['explain']['genes']`` (strings)
             and ``['contributions']`` (float32), both ``n_cells × top``, padded with ``""`` and NaN for
             cells explained by fewer genes (``Unknown`` cells: none).
@@ -112,6 +114,12 @@ class AnnotationResult:
         out.obs[f"{key_added}_reason"] = self.reasons.astype(str)
         out.obsm[f"X_{key_added}"] = self.vectors
         uns: dict[str, Any] = {"params": self.params.model_dump(mode="json")}
+        coverage = self.extra.get("panel_coverage")
+        if coverage:
+            uns["panel_coverage"] = {
+                view: {"panel": c["panel"], "present": c["present"], "fraction": c["fraction"]}
+                for view, c in coverage.items()
+            }
         if self.explanations is not None:
             out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
             genes, contributions = self.explanation_arrays()

@@ -70,6 +70,7 @@ def annotate_cmd(**opts: Any) -> None:
                 explain=opts["explain"],
                 progress=report,
             )
+    cached = _cache_genes(opts["store"], res.extra.get("pending_genes"))
     res.to_adata(adata, key_added=opts["key_added"])
     if opts["out_path"]:
         with timer.step("write"):
@@ -85,16 +86,49 @@ def annotate_cmd(**opts: Any) -> None:
         "cells_per_s": adata.n_obs / max(timer.steps["annotate"], 1e-9),
         "seconds": timer.steps,
         "out": opts["out_path"],
+        "embedded_genes": res.extra.get("embedded_genes", 0),
+        "cached_genes": cached,
+        "panel_coverage": res.extra.get("panel_coverage", {}),
     }
-    emit(
-        data,
-        as_json=as_json,
-        text=(
-            f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
-            f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown"
-            + (f"; wrote {opts['out_path']}" if opts["out_path"] else "")
-        ),
+    coverage = "; ".join(
+        f"{view} panel {c['present']}/{c['panel']} genes" for view, c in data["panel_coverage"].items()
     )
+    by_label = sorted(data["labels"].items(), key=lambda kv: (-kv[1], kv[0]))
+    lines = [
+        f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
+        f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown",
+        *(f"  {label:<30} {count:>7}" for label, count in by_label),
+        f"embedded {data['embedded_genes']} genes"
+        + (f" (stored {cached} for the next run)" if cached else "")
+        + (f"; {coverage}" if coverage else ""),
+        f"wrote {opts['out_path']}" if opts["out_path"] else
+        "nothing was written (pass --out FILE.h5ad to save the labels)",
+    ]
+    emit(data, as_json=as_json, text="\n".join(lines))
+
+
+def _cache_genes(location: str, pending: Any) -> int:
+    """Store the gene vectors this read-only run embedded, when the store can be written now; else 0.
+
+    The store is opened for writing only for this short step, so a concurrent writer (the lock) or a
+    read-only disk just means the genes are embedded again next time.
+    """
+    import logging
+
+    from indexer import StoreError
+    from indexer.genes import save_pending_genes
+
+    if pending is None or not len(pending):
+        return 0
+    try:
+        with open_cli_store(location, create=False) as st:
+            return save_pending_genes(st, pending)
+    except StoreError as e:
+        logging.getLogger("indexer").warning(
+            "the %d gene vectors embedded for this run were not stored (%s); the next run embeds them again",
+            len(pending), str(e).splitlines()[0],
+        )
+        return 0
 
 
 def demo_split(adata: Any, label_key: str, *, test_size: float = 0.2, seed: int = 0) -> tuple[Any, Any]:

@@ -150,15 +150,17 @@ def check_out_path(path: str | Path, *, what: str = "--out") -> Path:
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], object], *, what: str = "--out") -> None:
-    """Write a file through ``write(tmp)`` into a temporary file of the same folder, then rename it over
-    ``path``: a crash or error mid-write leaves the old file (or none), never a truncated one."""
+    """Write a file atomically: ``write(tmp)`` into a temporary file of the same folder, then a rename.
+
+    A crash or an error mid-write leaves the previous file (or none), never a truncated one.
+    """
     p = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.replace(tmp, p)
+        tmp.replace(p)  # os.replace: atomic within one folder
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import anndata as ad
@@ -11,6 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from cellvec.cli import main
+from indexer import InputError, PanelCoverageWarning
 from tests.conftest import FAST_ENCODER, make_adata
 
 
@@ -65,7 +67,7 @@ def test_out_in_missing_folder_fails_before_the_work(built, capsys):
     out = built["tmp"] / "no" / "such" / "out.h5ad"
     argv = _annotate(built, "--out", str(out))
     argv[argv.index("--store") + 1] = str(built["tmp"] / "no-store")  # the work would fail on this first
-    code, stdout, err = _run(capsys, argv)
+    code, _, err = _run(capsys, argv)
     assert code == 2
     assert err.count("\n") == 1
     assert "folder" in err
@@ -127,3 +129,76 @@ def test_bench_store_defaults_to_the_cache_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert bench_store_default() == tmp_path / "home" / ".cache" / "cellvec" / "bench-store"
+
+
+def test_second_readonly_annotate_embeds_no_gene(built, capsys):
+    """A query gene outside the reference is embedded once, stored, then never again."""
+    q = ad.read_h5ad(built["query"])
+    q.var_names = [*q.var_names[:-1], "CD8A"]  # a described gene the reference never saw
+    x = q.X.toarray()
+    x[:, -1] = 50  # every cell's top gene: pooled, so it needs a vector
+    q.X = sp.csr_matrix(x)
+    path = built["tmp"] / "q2.h5ad"
+    q.write_h5ad(path)
+    argv = ["annotate", "--store", str(built["store"]), "--reference", "pbmc", "--adata", str(path)]
+    code, out, err = _run(capsys, [*argv, "--json"])
+    assert code == 0, err
+    data = json.loads(out.strip().splitlines()[-1])
+    assert data["embedded_genes"] == 1
+    assert data["cached_genes"] == 1
+    code, out, err = _run(capsys, argv)
+    assert code == 0, err
+    assert "embedded 0 genes" in out
+    assert "nothing was written" in out
+
+
+def test_genes_index_adata(built, capsys):
+    code, out, err = _run(capsys, ["genes", "index", "--store", str(built["tmp"] / "gs"), "--adata",
+                                   str(built["query"]), "--encoder", FAST_ENCODER, "--json"])
+    assert code == 0, err
+    first = json.loads(out.strip().splitlines()[-1])
+    assert first["genes"] == first["embedded"] == 48
+    code, out, err = _run(capsys, ["genes", "index", "--store", str(built["tmp"] / "gs"), "--adata",
+                                   str(built["query"]), "--encoder", FAST_ENCODER, "--json"])
+    assert json.loads(out.strip().splitlines()[-1])["embedded"] == 0
+
+
+@pytest.mark.filterwarnings("always::indexer.PanelCoverageWarning")  # the CLI prints it as one line
+def test_panel_coverage_recorded_warned_and_refused(built, capsys):
+    q = ad.read_h5ad(built["query"])
+    out = built["tmp"] / "cov.h5ad"
+    code, _, err = _run(capsys, _annotate(built, "--out", str(out)))
+    assert code == 0, err
+    cov = ad.read_h5ad(out).uns["cellvec"]["panel_coverage"]
+    assert set(cov) == {"text", "expression"}
+    assert cov["text"]["present"] == cov["text"]["panel"] > 0
+    assert cov["expression"]["fraction"] == 1.0
+    # Half the genes gone: a named warning, counts in uns.
+    half = q[:, : q.n_vars // 2].copy()
+    half.write_h5ad(built["tmp"] / "half.h5ad")
+    argv = ["annotate", "--store", str(built["store"]), "--reference", "pbmc", "--adata",
+            str(built["tmp"] / "half.h5ad"), "--out", str(out)]
+    code, _, err = _run(capsys, argv)
+    assert code == 0, err
+    assert "warning: the query has 24 of the reference's 48 expression-panel genes" in err
+    assert ad.read_h5ad(out).uns["cellvec"]["panel_coverage"]["expression"]["fraction"] < 0.9
+    # A tenth of the genes: refused in one line, before anything is written.
+    out.unlink()
+    q[:, :4].copy().write_h5ad(built["tmp"] / "tenth.h5ad")
+    argv[argv.index(str(built["tmp"] / "half.h5ad"))] = str(built["tmp"] / "tenth.h5ad")
+    code, _, err = _run(capsys, argv)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "labels would be guesses" in err
+    assert not out.exists()
+
+
+def test_check_panel_coverage_warns_with_a_named_class():
+    from indexer.cells import check_panel_coverage
+
+    cov = {"expression": {"panel": 100, "present": 80, "fraction": 0.8, "missing_examples": ["CD3E"]}}
+    with pytest.warns(PanelCoverageWarning, match="80 of the reference's 100 expression-panel genes"):
+        check_panel_coverage(cov)
+    cov["expression"].update(present=20, fraction=0.2)
+    with pytest.raises(InputError, match="20 of the reference's 100 .* labels would be guesses"):
+        check_panel_coverage(cov)
