@@ -131,6 +131,20 @@ class AnnotationResult:
         out.uns[key_added] = uns
         return out
 
+    def runner_up(self) -> np.ndarray:
+        """Return, per cell, the label with the most votes after the winner (``""`` when no other got one)."""
+        names, inverse = np.unique(self.neighbour_labels.astype(str), return_inverse=True)
+        codes = inverse.reshape(self.neighbour_labels.shape)
+        n = codes.shape[0]
+        counts = np.zeros((n, names.size), dtype=np.int64)
+        np.add.at(counts, (np.repeat(np.arange(n), codes.shape[1]), codes.ravel()), 1)
+        counts[:, names == ""] = 0
+        winner = np.searchsorted(names, self.labels.astype(str))
+        hit = (winner < names.size) & (names[np.minimum(winner, names.size - 1)] == self.labels.astype(str))
+        counts[np.flatnonzero(hit), winner[hit]] = 0
+        best = counts.argmax(axis=1)
+        return np.where(counts[np.arange(n), best] > 0, names[best], "").astype(object)
+
     def explanation_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the explanations as two rectangular ``n_cells × top`` arrays, as h5ad can store them.
 

@@ -29,6 +29,12 @@ from schemas import DEFAULT_ENCODER
 @click.option("--reference", required=True, help="Reference name.")
 @click.option("--adata", "adata_path", required=True, help="Query cells (.h5ad).")
 @click.option("--out", "out_path", default=None, help="Write the annotated AnnData here (.h5ad).")
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    help="Write one row per cell here: cell, label, confidence, runner_up, reason.",
+)
 @click.option("--k", type=int, default=10, show_default=True, help="Neighbours that vote.")
 @click.option(
     "--min-confidence",
@@ -51,6 +57,8 @@ def annotate_cmd(**opts: Any) -> None:
     as_json = opts.pop("as_json")
     if opts["out_path"]:
         check_out_path(opts["out_path"])
+    if opts["csv_path"]:
+        check_out_path(opts["csv_path"], what="--csv")
     with timer.step("read"):
         adata = read_h5ad(opts["adata_path"])
     with (
@@ -75,6 +83,17 @@ def annotate_cmd(**opts: Any) -> None:
     if opts["out_path"]:
         with timer.step("write"):
             write_atomic(opts["out_path"], adata.write_h5ad)
+    if opts["csv_path"]:
+        import pandas as pd
+
+        table = pd.DataFrame({
+            "cell": adata.obs_names.astype(str),
+            "label": res.labels.astype(str),
+            "confidence": np.round(res.confidence.astype(float), 4),
+            "runner_up": res.runner_up().astype(str),
+            "reason": res.reasons.astype(str),
+        })
+        write_atomic(opts["csv_path"], lambda tmp: table.to_csv(tmp, index=False), what="--csv")
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
     data = {
@@ -86,6 +105,7 @@ def annotate_cmd(**opts: Any) -> None:
         "cells_per_s": adata.n_obs / max(timer.steps["annotate"], 1e-9),
         "seconds": timer.steps,
         "out": opts["out_path"],
+        "csv": opts["csv_path"],
         "embedded_genes": res.extra.get("embedded_genes", 0),
         "cached_genes": cached,
         "panel_coverage": res.extra.get("panel_coverage", {}),
@@ -101,8 +121,9 @@ def annotate_cmd(**opts: Any) -> None:
         f"embedded {data['embedded_genes']} genes"
         + (f" (stored {cached} for the next run)" if cached else "")
         + (f"; {coverage}" if coverage else ""),
-        f"wrote {opts['out_path']}" if opts["out_path"] else
-        "nothing was written (pass --out FILE.h5ad to save the labels)",
+        "wrote " + " and ".join(p for p in (opts["out_path"], opts["csv_path"]) if p)
+        if opts["out_path"] or opts["csv_path"]
+        else "nothing was written (pass --out FILE.h5ad or --csv FILE.csv to save the labels)",
     ]
     emit(data, as_json=as_json, text="\n".join(lines))
 

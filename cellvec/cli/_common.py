@@ -33,6 +33,28 @@ def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+HIDDEN_ALIASES = {"--name": "--reference"}
+"""Old option spellings that still work, and the name to suggest instead."""
+
+
+class _HiddenAliasOption(click.Option):
+    """An option whose later names still work but are left out of ``--help`` (old spellings)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def reference_option(*, required: bool = True, help: str = "Reference name.") -> Callable[..., Any]:
+    """Add ``--reference`` (parameter ``name``), with ``--name`` kept as a hidden alias."""
+    return click.option("--reference", "--name", "name", cls=_HiddenAliasOption, required=required,
+                        help=help)
+
+
 _INDEX_OPTIONS = ("hnsw_m", "ef_construct", "hnsw_ef", "quantization", "on_disk", "segment_points", "shards",
                   "replicas", "write_consistency")
 

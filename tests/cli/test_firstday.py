@@ -202,3 +202,31 @@ def test_check_panel_coverage_warns_with_a_named_class():
     cov["expression"].update(present=20, fraction=0.2)
     with pytest.raises(InputError, match="20 of the reference's 100 .* labels would be guesses"):
         check_panel_coverage(cov)
+
+
+def test_csv_has_one_row_per_cell_with_runner_up(built, capsys):
+    import pandas as pd
+
+    path = built["tmp"] / "labels.csv"
+    code, out, err = _run(capsys, _annotate(built, "--csv", str(path)))
+    assert code == 0, err
+    table = pd.read_csv(path, keep_default_na=False)
+    assert list(table.columns) == ["cell", "label", "confidence", "runner_up", "reason"]
+    assert len(table) == 32
+    doublets = table.iloc[:8]  # T/B doublets: the other of the two is the runner-up
+    assert set(doublets["runner_up"]) - {""} <= {"T cell", "B cell"}
+    assert (doublets["runner_up"] != doublets["label"]).all()
+    assert f"wrote {path}" in out
+    assert "B cell" in out  # per-label counts in the summary
+
+
+def test_reference_is_the_option_name_everywhere(built, capsys):
+    store = str(built["store"])
+    code, out, err = _run(capsys, ["reference", "info", "--store", store, "--reference", "pbmc", "--json"])
+    assert code == 0, err
+    code, out, _ = _run(capsys, ["reference", "info", "--help"])
+    assert "--reference" in out
+    assert "--name" not in out  # still accepted, hidden
+    code, _, err = _run(capsys, ["reference", "info", "--store", store, "--nme", "pbmc"])
+    assert code == 2
+    assert "Did you mean '--reference'?" in err
