@@ -200,7 +200,7 @@ def test_check_panel_coverage_warns_with_a_named_class():
     with pytest.warns(PanelCoverageWarning, match="80 of the reference's 100 expression-panel genes"):
         check_panel_coverage(cov)
     cov["expression"].update(present=20, fraction=0.2)
-    with pytest.raises(InputError, match="20 of the reference's 100 .* labels would be guesses"):
+    with pytest.raises(InputError, match=r"20 of the reference's 100 .* labels would be guesses"):
         check_panel_coverage(cov)
 
 
