@@ -139,7 +139,7 @@ def _cache_genes(location: str, pending: Any) -> int:
     from indexer import StoreError
     from indexer.genes import save_pending_genes
 
-    if pending is None or not len(pending):
+    if pending is None or not len(pending) or location == ":memory:":  # a new :memory: store would not keep them
         return 0
     try:
         with open_cli_store(location, create=False) as st:
