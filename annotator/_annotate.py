@@ -85,7 +85,20 @@ def annotate(
 
     Returns
     -------
-    The labels and their evidence; write them with :meth:`AnnotationResult.to_adata`.
+    The labels and their evidence; write them with :meth:`AnnotationResult.to_adata`. ``extra`` holds
+    ``"panel_coverage"`` (per view, how many of the reference's panel genes the query has),
+    ``"embedded_genes"`` (gene descriptions embedded for this call) and ``"pending_genes"`` (those embedded
+    through a read-only store: store them with :func:`indexer.genes.save_pending_genes`).
+
+    Raises
+    ------
+    InputError
+        When the query has under 30% of a reference panel (:data:`indexer.cells.REFUSE_BELOW`).
+
+    Warns
+    -----
+    PanelCoverageWarning
+        When it has under 90% of one (:data:`indexer.cells.WARN_BELOW`).
 
     Raises
     ------
@@ -200,6 +213,9 @@ def annotate(
         params=params,
         record=record,
     )
+    result.extra.update(panel_coverage=cells.coverage, embedded_genes=cells.n_embedded,
+                        pending_genes=cells.pending_genes)
+    logger.info("embedded %d genes for this annotation", cells.n_embedded)
     if explain:
         from annotator._explain import explain_labels
 

@@ -79,10 +79,14 @@ class AnnotationResult:
         ``obsm[f'X_{key_added}']``
             Query cell vectors in the reference's space.
         ``uns[key_added]``
-            The parameters (reference, version, k, threshold, cell vector spec, store) and, with
-            ``explain=True``, per-cell gene contributions. ``uns[key_added]['params']['query_species']``
-            holds the query's species call (species, share, evidence) and ``['params']['orthologs']`` the
-            ortholog mapping of a cross-species query (genes mapped, one-to-one, share of expression).
+            The parameters (reference, version, k, threshold, cell vector spec, store);
+            ``uns[key_added]['params']['query_species']`` holds the query's species call (species, share,
+            evidence) and ``['params']['orthologs']`` the ortholog mapping of a cross-species query (genes
+            mapped, one-to-one, share of expression); ``uns[key_added]['panel_coverage'][view]`` (``view``:
+            ``text``, ``expression``): the reference's panel size, how many of its genes the query has and the
+            fraction; and, with ``explain=True``, per-cell gene contributions: ``uns[key_added]['explain']['genes']``
+            (strings) and ``['contributions']`` (float32), both ``n_cells × top``, padded with ``""`` and NaN for
+            cells explained by fewer genes (``Unknown`` cells: none).
 
         Parameters
         ----------
@@ -112,12 +116,53 @@ class AnnotationResult:
         out.obs[f"{key_added}_reason"] = self.reasons.astype(str)
         out.obsm[f"X_{key_added}"] = self.vectors
         uns: dict[str, Any] = {"params": self.params.model_dump(mode="json")}
+        coverage = self.extra.get("panel_coverage")
+        if coverage:
+            uns["panel_coverage"] = {
+                view: {"panel": c["panel"], "present": c["present"], "fraction": c["fraction"]}
+                for view, c in coverage.items()
+            }
         if self.explanations is not None:
             out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
+            genes, contributions = self.explanation_arrays()
             uns["explain"] = {
                 "method": self.extra.get("explain_method", ""),
-                "genes": [[g for g, _ in ex] for ex in self.explanations],
-                "contributions": [[float(c) for _, c in ex] for ex in self.explanations],
+                "genes": genes,
+                "contributions": contributions,
             }
         out.uns[key_added] = uns
         return out
+
+    def runner_up(self) -> np.ndarray:
+        """Return, per cell, the label with the most votes after the winner (``""`` when no other got one)."""
+        names, inverse = np.unique(self.neighbour_labels.astype(str), return_inverse=True)
+        codes = inverse.reshape(self.neighbour_labels.shape)
+        n = codes.shape[0]
+        counts = np.zeros((n, names.size), dtype=np.int64)
+        np.add.at(counts, (np.repeat(np.arange(n), codes.shape[1]), codes.ravel()), 1)
+        counts[:, names == ""] = 0
+        winner = np.searchsorted(names, self.labels.astype(str))
+        hit = (winner < names.size) & (names[np.minimum(winner, names.size - 1)] == self.labels.astype(str))
+        counts[np.flatnonzero(hit), winner[hit]] = 0
+        best = counts.argmax(axis=1)
+        return np.where(counts[np.arange(n), best] > 0, names[best], "").astype(object)
+
+    def explanation_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the explanations as two rectangular ``n_cells × top`` arrays, as h5ad can store them.
+
+        Cells explained by fewer genes than the longest explanation (``Unknown`` cells: none) are padded
+        with ``""`` genes and NaN contributions.
+
+        Returns
+        -------
+        ``(genes, contributions)``: a string array and a float32 array, row ``i`` for cell ``i``.
+        """
+        ex = self.explanations or []
+        width = max((len(e) for e in ex), default=0)
+        genes = np.full((len(ex), width), "", dtype=object)
+        contributions = np.full((len(ex), width), np.nan, dtype=np.float32)
+        for i, e in enumerate(ex):
+            if e:
+                genes[i, : len(e)] = [g for g, _ in e]
+                contributions[i, : len(e)] = [c for _, c in e]
+        return genes.astype(str), contributions

@@ -46,6 +46,10 @@ class LowOverlapWarning(CellvecWarning):
     """Few of the dataset's genes have a description or appear in the reference."""
 
 
+class PanelCoverageWarning(LowOverlapWarning):
+    """The query lacks part of a reference panel (the genes its cells pool, or its expression panel)."""
+
+
 class UnseenLabelWarning(CellvecWarning):
     """Cells were added with labels the reference's trained encoder never saw."""
 

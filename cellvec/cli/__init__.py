@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cellvec.cli import _commands  # noqa: F401  (registers the commands on the group)
 from cellvec.cli._app import cli
+from cellvec.cli._common import HIDDEN_ALIASES
 from indexer import CellvecError
 
 __all__ = ["main"]
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("error: interrupted; the store is consistent and the next run resumes.", err=True)
         return 130
+    except click.exceptions.NoSuchOption as e:
+        # Suggest an option's current name, not the hidden old spelling that also matched.
+        e.possibilities = sorted({HIDDEN_ALIASES.get(p, p) for p in e.possibilities or ()})
+        click.echo(f"error: {e.format_message()}", err=True)
+        return e.exit_code
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         return e.exit_code

@@ -9,7 +9,17 @@ import click
 import numpy as np
 
 from cellvec.cli._app import cli
-from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
+from cellvec.cli._common import (
+    Timer,
+    check_out_path,
+    emit,
+    json_option,
+    open_cli_store,
+    progress_bars,
+    read_h5ad,
+    store_option,
+    write_atomic,
+)
 from indexer import InputError
 from schemas import DEFAULT_ENCODER
 
@@ -19,6 +29,12 @@ from schemas import DEFAULT_ENCODER
 @click.option("--reference", required=True, help="Reference name.")
 @click.option("--adata", "adata_path", required=True, help="Query cells (.h5ad).")
 @click.option("--out", "out_path", default=None, help="Write the annotated AnnData here (.h5ad).")
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    help="Write one row per cell here: cell, label, confidence, runner_up, reason.",
+)
 @click.option("--k", type=int, default=10, show_default=True, help="Neighbours that vote.")
 @click.option(
     "--min-confidence",
@@ -39,6 +55,10 @@ def annotate_cmd(**opts: Any) -> None:
 
     timer = Timer()
     as_json = opts.pop("as_json")
+    if opts["out_path"]:
+        check_out_path(opts["out_path"])
+    if opts["csv_path"]:
+        check_out_path(opts["csv_path"], what="--csv")
     with timer.step("read"):
         adata = read_h5ad(opts["adata_path"])
     with (
@@ -58,10 +78,22 @@ def annotate_cmd(**opts: Any) -> None:
                 explain=opts["explain"],
                 progress=report,
             )
+    cached = _cache_genes(opts["store"], res.extra.get("pending_genes"))
     res.to_adata(adata, key_added=opts["key_added"])
     if opts["out_path"]:
         with timer.step("write"):
-            adata.write_h5ad(opts["out_path"])
+            write_atomic(opts["out_path"], adata.write_h5ad)
+    if opts["csv_path"]:
+        import pandas as pd
+
+        table = pd.DataFrame({
+            "cell": adata.obs_names.astype(str),
+            "label": res.labels.astype(str),
+            "confidence": np.round(res.confidence.astype(float), 4),
+            "runner_up": res.runner_up().astype(str),
+            "reason": res.reasons.astype(str),
+        })
+        write_atomic(opts["csv_path"], lambda tmp: table.to_csv(tmp, index=False), what="--csv")
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
     data = {
@@ -75,18 +107,53 @@ def annotate_cmd(**opts: Any) -> None:
         "out": opts["out_path"],
         "species": res.params.query_species.model_dump(mode="json") if res.params.query_species else None,
         "orthologs": res.params.orthologs.model_dump(mode="json") if res.params.orthologs else None,
+        "csv": opts["csv_path"],
+        "embedded_genes": res.extra.get("embedded_genes", 0),
+        "cached_genes": cached,
+        "panel_coverage": res.extra.get("panel_coverage", {}),
     }
     species_lines = [r.summary() for r in (res.params.query_species, res.params.orthologs) if r is not None]
-    emit(
-        data,
-        as_json=as_json,
-        text=(
-            f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
-            f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown"
-            + (f"; wrote {opts['out_path']}" if opts["out_path"] else "")
-            + "".join(f"\n{line}" for line in species_lines)
-        ),
+    coverage = "; ".join(
+        f"{view} panel {c['present']}/{c['panel']} genes" for view, c in data["panel_coverage"].items()
     )
+    by_label = sorted(data["labels"].items(), key=lambda kv: (-kv[1], kv[0]))
+    lines = [
+        f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
+        f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown",
+        *(f"  {label:<30} {count:>7}" for label, count in by_label),
+        f"embedded {data['embedded_genes']} genes"
+        + (f" (stored {cached} for the next run)" if cached else "")
+        + (f"; {coverage}" if coverage else ""),
+        "wrote " + " and ".join(p for p in (opts["out_path"], opts["csv_path"]) if p)
+        if opts["out_path"] or opts["csv_path"]
+        else "nothing was written (pass --out FILE.h5ad or --csv FILE.csv to save the labels)",
+        *species_lines,
+    ]
+    emit(data, as_json=as_json, text="\n".join(lines))
+
+
+def _cache_genes(location: str, pending: Any) -> int:
+    """Store the gene vectors this read-only run embedded, when the store can be written now; else 0.
+
+    The store is opened for writing only for this short step, so a concurrent writer (the lock) or a
+    read-only disk just means the genes are embedded again next time.
+    """
+    import logging
+
+    from indexer import StoreError
+    from indexer.genes import save_pending_genes
+
+    if pending is None or not len(pending) or location == ":memory:":  # a new :memory: store would not keep them
+        return 0
+    try:
+        with open_cli_store(location, create=False) as st:
+            return save_pending_genes(st, pending)
+    except StoreError as e:
+        logging.getLogger("indexer").warning(
+            "the %d gene vectors embedded for this run were not stored (%s); the next run embeds them again",
+            len(pending), str(e).splitlines()[0],
+        )
+        return 0
 
 
 def demo_split(adata: Any, label_key: str, *, test_size: float = 0.2, seed: int = 0) -> tuple[Any, Any]:

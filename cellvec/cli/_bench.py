@@ -12,6 +12,18 @@ from cellvec.cli._common import emit, json_option
 from indexer import InputError
 
 
+def bench_store_default() -> Path:
+    """Return where ``cellvec bench`` keeps its store by default: a cache folder, not the working folder.
+
+    ``$XDG_CACHE_HOME/cellvec/bench-store`` when ``XDG_CACHE_HOME`` is set, else
+    ``~/.cache/cellvec/bench-store`` (the XDG base-directory default).
+    """
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cellvec" / "bench-store"
+
+
 def _csv(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -72,9 +84,10 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option(
     "--store",
     envvar="CELLVEC_BENCH_STORE",
-    default="./bench-store",
-    show_default=True,
-    help="Store for bench references and the persistent gene vector cache.",
+    default=lambda: str(bench_store_default()),
+    show_default="$XDG_CACHE_HOME/cellvec/bench-store, else ~/.cache/cellvec/bench-store",
+    help="Store for bench references and the persistent gene vector cache (about 100 MB); "
+    "env CELLVEC_BENCH_STORE.",
 )
 @click.option("--out", "out_dir", default="bench-report", show_default=True, help="Report folder.")
 @click.option("--no-umap", is_flag=True, help="Draw PCA instead of UMAP projections (faster).")

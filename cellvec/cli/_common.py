@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +31,28 @@ def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default="./cellvec-store or $CELLVEC_STORE",
         help="Store: a directory (embedded Qdrant Edge), an http(s):// Qdrant URL, or :memory:.",
     )(f)
+
+
+HIDDEN_ALIASES = {"--name": "--reference"}
+"""Old option spellings that still work, and the name to suggest instead."""
+
+
+class _HiddenAliasOption(click.Option):
+    """An option whose later names still work but are left out of ``--help`` (old spellings)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def reference_option(*, required: bool = True, help: str = "Reference name.") -> Callable[..., Any]:
+    """Add ``--reference`` (parameter ``name``), with ``--name`` kept as a hidden alias."""
+    return click.option("--reference", "--name", "name", cls=_HiddenAliasOption, required=required,
+                        help=help)
 
 
 _INDEX_OPTIONS = ("hnsw_m", "ef_construct", "hnsw_ef", "quantization", "on_disk", "segment_points", "shards",
@@ -129,6 +153,42 @@ def read_h5ad(path: str | Path, *, what: str = "--adata") -> AnnData:
             "it may be truncated or not an AnnData file: write it again with `adata.write_h5ad()`."
         )
         raise InputError(msg) from e
+
+
+def check_out_path(path: str | Path, *, what: str = "--out") -> Path:
+    """Refuse, before any work, an output path whose folder is missing or not writable."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path()
+    if p.is_dir():
+        msg = f"{what} '{p}' is a folder; pass a file path in it, e.g. '{p / 'annotated.h5ad'}'."
+        raise InputError(msg)
+    if not folder.is_dir():
+        msg = f"{what} '{p}': the folder '{folder}' does not exist; create it first (mkdir -p '{folder}')."
+        raise InputError(msg)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        msg = f"{what} '{p}': the folder '{folder}' is not writable; pass a path in a folder you can write to."
+        raise InputError(msg)
+    return p
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], object], *, what: str = "--out") -> None:
+    """Write a file atomically: ``write(tmp)`` into a temporary file of the same folder, then a rename.
+
+    A crash or an error mid-write leaves the previous file (or none), never a truncated one.
+    """
+    p = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        tmp.replace(p)  # os.replace: atomic within one folder
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            msg = f"{what} '{p}' could not be written ({e.strerror or e}); nothing was written there."
+            raise InputError(msg) from e
+        raise
 
 
 def emit(data: dict[str, Any], *, as_json: bool, text: str) -> None:

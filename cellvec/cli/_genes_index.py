@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cellvec.cli._app import genes
-from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, store_option
+from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
 from indexer import InputError
 from schemas import DEFAULT_ENCODER
 
@@ -15,21 +15,39 @@ from schemas import DEFAULT_ENCODER
 @genes.command("index")
 @store_option
 @click.option("--genes", "genes_file", default=None, help="File with one gene name per line.")
+@click.option("--adata", "adata_path", default=None,
+              help="Every described gene of this dataset (.h5ad): what annotating it will need, embedded once.")
+@click.option("--gene-column", default=None, help="With --adata: var column with gene names.")
 @click.option("--all", "all_genes", is_flag=True, help="Every gene of the species that has a description.")
 @click.option("--species", type=click.Choice(["human", "mouse"]), default="human", show_default=True)
 @click.option("--encoder", envvar="CELLVEC_ENCODER", default=DEFAULT_ENCODER, show_default=True)
 @json_option
 def index_cmd(
-    *, store: str, genes_file: str | None, all_genes: bool, species: str, encoder: str, as_json: bool
+    *,
+    store: str,
+    genes_file: str | None,
+    adata_path: str | None,
+    gene_column: str | None,
+    all_genes: bool,
+    species: str,
+    encoder: str,
+    as_json: bool,
 ) -> None:
     """Embed the descriptions of the listed genes (or all genes); stored vectors are never recomputed."""
     from indexer import GeneCatalog, GeneIndex, get_encoder
 
-    if bool(genes_file) == all_genes:
-        msg = "pass exactly one of --genes FILE or --all."
+    if sum((bool(genes_file), bool(adata_path), all_genes)) != 1:
+        msg = "pass exactly one of --genes FILE, --adata FILE or --all."
         raise InputError(msg)
     catalog = GeneCatalog.load(species)  # type: ignore[arg-type]
-    if all_genes:
+    if adata_path:
+        from indexer.genes import map_var_names
+
+        mapping = map_var_names(read_h5ad(adata_path), species=species,  # type: ignore[arg-type]
+                                gene_column=gene_column)
+        symbols = sorted({str(s) for s in mapping.symbols if s})
+        unknown = list(mapping.unmapped_examples)
+    elif all_genes:
         symbols = catalog.symbols()
         unknown: list[str] = []
     else:

@@ -16,6 +16,7 @@ from cellvec.cli._common import (
     open_cli_store,
     progress_bars,
     read_h5ad,
+    reference_option,
     store_option,
 )
 from cellvec.cli._spec_options import spec_from_options, spec_options
@@ -23,7 +24,7 @@ from cellvec.cli._spec_options import spec_from_options, spec_options
 
 @reference.command("build")
 @store_option
-@click.option("--name", required=True, help="Reference name.")
+@reference_option()
 @click.option("--adata", "adata_path", required=True, help="Labelled reference cells (.h5ad).")
 @click.option("--label-key", required=True, help="obs column with the cell type labels.")
 @click.option("--dataset-key", default=None, help="obs column naming each cell's dataset or batch.")
@@ -123,7 +124,7 @@ def list_cmd(*, store: str, as_json: bool) -> None:
 
 @reference.command("info")
 @store_option
-@click.option("--name", required=True, help="Reference name.")
+@reference_option()
 @json_option
 def info_cmd(*, store: str, name: str, as_json: bool) -> None:
     """Show a reference's build record, versions, cells per label and datasets."""

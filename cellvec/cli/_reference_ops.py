@@ -8,10 +8,19 @@ from typing import Any
 import click
 
 from cellvec.cli._app import reference
-from cellvec.cli._common import Timer, emit, json_option, open_cli_store, progress_bars, read_h5ad, store_option
+from cellvec.cli._common import (
+    Timer,
+    emit,
+    json_option,
+    open_cli_store,
+    progress_bars,
+    read_h5ad,
+    reference_option,
+    store_option,
+)
 from indexer import InputError
 
-_name_option = click.option("--name", required=True, help="Reference name.")
+_name_option = reference_option()
 
 
 def _record_data(rec: Any) -> dict[str, Any]:
@@ -159,7 +168,7 @@ def export_cmd(*, store: str, name: str, out_path: str, version: int | None, as_
 @reference.command("import")
 @store_option
 @click.option("--file", "file_path", required=True, help="File written by `cellvec reference export`.")
-@click.option("--name", default=None, help="Name in this store (default: the exported name).")
+@reference_option(required=False, help="Name in this store (default: the exported name).")
 @json_option
 def import_cmd(*, store: str, file_path: str, name: str | None, as_json: bool) -> None:
     """Load an exported reference into a store as a new version."""

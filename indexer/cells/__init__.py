@@ -3,6 +3,7 @@
 SupCon (:mod:`indexer.cells.supcon`) imports torch and is not imported here.
 """
 
+from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
 from indexer.cells._encode import Artifacts, CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_split
 from indexer.cells._expression import ExpressionProjection, fit_expression
@@ -11,10 +12,13 @@ from indexer.cells._pool import l2_normalise, log_normalise, looks_like_counts, 
 from indexer.cells._validate import expression_matrix, labels_of
 
 __all__ = [
+    "REFUSE_BELOW",
+    "WARN_BELOW",
     "Artifacts",
     "CellVectors",
     "ExpressionProjection",
     "Progress",
+    "check_panel_coverage",
     "encode_cells",
     "expression_matrix",
     "fit_expression",
@@ -22,6 +26,7 @@ __all__ = [
     "labels_of",
     "log_normalise",
     "looks_like_counts",
+    "panel_coverage",
     "pool",
     "recall_at_k",
     "score",

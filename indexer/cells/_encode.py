@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from indexer.cells.supcon import SupConModel
+    from indexer.genes._index import GeneIndex, PendingGenes
     from indexer.store._protocol import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class Artifacts:
         Principal directions of the text view (``spec.text_dims``), else ``None``.
     supcon
         Trained SupCon encoder, else ``None``.
+    text_panel
+        Symbols of the described genes the reference's cells pool (text modes), else ``None``: queries report
+        how many of them they have.
     """
 
     idf: dict[str, float] | None = None
@@ -55,6 +59,7 @@ class Artifacts:
     expression: ExpressionProjection | None = None
     text: TextProjection | None = None
     supcon: SupConModel | None = None
+    text_panel: np.ndarray | None = None
 
     def blobs(self) -> dict[str, bytes]:
         """Return every artefact serialised (no pickle), keyed by artefact file name."""
@@ -72,6 +77,8 @@ class Artifacts:
             out["text_pca.npz"] = self.text.to_bytes()
         if self.supcon is not None:
             out.update(self.supcon.to_files())
+        if self.text_panel is not None:
+            out["text_panel.npz"] = _npz(genes=np.asarray(self.text_panel, dtype=str))
         return out
 
     @classmethod
@@ -97,6 +104,8 @@ class Artifacts:
             art.idf = dict(zip(z["genes"].tolist(), z["weights"].tolist(), strict=True))
         if "whiten.npz" in hashes:
             art.whiten_mean = _load_npz(blobs["whiten.npz"])["mean"]  # type: ignore[arg-type]
+        if "text_panel.npz" in hashes:
+            art.text_panel = _load_npz(blobs["text_panel.npz"])["genes"].astype(object)  # type: ignore[arg-type]
         if "expression.npz" in hashes:
             art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
         if "text_pca.npz" in hashes:
@@ -152,6 +161,13 @@ class CellVectors:
         ``symbols`` are reference-species genes, one per column of the mapped matrix, not per ``var`` row.
     spec
         The spec used, its species resolved.
+    pending_genes
+        Gene vectors embedded through a read-only store (see :func:`indexer.genes.save_pending_genes`).
+    n_embedded
+        Number of gene descriptions embedded for these cells (0 when every vector was stored).
+    coverage
+        Queries: per view, how many of the reference's panel genes these cells have
+        (:func:`indexer.cells.panel_coverage`).
     """
 
     final: np.ndarray
@@ -166,6 +182,9 @@ class CellVectors:
     species_call: SpeciesCall | None = None
     orthologs: OrthologReport | None = None
     spec: CellVectorSpec | None = None
+    pending_genes: PendingGenes | None = None
+    n_embedded: int = 0
+    coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def encode_cells(
@@ -248,12 +267,19 @@ def encode_cells(
         option=option,
         what=what,
     )
+    coverage: dict[str, dict[str, Any]] = {}
+    if not fitting:
+        from indexer.cells._coverage import check_panel_coverage, panel_coverage
+
+        coverage = panel_coverage(symbols, art)
+        check_panel_coverage(coverage, what=what)
+    index: GeneIndex | None = None
     parts: list[np.ndarray] = []
     parts_v2: list[np.ndarray] = []
     weights = gene_vectors = None
     n_described = 0
     if spec.uses_text():
-        weights, gene_vectors, pooled, pooled_v2, n_described = _text_view(
+        weights, gene_vectors, pooled, pooled_v2, n_described, index = _text_view(
             x,
             symbols,
             spec=spec,
@@ -282,6 +308,10 @@ def encode_cells(
                 raise StoreError(msg)
             assert spec.expression is not None
             art.expression = fit_expression(x, symbols, spec.expression, labels=fit_labels, seed=spec.refine.seed)
+            if index is not None and not getattr(store, "read_only", False):
+                # Queries pool their own top genes, mostly among the panel's: embed the panel once, here.
+                report = None if progress is None else (lambda d, t: progress("embedding panel genes", d, t))
+                index.vectors(list(art.expression.genes), progress=report)
         expr = art.expression.transform(x, symbols)
         parts.insert(0, expr)
         parts_v2.insert(0, expr)
@@ -318,6 +348,9 @@ def encode_cells(
         species_call=call,
         orthologs=orthologs,
         spec=spec,
+        pending_genes=None if index is None else index.pending,
+        n_embedded=0 if index is None else index.total_embedded,
+        coverage=coverage,
     )
     return cv, art
 
@@ -374,7 +407,7 @@ def _text_view(
     housekeeping: frozenset[str] | None,
     progress: Progress | None,
     with_view2: bool = False,
-) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray | None, int]:
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray | None, int, GeneIndex]:
     from indexer.encoders import get_encoder
     from indexer.genes._catalog import GeneCatalog
     from indexer.genes._index import GeneIndex
@@ -400,6 +433,8 @@ def _text_view(
     gene_vectors[needed] = vec_needed
     described = np.zeros(len(symbols), dtype=bool)
     described[np.flatnonzero(needed)[found]] = True
+    if fitting:
+        art.text_panel = np.unique(symbols[np.unique(w.indices)][described[np.unique(w.indices)]].astype(str))
     if spec.pooling.whiten:
         if art.whiten_mean is None:
             if not fitting:
@@ -437,4 +472,4 @@ def _text_view(
             "(a var column of symbols, Ensembl or Entrez ids can be passed as gene_column / --gene-column)."
         )
         raise InputError(msg)
-    return w, gene_vectors, pooled, pooled2, int(described.sum())
+    return w, gene_vectors, pooled, pooled2, int(described.sum()), index

@@ -3,7 +3,15 @@
 from indexer.genes._catalog import GeneCatalog
 from indexer.genes._housekeeping import load_housekeeping
 from indexer.genes._ids import coverage_report, detect_id_kind, map_var_names
-from indexer.genes._index import GENE_VECTOR, GeneIndex, gene_collection_name, gene_point_id, text_sha256
+from indexer.genes._index import (
+    GENE_VECTOR,
+    GeneIndex,
+    PendingGenes,
+    gene_collection_name,
+    gene_point_id,
+    save_pending_genes,
+    text_sha256,
+)
 from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
 from indexer.genes._orthologs import OrthologMap, check_mapping, load_hcop, map_adata
 from indexer.genes._species import infer_species, resolve_species
@@ -15,6 +23,7 @@ __all__ = [
     "GeneCatalog",
     "GeneIndex",
     "OrthologMap",
+    "PendingGenes",
     "check_mapping",
     "coverage_report",
     "detect_id_kind",
@@ -27,5 +36,6 @@ __all__ = [
     "map_adata",
     "map_var_names",
     "resolve_species",
+    "save_pending_genes",
     "text_sha256",
 ]

@@ -8,7 +8,8 @@ import re
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +45,80 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass
+class PendingGenes:
+    """Gene vectors embedded through a read-only store, not yet stored.
+
+    :func:`save_pending_genes` stores them once the store can be opened for writing, so that the next run
+    does not embed them again.
+
+    Attributes
+    ----------
+    collection
+        Gene collection they belong to.
+    dim
+        Vector dimension.
+    ids
+        Point ids.
+    vectors
+        ``len(ids) × dim`` float32 vectors.
+    payloads
+        Gene records, as stored.
+    """
+
+    collection: str
+    dim: int
+    ids: list[str] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def extend(self, other: PendingGenes | None) -> None:
+        """Add the genes of ``other`` (same collection) that are not pending yet."""
+        if other is None:
+            return
+        seen = set(self.ids)
+        for i, v, pl in zip(other.ids, other.vectors, other.payloads, strict=True):
+            if i not in seen:
+                seen.add(i)
+                self.ids.append(i)
+                self.vectors.append(v)
+                self.payloads.append(pl)
+
+
+def save_pending_genes(store: VectorStore, pending: PendingGenes) -> int:
+    """Store gene vectors embedded while the store was read-only; return how many were written.
+
+    Parameters
+    ----------
+    store
+        The same store, opened for writing.
+    pending
+        What :attr:`GeneIndex.pending` collected.
+    """
+    if not len(pending):
+        return 0
+    if not store.has_collection(pending.collection):
+        store.create_collection(
+            pending.collection,
+            vectors={GENE_VECTOR: pending.dim},
+            payload_indexes={"symbol": "keyword", "species": "keyword"},
+        )
+    for start in range(0, len(pending), 4096):
+        sl = slice(start, start + 4096)
+        store.upsert(
+            pending.collection,
+            ids=pending.ids[sl],
+            vectors={GENE_VECTOR: np.vstack(pending.vectors[sl]).astype(np.float32)},
+            payloads=pending.payloads[sl],
+        )
+    store.flush()
+    logger.info("stored %d gene vectors embedded by a read-only run", len(pending))
+    return len(pending)
+
+
 class GeneIndex:
     """Gene vectors of one encoder and species, cached in a store.
 
@@ -69,6 +144,10 @@ class GeneIndex:
         self.collection = gene_collection_name(encoder.id)
         self.last_embedded = 0
         """Number of texts embedded by the last call (0 when everything was cached)."""
+        self.total_embedded = 0
+        """Number of texts embedded by every call so far."""
+        self.pending = PendingGenes(self.collection, encoder.dim)
+        """Vectors embedded while the store is read-only, for :func:`save_pending_genes`."""
 
     @property
     def species(self) -> Species:
@@ -125,8 +204,10 @@ class GeneIndex:
                         stored[sym] = p.vectors[GENE_VECTOR]
         todo = [s for s in with_text if s not in stored]
         self.last_embedded = len(todo)
+        self.total_embedded += len(todo)
         if todo:
-            # A store opened read-only (annotate, search) embeds what it lacks for this call only.
+            # A store opened read-only (annotate, search) cannot keep what it embeds: the vectors are
+            # collected in ``pending`` for the caller to store once it can write (save_pending_genes).
             writable = not getattr(self.store, "read_only", False)
             if writable:
                 self._ensure_collection()
@@ -152,6 +233,12 @@ class GeneIndex:
                         payloads=[r.model_dump() for r in recs],
                     )
                     self.store.flush()
+                else:
+                    self.pending.ids.extend(ids[s] for s in part)
+                    self.pending.vectors.extend(vecs.astype(np.float32))
+                    self.pending.payloads.extend(
+                        self._record(texts[s]).model_dump() for s in part  # type: ignore[arg-type]
+                    )
                 for s, v in zip(part, vecs, strict=True):
                     stored[s] = v
                 if progress is not None:

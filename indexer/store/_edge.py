@@ -16,13 +16,12 @@ flag files) even when nothing is written. Hence:
 
 - a writer (``read_only=False``) takes an exclusive ``flock`` on ``<root>/.lock``; a second writer gets a
   :class:`StoreError` naming the PID of the first;
-- a reader (``read_only=True``) never writes points, payloads, meta or blobs. When no writer holds the
-  lock it takes the lock for its lifetime and opens the shards in place (no copy: fast for large
-  references; Edge may touch its own config files on load). While a writer holds the lock, or when the
-  store is on a read-only filesystem, it opens each collection it uses from a sparse private copy in a
-  temporary directory (deleted on ``close()``): it keeps working during the write and sees each
-  collection as it was when the reader first touched it. A collection copied
-  in the middle of a write may miss the writes not yet flushed; writers that publish a new reference
+- a reader (``read_only=True``) never writes any file of the store: no points, payloads, meta or blobs,
+  no lock file and none of the files Edge rewrites when it loads a shard. It opens each collection it uses
+  from a sparse private copy in a temporary directory (``cp --reflink=auto``: nearly free on
+  copy-on-write filesystems; deleted on ``close()``), so it also keeps working during a write, and on a
+  read-only filesystem, and sees each collection as it was when the reader first touched it. A collection
+  copied in the middle of a write may miss the writes not yet flushed; writers that publish a new reference
   version into a new collection, then switch a meta key, give readers a consistent view.
 """
 
@@ -174,16 +173,13 @@ class EdgeStore:
         self._lock_fd: int | None = None
         self._tmp: Path | None = None
         self._closed = False
+        # Loading a shard rewrites some of its files, so a reader loads private copies, never the originals.
         self._direct = not read_only
         self._check_or_init(create=create)
         if not read_only:
             if not _has_room(self.root):
                 raise enospc_error(self.root)  # even loading a shard writes through mmap
             self._acquire_lock()
-        else:
-            # A reader that finds no writer takes the lock itself and reads the shards in place (no copy);
-            # while a writer holds it, or on a read-only filesystem, the reader works on private copies.
-            self._direct = _has_room(self.root) and self._try_reader_lock()
 
     # ---------------------------------------------------------------- opening, locking
 
@@ -246,21 +242,6 @@ class EdgeStore:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
-
-    def _try_reader_lock(self) -> bool:
-        try:
-            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
-        return True
 
     def _check_writable(self, what: str) -> None:
         self._check_open()

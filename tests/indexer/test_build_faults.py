@@ -1,9 +1,11 @@
-"""Kill ``build`` and ``add`` with SIGKILL at random points, rerun them, and check the store every time.
+"""Kill ``build`` and ``add`` with SIGKILL at chosen points, rerun them, and check the store every time.
 
 A warm worker process (this file run as a script) imports cellvec and loads the gene catalog once, then
-forks one child per command, so a trial costs the command itself, not an interpreter start. The worker
-kills the child after the delay the test asks for (it is the child's parent, so the pid cannot have been
-reused), and reports how it ended.
+forks one child per command, so a trial costs the command itself, not an interpreter start. The kill points
+are deterministic, not timed (a timed kill lands wherever machine load puts it): the child counts the
+store writes it starts (every write of the embedded store checks writability first) and SIGKILLs itself
+just before the one the test chose, so trial ``n`` always dies with exactly ``n - 1`` writes done.
+A calibration run counts the writes of a whole command; the trials spread their kill points over them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 N_TRIALS = 20
-"""Kill trials per command."""
+"""Kill trials per command (at most: one per store write)."""
 N_PER_CLASS = 500
 """Reference cells per class (4 classes: 2,000 cells)."""
 N_NEW_PER_CLASS = 150
@@ -47,6 +48,7 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     import indexer.reference._write as ref_module
     from indexer import GeneCatalog, add_cells, build_reference, get_encoder, open_store
     from indexer.genes import map_var_names
+    from indexer.store._edge import EdgeStore
     from schemas import CellVectorSpec
 
     warnings.simplefilter("ignore")
@@ -76,10 +78,24 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
-        t0 = time.perf_counter()
+        read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(read_fd)
             code = 0
+            writes = 0
+            check = EdgeStore._check_writable
+
+            def counted(
+                self: EdgeStore, what: str, *, kill_at: int | None = cmd.get("kill_at"), check: Any = check
+            ) -> None:
+                nonlocal writes
+                writes += 1
+                if writes == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)  # the chosen point: before this write starts
+                check(self, what)
+
+            EdgeStore._check_writable = counted  # type: ignore[method-assign]
             try:
                 run(cmd["op"], cmd["store"])
             except BaseException:
@@ -87,19 +103,14 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
 
                 traceback.print_exc()
                 code = 1
+            os.write(write_fd, str(writes).encode())
             os._exit(code)
-        killed = False
-        deadline = None if cmd.get("kill_after") is None else t0 + cmd["kill_after"]
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if deadline is not None and time.perf_counter() >= deadline and not killed:
-                os.kill(pid, signal.SIGKILL)  # our own unreaped child: the pid cannot be reused
-                killed = True
-            time.sleep(0.002)
+        os.close(write_fd)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read_fd) as f:
+            writes = int(f.read() or -1)
         code = os.waitstatus_to_exitcode(status)
-        print(json.dumps({"code": code, "seconds": time.perf_counter() - t0}), flush=True)
+        print(json.dumps({"code": code, "writes": writes}), flush=True)
 
 
 class Worker:
@@ -121,9 +132,10 @@ class Worker:
             raise RuntimeError(msg)
         return line
 
-    def run(self, op: str, store: Path, *, kill_after: float | None = None) -> dict[str, Any]:
+    def run(self, op: str, store: Path, *, kill_at: int | None = None) -> dict[str, Any]:
+        """Run ``op`` on ``store``; with ``kill_at``, SIGKILL it just before its ``kill_at``-th store write."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, "store": str(store), "kill_after": kill_after}) + "\n")
+        self.proc.stdin.write(json.dumps({"op": op, "store": str(store), "kill_at": kill_at}) + "\n")
         self.proc.stdin.flush()
         return json.loads(self._line())
 
@@ -213,20 +225,24 @@ def _new_ids() -> set[str]:
     return {f"new_cell{i}" for i in range(4 * N_NEW_PER_CLASS)}
 
 
+def _kill_points(n_writes: int) -> list[int]:
+    """Up to :data:`N_TRIALS` kill points spread evenly over a command's ``n_writes`` writes, first to last."""
+    assert n_writes > 0
+    return sorted({round(float(x)) for x in np.linspace(1, n_writes, min(N_TRIALS, n_writes))})
+
+
 # ---------------------------------------------------------------------------------------------- tests
 
 
 def test_killed_build_reruns_exactly(worker: Worker, stores: Path) -> None:
-    """SIGKILL a build at random points, rerun it: exact counts, no duplicates, consistent records."""
-    assert worker.run("build", stores / "warm")["code"] == 0
+    """SIGKILL a build before chosen writes, rerun it: exact counts, no duplicates, consistent records."""
     full = worker.run("build", stores / "calibrate")
     assert full["code"] == 0
-    rng = np.random.default_rng(0)
     outcomes = {"before the manifest": 0, "while building": 0, "after it finished": 0}
-    for trial in range(N_TRIALS):
+    for trial, kill_at in enumerate(_kill_points(full["writes"])):
         path = stores / f"build{trial}"
-        res = worker.run("build", path, kill_after=float(rng.uniform(0.02, full["seconds"])))
-        assert res["code"] in (0, -signal.SIGKILL)
+        res = worker.run("build", path, kill_at=kill_at)
+        assert res["code"] == -signal.SIGKILL
         killed = _state(path)
         man = killed["manifest"]
         if man is None:
@@ -243,26 +259,25 @@ def test_killed_build_reruns_exactly(worker: Worker, stores: Path) -> None:
         assert all(v.status == "ready" for v in after["manifest"].versions)
         assert after["manifest"].record().n_cells == len(_ref_ids())
         shutil.rmtree(path)
-    print(f"\nbuild: {N_TRIALS} kill trials, full run {full['seconds']:.2f} s, killed {outcomes}")
+    print(f"\nbuild: kills before writes {_kill_points(full['writes'])} of {full['writes']}: {outcomes}")
     assert outcomes["while building"] >= 3
 
 
 def test_killed_add_reruns_exactly(worker: Worker, stores: Path) -> None:
-    """SIGKILL an add at random points, rerun it: exact counts, no duplicates, the version unchanged."""
+    """SIGKILL an add before chosen writes, rerun it: exact counts, no duplicates, the version unchanged."""
     base = stores / "base"
     assert worker.run("build", base)["code"] == 0
     calib = stores / "calibrate"
     shutil.copytree(base, calib)
     full = worker.run("add", calib)
     assert full["code"] == 0
-    rng = np.random.default_rng(1)
     partial = 0
     expected = _ref_ids() | _new_ids()
-    for trial in range(N_TRIALS):
+    for trial, kill_at in enumerate(_kill_points(full["writes"])):
         path = stores / f"add{trial}"
         shutil.copytree(base, path)
-        res = worker.run("add", path, kill_after=float(rng.uniform(0.02, full["seconds"])))
-        assert res["code"] in (0, -signal.SIGKILL)
+        res = worker.run("add", path, kill_at=kill_at)
+        assert res["code"] == -signal.SIGKILL
         killed = _state(path)
         assert killed["manifest"].current == 1
         n = killed["versions"][1]["count"]
@@ -275,7 +290,7 @@ def test_killed_add_reruns_exactly(worker: Worker, stores: Path) -> None:
         assert [v.version for v in after["manifest"].versions] == [1]
         assert after["manifest"].record().labels["ILC"] == N_NEW_PER_CLASS
         shutil.rmtree(path)
-    print(f"\nadd: {N_TRIALS} kill trials, full run {full['seconds']:.2f} s, {partial} killed mid-write")
+    print(f"\nadd: kills before writes {_kill_points(full['writes'])} of {full['writes']}, {partial} mid-add")
     assert partial >= 3
 
 
