@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 WARN_BELOW = 0.9
 """A query that has less than this share of a reference panel gets a :class:`PanelCoverageWarning`."""
-REFUSE_BELOW = 0.3
-"""A query that has less than this share of a reference panel is refused (its labels would be guesses)."""
+REFUSE_BELOW = 0.1
+"""A query that has less than this share of every reference panel is refused (its labels would be guesses)."""
 
 _VIEWS = {
     "text": "text-panel genes (described genes its cells pool)",
@@ -65,35 +65,43 @@ def check_panel_coverage(
     warn_below: float = WARN_BELOW,
     refuse_below: float = REFUSE_BELOW,
 ) -> None:
-    """Refuse a query that lacks most of a reference panel; warn when it lacks a noticeable part of one.
+    """Refuse a query that lacks almost all of every reference panel; warn when it lacks part of one.
+
+    One view is enough to annotate with: a human query of 765 genes against a mouse reference has 28% of the
+    text panel and 5% of the expression panel, and its B cells, NK cells and monocytes are still found
+    (``tests/annotator/test_mouse_real.py``). So the query is refused only when its best-covered view is
+    under ``refuse_below``; every view under ``warn_below`` is warned about.
 
     Raises
     ------
     InputError
-        When, for some view, the query has less than ``refuse_below`` of the panel.
+        When, for every view, the query has less than ``refuse_below`` of the panel.
 
     Warns
     -----
     PanelCoverageWarning
         When, for some view, it has less than ``warn_below`` of the panel.
     """
-    for view, c in coverage.items():
-        if not c["panel"]:
-            continue
-        head = (
+    views = {view: c for view, c in coverage.items() if c["panel"]}
+
+    def head(view: str, c: dict[str, Any]) -> str:
+        return (
             f"the {what} has {c['present']} of the reference's {c['panel']} {_VIEWS[view]} "
             f"({c['fraction']:.0%}; missing e.g. {', '.join(c['missing_examples'][:5])})"
         )
-        if c["fraction"] < refuse_below:
-            msg = (
-                f"{head}: under {refuse_below:.0%}, its labels would be guesses; check the species and the gene "
-                "names (--gene-column), or annotate against a reference measured on the same genes."
-            )
-            raise InputError(msg)
+
+    if views and max(c["fraction"] for c in views.values()) < refuse_below:
+        view, c = max(views.items(), key=lambda vc: vc[1]["fraction"])
+        msg = (
+            f"{head(view, c)}: under {refuse_below:.0%}, its labels would be guesses; check the species and the "
+            "gene names (--gene-column), or annotate against a reference measured on the same genes."
+        )
+        raise InputError(msg)
+    for view, c in views.items():
         if c["fraction"] < warn_below:
             warnings.warn(
-                f"{head}: under {warn_below:.0%}, accuracy drops; a reference built on the query's genes fits "
-                "better.",
+                f"{head(view, c)}: under {warn_below:.0%}, accuracy drops; a reference built on the query's genes "
+                "fits better.",
                 PanelCoverageWarning,
                 stacklevel=3,
             )
