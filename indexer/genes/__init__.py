@@ -1,6 +1,7 @@
 """Genes: the description catalog, NCBI fetch, gene ids and species, housekeeping lists, the gene vector index."""
 
 from indexer.genes._catalog import GeneCatalog
+from indexer.genes._hcop import load_hcop
 from indexer.genes._housekeeping import load_housekeeping
 from indexer.genes._ids import coverage_report, detect_id_kind, map_var_names
 from indexer.genes._index import (
@@ -12,8 +13,9 @@ from indexer.genes._index import (
     save_pending_genes,
     text_sha256,
 )
+from indexer.genes._mapping import check_mapping, map_adata
 from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
-from indexer.genes._orthologs import OrthologMap, check_mapping, load_hcop, map_adata
+from indexer.genes._orthologs import OrthologMap
 from indexer.genes._species import infer_species, resolve_species
 
 __all__ = [

@@ -26,114 +26,24 @@ The mapping is one sparse ``n_query_genes x n_reference_genes`` 0/1 matrix ``M``
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from indexer._errors import InputError, OrthologMappingError
+from indexer._errors import InputError
+from indexer.genes._hcop import _MAPS, Resolver, _best_pairs, load_hcop
 from schemas import OrthologReport, Species
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from anndata import AnnData
-
-__all__ = ["OrthologMap", "check_mapping", "load_hcop", "map_adata"]
 
 logger = logging.getLogger(__name__)
 
-ORTHOLOG_TABLE: Final = "orthologs/human_mouse_hcop_fifteen_column.txt.gz"
-_COLUMNS: Final = (
-    "human_entrez_gene", "human_symbol", "mouse_entrez_gene", "mouse_symbol", "support",
-)  # fmt: skip
-_TABLES: dict[Path, pd.DataFrame] = {}
-_MAPS: dict[tuple[Species, Species, Path, int], OrthologMap] = {}
-MIN_GENES: Final = 200
-"""Default floor of query genes that must land on reference genes (:func:`check_mapping`)."""
-MIN_MASS_SHARE: Final = 0.5
-"""Default floor of the query's expression mass carried by genes with an ortholog (:func:`check_mapping`)."""
-
-
-class Resolver(Protocol):
-    """A species' gene-name resolver (:class:`indexer.GeneCatalog` fits)."""
-
-    def resolve(self, names: Sequence[str]) -> np.ndarray:
-        """Return the official symbol of each name (``""`` when it does not resolve)."""
-        ...
-
-
-def load_hcop(*, data_dir: Path | None = None) -> pd.DataFrame:
-    """Read the HCOP human-mouse table once per process (about 0.3 s; cached per data folder).
-
-    Parameters
-    ----------
-    data_dir
-        Gene data folder (``orthologs/human_mouse_hcop_fifteen_column.txt.gz`` inside); default
-        ``Settings().data_dir``.
-
-    Returns
-    -------
-    Columns ``human_entrez_gene, human_symbol, mouse_entrez_gene, mouse_symbol`` (``""`` where HCOP has
-    ``-``) and ``n_support`` (number of supporting resources); rows without both symbols dropped.
-
-    Raises
-    ------
-    DataError
-        When the file is missing or unreadable (the message says how to fetch it).
-    """
-    from indexer._errors import DataError
-    from indexer.genes._files import data_file
-
-    if data_dir is None:
-        from indexer._settings import Settings
-
-        data_dir = Settings().data_dir
-    key = Path(data_dir).expanduser().resolve()
-    table = _TABLES.get(key)
-    if table is not None:
-        return table
-    path = data_file(ORTHOLOG_TABLE, species="mouse", data_dir=key)
-    t0 = time.perf_counter()
-    try:
-        # The C parser with only the needed columns; the wide name/assertion columns are never parsed.
-        raw = pd.read_csv(
-            path, sep="\t", dtype=str, keep_default_na=False, usecols=list(_COLUMNS), quoting=3, engine="c"
-        )
-    except (ValueError, OSError, EOFError, pd.errors.ParserError) as e:
-        msg = f"cannot read the HCOP table {str(path)!r} ({e}); fetch it again with `cellvec genes fetch`"
-        raise DataError(msg) from e
-    raw = raw.replace("-", "")
-    raw = raw[(raw["human_symbol"] != "") | (raw["human_entrez_gene"] != "")]
-    raw = raw[(raw["mouse_symbol"] != "") | (raw["mouse_entrez_gene"] != "")]
-    support = raw.pop("support")
-    raw["n_support"] = (support.str.count(",") + (support != "")).astype(np.int16)
-    table = raw.reset_index(drop=True)
-    _TABLES[key] = table
-    logger.info("read %s HCOP rows in %.2f s", f"{len(table):,}", time.perf_counter() - t0)
-    return table
-
-
-def _best_pairs(q: np.ndarray, r: np.ndarray, support: np.ndarray) -> pd.DataFrame:
-    """Rank each query gene's orthologs (one-to-one, unique source, support, same name, name); keep the first."""
-    pairs = pd.DataFrame({"q": q, "r": r, "s": support})
-    n_targets = pairs.groupby("q")["r"].transform("size")
-    n_sources = pairs.groupby("r")["q"].transform("size")
-    pairs["one_to_one"] = (n_targets == 1) & (n_sources == 1)
-    pairs["one_to_many"] = n_targets > 1
-    pairs["unique_source"] = n_sources == 1
-    pairs["same_name"] = pairs["q"].str.upper() == pairs["r"].str.upper()
-    pairs = pairs.sort_values(
-        ["q", "one_to_one", "unique_source", "s", "same_name", "r"],
-        ascending=[True, False, False, False, False, True],
-        kind="stable",
-    )
-    best = pairs.drop_duplicates("q")[["q", "r", "one_to_one", "one_to_many", "s"]]
-    return best.rename(columns={"s": "support"}).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -446,108 +356,3 @@ class OrthologMap:
         )
         logger.info(report.summary())
         return mapped, report, m
-
-
-def check_mapping(
-    report: OrthologReport,
-    *,
-    min_genes: int = MIN_GENES,
-    min_mass_share: float = MIN_MASS_SHARE,
-) -> None:
-    """Refuse a mapping too thin to annotate with, in one line that says what mapped.
-
-    Parameters
-    ----------
-    report
-        From :meth:`OrthologMap.map_matrix`.
-    min_genes
-        Fewest query genes that must land on reference genes.
-    min_mass_share
-        Smallest share of the query's expression carried by genes mapped onto reference-species genes.
-
-    Raises
-    ------
-    OrthologMappingError
-        Below either floor.
-    """
-    q, r = report.query_species, report.reference_species
-    top = ", ".join(report.unmapped_examples[:5]) or "none"
-    if report.n_mapped < min_genes:
-        msg = (
-            f"only {report.n_mapped:,} of the {q} query's {report.n_query_genes:,} genes map onto {r} genes "
-            f"through HCOP orthologs (at least {min_genes:,} needed; top unmapped: {top}); annotate it "
-            f"against a {q} reference, or give the query's full gene list"
-        )
-        raise OrthologMappingError(msg)
-    share = min(report.ortholog_mass_share, report.expression_mass_share)
-    if share < min_mass_share:
-        msg = (
-            f"only {share:.0%} of the {q} query's expression maps onto {r} genes through HCOP orthologs "
-            f"(at least {min_mass_share:.0%} needed; top unmapped: {top}); check that the query is {q} and "
-            f"its var_names are gene symbols or Ensembl/Entrez ids, or annotate it against a {q} reference"
-        )
-        raise OrthologMappingError(msg)
-
-
-def map_adata(
-    adata: AnnData,
-    omap: OrthologMap,
-    ref_gene_symbols: Sequence[str],
-    *,
-    gene_column: str | None = None,
-    layer: str | None = None,
-    normalise: bool = True,
-    keep: Literal["covered", "all"] = "covered",
-) -> tuple[AnnData, OrthologReport]:
-    """Return the query as an AnnData over the reference's genes (``var_names`` = reference symbols).
-
-    Parameters
-    ----------
-    adata
-        Query cells x genes of ``omap.query_species`` (counts or log-normalised).
-    omap
-        The ortholog map.
-    ref_gene_symbols
-        The reference's gene symbols.
-    gene_column
-        ``var`` column with the gene names, instead of ``var_names``.
-    layer
-        Layer to map instead of ``X`` (e.g. ``"counts"``).
-    normalise
-        Map in linear normalised space and return ln(1 + counts per 10k) computed with each cell's library
-        size over *all* its genes: counts are scaled to 10k, log-normalised input is ``expm1``-ed, mapped,
-        then ``log1p``-ed. Without this, a later log-normalisation would divide by the mapped genes' total
-        only (20% of a mouse cell's counts on pbmc68k's 765 genes), inflating every value.
-        ``False`` maps ``X`` as it is.
-    keep
-        ``"covered"``: only reference genes some query gene maps to. A reference gene absent from the query
-        must stay absent, not become an all-zero column: the expression view treats absent panel genes as
-        expressed at the reference mean, a zero column as not expressed. ``"all"``: every reference gene.
-
-    Returns
-    -------
-    The mapped AnnData (``obs`` copied; ``uns['cellvec_orthologs']`` holds the report) and the report.
-    """
-    import anndata as ad
-
-    from indexer.cells import expression_matrix, log_normalise
-
-    names = adata.var[gene_column].astype(str).tolist() if gene_column else [str(n) for n in adata.var_names]
-    view = adata if layer is None else ad.AnnData(X=adata.layers[layer], obs=adata.obs, var=adata.var)
-    x = expression_matrix(view, what="query")
-    if normalise:
-        x = log_normalise(x).copy()
-        x.data = np.expm1(x.data)
-    ref = [str(g) for g in ref_gene_symbols]
-    mapped, report, m = omap._map(x, names, ref)
-    if normalise:
-        mapped.data = np.log1p(mapped.data)
-    cols = np.arange(len(ref))
-    if keep == "covered":
-        # Covered = some query gene maps there, even if it is zero in every one of these cells.
-        cols = np.flatnonzero(np.asarray(m.getnnz(axis=0)) > 0)
-    out = ad.AnnData(X=sp.csr_matrix(mapped[:, cols]), obs=adata.obs.copy())
-    out.var_names = pd.Index(np.asarray(ref, dtype=object)[cols]).astype(str)
-    out.var_names_make_unique()
-    out.uns["cellvec_orthologs"] = report.model_dump(mode="json")
-    return out, report

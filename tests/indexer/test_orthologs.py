@@ -133,7 +133,7 @@ def test_same_species_is_refused(data_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------- real data
 @pytest.mark.slow
 def test_hcop_loads_once_and_fast(data_dir: Path) -> None:
-    from indexer.genes._orthologs import _TABLES
+    from indexer.genes._hcop import _TABLES
 
     _TABLES.clear()
     t0 = time.perf_counter()
