@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ORTHOLOG_TABLE: Final = "orthologs/human_mouse_hcop_fifteen_column.txt.gz"
 _COLUMNS: Final = (
     "human_entrez_gene", "human_symbol", "mouse_entrez_gene", "mouse_symbol", "support",
 )  # fmt: skip
@@ -61,7 +60,7 @@ def load_hcop(*, data_dir: Path | None = None) -> pd.DataFrame:
         When the file is missing or unreadable (the message says how to fetch it).
     """
     from indexer._errors import DataError
-    from indexer.genes._files import data_file
+    from indexer.genes._files import ORTHOLOG_TABLE, data_file
 
     if data_dir is None:
         from indexer._settings import Settings
