@@ -2,6 +2,7 @@
 
 Every encoder implements one method, :meth:`Encoder.embed_batch` (see :mod:`indexer.encoders._base`,
 where batching, progress and model caching are written once); each backend is one module and one line
+of :data:`ENCODERS` here.
 
 Encoder names accepted by :func:`get_encoder`:
 
