@@ -1,4 +1,4 @@
-"""The text view made small: pooled text vectors projected on their top principal directions.
+"""The text view made small: pooled text vectors projected on their top singular directions.
 
 The text view (384-d with MiniLM) is the largest part of a hybrid cell vector, yet measured accuracy does not
 depend on it; projecting it on the few directions along which the reference's cells actually vary keeps what
@@ -18,12 +18,12 @@ from indexer.cells._pool import l2_normalise
 
 @dataclass(frozen=True)
 class TextProjection:
-    """Mean and principal directions of the reference's pooled text vectors.
+    """Principal directions of the reference's pooled text vectors (not centred: see :func:`fit_text_projection`).
 
     Attributes
     ----------
     mean
-        Mean pooled text vector of the reference cells that have one.
+        Vector subtracted before projecting (zeros for projections fitted by :func:`fit_text_projection`).
     components
         Principal directions, ``n_components × text dimension``.
     """
@@ -83,12 +83,14 @@ def fit_text_projection(pooled: np.ndarray, n_components: int, *, seed: int = 0)
     >>> proj.transform(np.zeros((2, 16), dtype=np.float32)).shape
     (2, 4)
     """
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import TruncatedSVD
 
     rows = pooled[np.linalg.norm(pooled, axis=1) > 0]
-    k = max(1, min(n_components, rows.shape[0] - 1, pooled.shape[1]))
-    mean = rows.mean(axis=0) if rows.size else np.zeros(pooled.shape[1], dtype=np.float32)
+    k = max(1, min(n_components, rows.shape[0] - 1, pooled.shape[1] - 1))
+    # Not centred: the leading direction keeps the cells' shared text direction, so cosines between projected
+    # cells stay close to those between full vectors (centring re-weighted the text view and cost accuracy).
+    mean = np.zeros(pooled.shape[1], dtype=np.float32)
     if rows.shape[0] < 2:
-        return TextProjection(mean=mean.astype(np.float32), components=np.eye(k, pooled.shape[1], dtype=np.float32))
-    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(rows - mean)
-    return TextProjection(mean=mean.astype(np.float32), components=pca.components_.astype(np.float32))
+        return TextProjection(mean=mean, components=np.eye(k, pooled.shape[1], dtype=np.float32))
+    svd = TruncatedSVD(n_components=k, algorithm="randomized", random_state=seed).fit(rows)
+    return TextProjection(mean=mean, components=svd.components_.astype(np.float32))
