@@ -127,12 +127,16 @@ def explain_labels(
     alpha = float(np.sqrt(spec.text_weight)) if spec.mode == "hybrid" else 1.0
     w = sp.csr_matrix(cells.weights[rows])
     w.sort_indices()
+    artifacts = load_artifacts(store, record)
     gv = cells.gene_vectors.astype(np.float64)
+    if artifacts.text is not None:
+        # The projected text view is linear in the pooled vector (uncentred), so genes project the same way.
+        gv = (gv - artifacts.text.mean) @ artifacts.text.components.T.astype(np.float64)
     pooled = np.asarray(w @ gv)
     pnorm = np.linalg.norm(pooled, axis=1)
     pair_row = np.repeat(np.arange(rows.size), np.diff(w.indptr))
     if method == "occlusion":
-        model = load_artifacts(store, record).supcon
+        model = artifacts.supcon
         if model is None:
             result.extra.update(explain_method="none", explain_note="the reference has no SupCon encoder")
             return

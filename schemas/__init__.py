@@ -8,6 +8,7 @@ from schemas._index import IndexParams
 from schemas._reference import (
     DEFAULT_ENCODER,
     DEFAULT_MODE,
+    DEFAULT_TEXT_DIMS,
     AnnotationParams,
     BuildRecord,
     CellMode,
@@ -28,6 +29,7 @@ from schemas._training import EpochStats, TrainReport
 __all__ = [
     "DEFAULT_ENCODER",
     "DEFAULT_MODE",
+    "DEFAULT_TEXT_DIMS",
     "METRICS",
     "SCHEMA_VERSION",
     "AnnotationParams",

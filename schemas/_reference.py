@@ -120,6 +120,11 @@ class RefineParams(Record):
 CellMode = Literal["paper", "genept", "expression", "hybrid"]
 """Named ways of turning a cell into a vector (see :class:`CellVectorSpec`)."""
 
+DEFAULT_TEXT_DIMS = 8
+"""Directions the hybrid mode's text view is projected on by default: the smallest stored vector whose macro-F1
+is within 0.005 of the full 384-d text view on every accuracy task (``benchmarks/accuracy/modes.py``; see
+docs/accuracy.md). The paper's mode keeps the full text vector."""
+
 DEFAULT_MODE: CellMode = "hybrid"
 """Mode of ``cellvec reference build`` when none is given; chosen by the benchmark (see the README)."""
 
@@ -146,9 +151,9 @@ class CellVectorSpec(Record):
     refine
         Refinement parameters.
     text_dims
-        Project the pooled text view on its top ``text_dims`` principal directions, fitted on the reference
-        cells (``None``: keep the encoder's full dimension, as the paper does). Shrinks the stored vector of
-        the ``"hybrid"`` and ``"genept"`` modes.
+        Project the pooled text view on its top ``text_dims`` singular directions, fitted on the reference
+        cells (``None``: keep the encoder's full dimension, as the paper does). Default: ``DEFAULT_TEXT_DIMS``
+        in the ``"hybrid"`` mode, ``None`` in the others.
     keep_views
         Store SupCon's second view (housekeeping genes removed) beside every reference cell, so that
         ``refit`` needs no h5ad. Turning it off halves the stored vectors of an unrefined reference (atlas
@@ -168,10 +173,18 @@ class CellVectorSpec(Record):
     @model_validator(mode="before")
     @classmethod
     def _expression_default(cls, data: Any) -> Any:
-        """Give modes that use the expression view its default parameters when none are given."""
-        needs_view = isinstance(data, dict) and data.get("mode", DEFAULT_MODE) in ("expression", "hybrid")
-        if needs_view and data.get("expression") is None:
-            return {**data, "expression": ExpressionParams()}
+        """Give modes that use the expression view its default parameters when none are given.
+
+        The hybrid mode's text view is projected on ``DEFAULT_TEXT_DIMS`` directions unless ``text_dims`` is
+        given (``None`` keeps the full vector).
+        """
+        if not isinstance(data, dict):
+            return data
+        mode = data.get("mode", DEFAULT_MODE)
+        if mode in ("expression", "hybrid") and data.get("expression") is None:
+            data = {**data, "expression": ExpressionParams()}
+        if mode == "hybrid" and "text_dims" not in data:
+            data = {**data, "text_dims": DEFAULT_TEXT_DIMS}
         return data
 
     def known_species(self) -> Species:
@@ -240,6 +253,14 @@ class BuildRecord(Record):
     created: datetime
     status: Literal["building", "ready"] = "building"
     species_call: SpeciesCall | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _full_text_in_old_records(cls, data: Any) -> Any:
+        """Read a record written before ``text_dims`` existed as what it was: the full text vector."""
+        if isinstance(data, dict) and isinstance(data.get("spec"), dict) and "text_dims" not in data["spec"]:
+            return {**data, "spec": {**data["spec"], "text_dims": None}}
+        return data
 
     @model_validator(mode="after")
     def _species_known(self) -> BuildRecord:

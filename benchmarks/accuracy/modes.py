@@ -43,9 +43,10 @@ def variants(encoder: str) -> dict[str, CellVectorSpec]:
         "genept": CellVectorSpec(mode="genept", encoder=encoder),
         "expression-pca": CellVectorSpec(mode="expression", encoder=encoder, expression=pca),
         "expression": CellVectorSpec(mode="expression", encoder=encoder, expression=head),
-        "hybrid0.2": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_weight=0.2),
-        "hybrid0.4": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_weight=0.4),
-        "hybrid0.2[random:384]": CellVectorSpec(mode="hybrid", encoder="random:384", expression=head, text_weight=0.2),
+        # The full 384-d text view (the default before text_dims); the default projects it on 8 directions.
+        "hybrid0.2": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_dims=None),
+        "hybrid0.4": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_weight=0.4, text_dims=None),
+        "hybrid0.2[random:384]": CellVectorSpec(mode="hybrid", encoder="random:384", expression=head, text_dims=None),
         # Issue 17: the stored vector's size (text view projected on its top principal directions; fewer PCs).
         **{
             f"hybrid0.2-t{d}": CellVectorSpec(mode="hybrid", encoder=encoder, expression=head, text_dims=d)
@@ -58,7 +59,7 @@ def variants(encoder: str) -> dict[str, CellVectorSpec]:
             mode="hybrid", encoder=encoder, expression=head.model_copy(update={"n_components": 30}), text_dims=8
         ),
         "hybrid0.2+supcon": CellVectorSpec(
-            mode="hybrid", encoder=encoder, expression=head, text_weight=0.2, refine=SUPCON
+            mode="hybrid", encoder=encoder, expression=head, text_dims=None, refine=SUPCON
         ),
     }
     return out

@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from schemas import DEFAULT_ENCODER, DEFAULT_MODE, CellVectorSpec, ExpressionParams, PoolingParams, RefineParams
+from schemas import (
+    DEFAULT_ENCODER,
+    DEFAULT_MODE,
+    DEFAULT_TEXT_DIMS,
+    CellVectorSpec,
+    ExpressionParams,
+    PoolingParams,
+    RefineParams,
+)
 
 _DEFAULTS = RefineParams()
 
@@ -37,9 +45,7 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Species of the genes; auto infers it from the gene names.",
         ),
-        click.option(
-            "--top-n", type=int, default=20, show_default=True, help="Top expressed genes pooled per cell."
-        ),
+        click.option("--top-n", type=int, default=20, show_default=True, help="Top expressed genes pooled per cell."),
         click.option(
             "--weighting",
             type=click.Choice(["expression", "mean"]),
@@ -51,9 +57,7 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--whiten", is_flag=True, help="Remove the gene vectors' shared mean direction."),
         click.option("--exclude-mito", is_flag=True, help="Leave mitochondrial genes out of pooling."),
         click.option("--exclude-ribo", is_flag=True, help="Leave ribosomal protein genes out of pooling."),
-        click.option(
-            "--n-hvg", type=int, default=2000, show_default=True, help="Expression view: panel size."
-        ),
+        click.option("--n-hvg", type=int, default=2000, show_default=True, help="Expression view: panel size."),
         click.option("--n-pcs", type=int, default=50, show_default=True, help="Expression view: components."),
         click.option(
             "--expression-head",
@@ -71,10 +75,10 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--text-dims",
-            type=click.IntRange(min=1),
-            default=CellVectorSpec.model_fields["text_dims"].default,
-            help="Project the text view on its top N principal directions fitted on the reference "
-            "(default: the encoder's full dimension).",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Project the text view on its top N singular directions fitted on the reference "
+            f"(default: {DEFAULT_TEXT_DIMS} in the hybrid mode, the encoder's full dimension otherwise; 0: full).",
         ),
         click.option(
             "--refine",
@@ -91,9 +95,13 @@ def spec_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--hidden-dim", type=int, default=_DEFAULTS.hidden_dim, show_default=True),
         click.option("--out-dim", type=int, default=_DEFAULTS.out_dim, show_default=True),
         click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True),
-        click.option("--keep-views/--no-keep-views", default=True, show_default=True,
-                     help="Store SupCon's second view beside every cell so that a later refit needs no "
-                          "h5ad; --no-keep-views halves the vectors of an unrefined reference."),
+        click.option(
+            "--keep-views/--no-keep-views",
+            default=True,
+            show_default=True,
+            help="Store SupCon's second view beside every cell so that a later refit needs no "
+            "h5ad; --no-keep-views halves the vectors of an unrefined reference.",
+        ),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -133,7 +141,7 @@ def spec_from_options(opts: dict[str, Any], *, species: str = "auto") -> CellVec
         pooling=pooling,  # type: ignore[arg-type]
         expression=expression if mode in ("expression", "hybrid") else None,
         text_weight=opts.pop("text_weight"),
-        text_dims=opts.pop("text_dims"),
+        **({} if (text_dims := opts.pop("text_dims")) is None else {"text_dims": text_dims or None}),
         refine=refine,
         keep_views=opts.pop("keep_views"),
     )

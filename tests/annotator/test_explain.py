@@ -112,17 +112,20 @@ def test_unknown_cells_get_no_explanation(
     assert all(res.explanations[i] for i in np.flatnonzero(res.labels != UNKNOWN))
 
 
+@pytest.mark.parametrize("text_dims", [None, 4])
 def test_hybrid_text_share_is_exact_and_the_rest_is_reported(
-    store: VectorStore, adata: ad.AnnData, query_adata: ad.AnnData
+    store: VectorStore, adata: ad.AnnData, query_adata: ad.AnnData, text_dims: int | None
 ) -> None:
-    spec = CellVectorSpec(mode="hybrid", encoder="random:32", expression={"n_genes": 30, "n_components": 5})
+    spec = CellVectorSpec(
+        mode="hybrid", encoder="random:32", expression={"n_genes": 30, "n_components": 5}, text_dims=text_dims
+    )
     res, cells = _annotate_and_encode(store, adata, query_adata, spec)
     explain_labels(res, cells=cells, store=store, top=None)
     assert res.extra["explain_method"] == "exact-text"
     assert res.explanations is not None
     assert cells.gene_vectors is not None
     centroids = _centroids(store)
-    text_dim = cells.gene_vectors.shape[1]
+    text_dim = text_dims or cells.gene_vectors.shape[1]  # the projected text view is the vector's tail
     for i, label in enumerate(res.labels):
         v = res.vectors[i].astype(np.float64)
         c = centroids[label]

@@ -12,7 +12,7 @@ from tests.conftest import FAST_ENCODER
 
 
 def test_text_dims_shrinks_the_stored_vector_and_queries_use_the_same_projection(edge_store, adata, query_adata):
-    full = CellVectorSpec(mode="hybrid", encoder=FAST_ENCODER)
+    full = CellVectorSpec(mode="hybrid", encoder=FAST_ENCODER, text_dims=None)
     small = full.model_copy(update={"text_dims": 4})
     rec_full = build_reference(adata, store=edge_store, name="full", label_key="cell_type", spec=full)
     rec = build_reference(adata, store=edge_store, name="small", label_key="cell_type", spec=small)

@@ -25,3 +25,19 @@ def test_manifest_record_lookup():
     man = ReferenceManifest(name="x")
     assert man.record() is None
     assert man.record(3) is None
+
+
+def test_hybrid_projects_the_text_view_by_default_and_old_records_keep_the_full_vector():
+    from schemas import DEFAULT_TEXT_DIMS, BuildRecord, CellVectorSpec
+
+    assert CellVectorSpec().text_dims == DEFAULT_TEXT_DIMS == 8
+    assert CellVectorSpec(mode="paper").text_dims is None
+    assert CellVectorSpec(mode="hybrid", text_dims=None).text_dims is None
+    new = BuildRecord(
+        reference="r", version=1, spec=CellVectorSpec(species="human"), dim=70, label_key="l",
+        created="2026-11-01T00:00:00Z",
+    )
+    assert BuildRecord.model_validate(new.model_dump(mode="json")).spec.text_dims == 8
+    old = new.model_dump(mode="json")
+    del old["spec"]["text_dims"]  # written before text_dims existed: it stored the full text vector
+    assert BuildRecord.model_validate(old).spec.text_dims is None
