@@ -212,3 +212,15 @@ def test_refit_gives_an_old_reference_a_calibration() -> None:
         warnings.simplefilter("error", NoCalibrationWarning)
         res = annotate(held, reference="old", store=store, unknown_alpha=0.01)
     assert res.params.calibrated
+
+
+def test_explain_with_unknown_cells_writes_h5ad(built, tmp_path) -> None:
+    store, _, held = built
+    mixed = ad.concat([held[:20].copy(), _cells({"Erythroid": 10}, seed=6, prefix="x")])
+    mixed.obs_names_make_unique()
+    res = annotate(mixed, reference="ref", store=store, explain=True)
+    assert (res.labels == UNKNOWN).any()
+    out = res.to_adata(mixed.copy())
+    out.write_h5ad(tmp_path / "a.h5ad")  # ragged explanations (Unknown cells have none) used to fail here
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    assert back.uns["cellvec"]["explain"]["genes"].shape[0] == mixed.n_obs
