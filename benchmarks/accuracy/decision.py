@@ -28,12 +28,18 @@ import sys
 import time
 import warnings
 from collections import defaultdict
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
 from indexer.cells import decide, stratified_split
+
+if TYPE_CHECKING:
+    from annotator import AnnotationResult
+    from benchmarks.accuracy import BenchDataset
+    from indexer import VectorStore
 
 NOVEL = "unlike any reference cell of "
 
@@ -57,7 +63,7 @@ def _plain(adata: ad.AnnData, labels: np.ndarray | None = None) -> ad.AnnData:
     return ad.AnnData(X=adata.X, obs=obs, var=pd.DataFrame(index=adata.var_names))
 
 
-def three_decisions(res, alpha: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def three_decisions(res: AnnotationResult, alpha: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Labels and confidences of the vote, the calibrated winner, and the winner with novelty."""
     labs = np.asarray(res.neighbour_labels).astype(str)
     names, inv = np.unique(labs, return_inverse=True)
@@ -76,7 +82,9 @@ def three_decisions(res, alpha: float) -> dict[str, tuple[np.ndarray, np.ndarray
     }
 
 
-def run_one(ds, *, seed: int, store, encoder: str, alpha: float, left_out: str | None) -> list[dict]:
+def run_one(
+    ds: BenchDataset, *, seed: int, store: VectorStore, encoder: str, alpha: float, left_out: str | None
+) -> list[dict[str, Any]]:
     """Build, annotate and score one (dataset, seed, left-out type) task; print and return its rows."""
     from annotator import annotate
     from indexer import build_reference, drop_reference
@@ -102,7 +110,7 @@ def run_one(ds, *, seed: int, store, encoder: str, alpha: float, left_out: str |
     rows = []
     for method, (labels, conf) in three_decisions(res, alpha).items():
         correct = labels == y_q
-        row = {
+        row: dict[str, Any] = {
             "dataset": ds.name,
             "seed": seed,
             "method": method,
@@ -135,9 +143,9 @@ def run_one(ds, *, seed: int, store, encoder: str, alpha: float, left_out: str |
     return rows
 
 
-def table(rows: list[dict], cols: list[str]) -> str:
+def table(rows: list[dict[str, Any]], cols: list[str]) -> str:
     """Return a markdown table of the mean of ``cols`` per (dataset, method)."""
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["dataset"], r["method"])].append(r)
     out = ["| dataset | method | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--left-out", action="store_true", help="Leave-one-type-out (open set).")
     args = p.parse_args(argv)
     store = open_store(args.store)
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     for name in args.datasets.split(","):
         ds = load_dataset(name)
         labels = sorted(set(ds.adata.obs[ds.label_key].astype(str))) if args.left_out else [None]

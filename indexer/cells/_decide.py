@@ -121,7 +121,7 @@ class Calibration:
     # ---------------------------------------------------------------- serialisation
     def to_json(self) -> bytes:
         """Serialise to JSON bytes (lists and numbers only; no pickle)."""
-        f = lambda a: None if a is None else np.asarray(a, dtype=np.float64).tolist()  # noqa: E731
+        f = _to_list
         d = {
             "schema": SCHEMA,
             "labels": list(self.labels),
@@ -155,7 +155,7 @@ class Calibration:
             got = d.get("schema") if isinstance(d, dict) else None
             msg = f"calibration schema {got!r} is not {SCHEMA!r}; run `cellvec reference refit` to recompute it."
             raise StoreError(msg)
-        a = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+        a = _to_array
         return cls(
             labels=tuple(d["labels"]),
             class_sizes=np.asarray(d["class_sizes"], dtype=np.int64),
@@ -275,6 +275,14 @@ class Decision:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def _to_list(a: np.ndarray | None) -> list[Any] | None:
+    return None if a is None else np.asarray(a, dtype=np.float64).tolist()
+
+
+def _to_array(v: list[Any] | None) -> np.ndarray | None:
+    return None if v is None else np.asarray(v, dtype=np.float64)
+
+
 def _by_label(values: np.ndarray, codes: np.ndarray, n_labels: int) -> list[np.ndarray]:
     order = np.lexsort((values, codes))
     v, c = values[order], codes[order]
@@ -601,9 +609,10 @@ def decide(
     if cal.uses_pca:
         assert cal.means is not None
         assert cal.precision is not None
+        assert pca_scores is not None
         p_pca = _conformal(
             -mahalanobis(pca_scores, winner, means=cal.means, precision=cal.precision), winner, tables["pca"], m
-        )  # type: ignore[arg-type]
+        )
         p = _conformal(np.log(p) + np.log(p_pca), winner, tables["comb"], m)
     winner = np.where(none, -1, winner)
     runner = np.where(none, -1, runner)
