@@ -75,7 +75,8 @@ def annotate(
     unknown_alpha
         Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about this
         share of reference-like cells is rejected, and 10-35% of a cell type the reference lacks (a
-        low-recall flag). 0 turns it off.
+        low-recall flag). 0 turns it off. Cross-species queries (mapped through orthologs) are not checked:
+        the calibration describes the reference's own species. ``uns`` records the level applied.
     version
         Reference version (default: the current one).
     encoder
@@ -212,6 +213,12 @@ def annotate(
         flat = labs.astype(str).ravel()
         pos = np.searchsorted(names, flat, sorter=order)
         codes = np.where(flat == "", -1, order[np.minimum(pos, names.size - 1)]).reshape(labs.shape)
+        if cells.orthologs is not None and unknown_alpha > 0:
+            # The novelty scores are calibrated on the reference's own species: a cross-species query sits
+            # apart from every reference cell (measured: most NK cells of a human query called novel against
+            # a mouse reference), so the check would flag the species, not new cell types.
+            logger.info("cross-species query: the novelty check is off (unknown_alpha=0)")
+            unknown_alpha = 0.0
         d = decide(codes, scores, calibration=cal, alpha=unknown_alpha, pca_scores=cells.pca_scores)
     names = np.asarray(names, dtype=object)
     winner = d.winner

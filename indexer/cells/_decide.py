@@ -233,13 +233,8 @@ class Calibration:
                     means[c] = s / n_add
                 elif n_add:
                     means[c] = (old[c] * means[c] + s) / (old[c] + n_add)
-        return replace(
-            self,
-            labels=tuple(labels),
-            class_sizes=sizes,
-            means=means,
-            approximate=(*self.approximate, note),
-        )
+        notes = self.approximate if note in self.approximate else (*self.approximate, note)
+        return replace(self, labels=tuple(labels), class_sizes=sizes, means=means, approximate=notes)
 
 
 @dataclass(frozen=True)
