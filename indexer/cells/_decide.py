@@ -24,6 +24,7 @@ Pure numpy / scipy; vectorised over cells (loops run over labels or features onl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,7 +35,16 @@ from indexer._errors import InputError, StoreError
 FEATURES: tuple[str, ...] = ("log_votes", "log_room", "nn_sim", "absent", "log_prior")
 """Per-label evidence features of the conditional logit."""
 CALIBRATION_FILE = "calibration.json"
-"""Artefact file of a reference version that holds its :class:`Calibration`."""
+"""Artefact file of a reference version that holds its :class:`Calibration` (as built; an in-place edit
+writes ``calibration-<sha12>.json`` and switches the build record to it, see :func:`calibration_file`)."""
+
+
+def calibration_file(names: Iterable[str]) -> str | None:
+    """Return the calibration artefact among a version's artefact file names (``None`` when it has none)."""
+    for name in names:
+        if name == CALIBRATION_FILE or (name.startswith("calibration-") and name.endswith(".json")):
+            return name
+    return None
 SCHEMA = "cellvec.calibration/1"
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexer._errors import InputError, StoreError
-from indexer.cells._decide import CALIBRATION_FILE, Calibration
+from indexer.cells._decide import CALIBRATION_FILE, Calibration, calibration_file
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
 from indexer.cells._text_projection import TextProjection, fit_text_projection
@@ -122,8 +122,9 @@ class Artifacts:
 
             files = {k: v for k, v in blobs.items() if k.startswith("supcon.") and v is not None}
             art.supcon = SupConModel.from_files(files)
-        if CALIBRATION_FILE in hashes:
-            art.calibration = Calibration.from_json(blobs[CALIBRATION_FILE])  # type: ignore[arg-type]
+        cal_file = calibration_file(hashes)
+        if cal_file is not None:
+            art.calibration = Calibration.from_json(blobs[cal_file])  # type: ignore[arg-type]
         return art
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer._errors import InputError, UnseenLabelWarning
-from indexer.cells._decide import CALIBRATION_FILE, Calibration
+from indexer.cells._decide import CALIBRATION_FILE, Calibration, calibration_file
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._validate import labels_of
 from indexer.reference._build import _datasets, load_housekeeping_artifact
@@ -81,28 +81,30 @@ def _update_counts(store: VectorStore, name: str, version: int) -> BuildRecord:
 
 
 def _edit_calibration(store: VectorStore, record: BuildRecord, edit: Callable[[Calibration], Calibration]) -> None:
-    """Rewrite a version's calibration artefact through ``edit`` and record its new hash (no-op without one)."""
-    if CALIBRATION_FILE not in record.artifacts:
+    """Rewrite a version's calibration through ``edit`` (no-op without one), safely against a kill.
+
+    The edited calibration is written under a new file name (``calibration-<sha12>.json``), then one manifest
+    write switches the build record to it, then the old file is deleted: a reader or a killed edit sees the
+    old calibration or the new one, each matching its recorded hash (a kill can leave an orphan blob).
+    """
+    old_file = calibration_file(record.artifacts)
+    if old_file is None:
         return
-    key = artifact_key(record.reference, record.version, CALIBRATION_FILE)
-    stored = store.get_blob(key)
-    if stored is not None and hashlib.sha256(stored).hexdigest() != record.artifacts[CALIBRATION_FILE]:
-        # An edit killed between writing the calibration and the manifest: its calibration already holds the
-        # edit's counts; the edits are idempotent on it (sizes are set, not added), so finish from it.
-        logger.warning("finishing an interrupted calibration update of %s v%d", record.reference, record.version)
-        old = Calibration.from_json(stored)
-    else:
-        old = Calibration.from_json(read_artifact(store, record, CALIBRATION_FILE))
-    cal = edit(old)
+    cal = edit(Calibration.from_json(read_artifact(store, record, old_file)))
     data = cal.to_json()
-    store.put_blob(key, data)
+    digest = hashlib.sha256(data).hexdigest()
+    new_file = f"calibration-{digest[:12]}.json"
+    if new_file == old_file:
+        return
+    store.put_blob(artifact_key(record.reference, record.version, new_file), data)
     manifest = load_manifest(store, record.reference)
     rec = manifest.record(record.version)
     assert rec is not None
-    hashes = {**rec.artifacts, CALIBRATION_FILE: hashlib.sha256(data).hexdigest()}
+    hashes = {f: h for f, h in rec.artifacts.items() if f != old_file} | {new_file: digest}
     new = rec.model_copy(update={"artifacts": hashes})
     versions = [new if v.version == rec.version else v for v in manifest.versions]
     save_manifest(store, manifest.model_copy(update={"versions": versions}))
+    store.delete_blob(artifact_key(record.reference, record.version, old_file))
 
 
 def add_cells(
@@ -413,10 +415,11 @@ def refit(
     blobs = {
         f: read_artifact(store, record, f)
         for f in record.artifacts
-        if not f.startswith("supcon.") and f != CALIBRATION_FILE
+        if not f.startswith("supcon.") and f != calibration_file([f])
     }
     blobs.update(model.to_files())
-    old_data = read_artifact(store, record, CALIBRATION_FILE) if CALIBRATION_FILE in record.artifacts else None
+    old_file = calibration_file(record.artifacts)
+    old_data = None if old_file is None else read_artifact(store, record, old_file)
     old = None if old_data is None else Calibration.from_json(old_data)
     if np.unique(labels).size >= 2:
         cal = recalibrate_neighbours(old, vectors=final, labels=labels, cell_ids=cols["cell_id"], seed=params.seed)
