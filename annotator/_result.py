@@ -17,7 +17,6 @@ UNKNOWN = "Unknown"
 """Label given to cells that cannot be annotated or fall under the confidence threshold."""
 
 
-
 @dataclass
 class AnnotationResult:
     """Labels and evidence for each query cell.
@@ -25,9 +24,10 @@ class AnnotationResult:
     Attributes
     ----------
     labels
-        Predicted label per cell (``"Unknown"`` when not confident or without a vector).
+        Predicted label per cell (``"Unknown"`` when not confident, novel, or without a vector).
     confidence
-        Share of the voting neighbours that agree with the label (0 without a vector).
+        Calibrated probability of the label when the reference has a calibration, else the share of the
+        voting neighbours that agree with it (0 without a vector).
     similarity
         Mean cosine similarity of the neighbours that voted for the label (NaN without a vector).
     vectors
@@ -46,6 +46,14 @@ class AnnotationResult:
         Build record of the reference version used.
     explanations
         Per cell, the genes that pulled it most toward its label (filled by ``explain=True``).
+    vote_share
+        Share of the neighbours that carry the label (the confidence of the plain vote).
+    novelty_p
+        Novelty p-value (NaN without a calibration or a vector).
+    runner_up_label
+        The most probable other label of the decision (``""`` when none); see :meth:`runner_up`.
+    runner_up_probability
+        Its probability (vote share without a calibration).
     """
 
     labels: np.ndarray
@@ -60,6 +68,10 @@ class AnnotationResult:
     record: BuildRecord
     explanations: list[list[tuple[str, float]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    vote_share: np.ndarray | None = None
+    novelty_p: np.ndarray | None = None
+    runner_up_label: np.ndarray | None = None
+    runner_up_probability: np.ndarray | None = None
 
     def to_adata(self, adata: AnnData, *, key_added: str = "cellvec", copy: bool = False) -> AnnData:
         """Write the result into an AnnData (the one annotated, or a copy).
@@ -67,19 +79,31 @@ class AnnotationResult:
         Fields written
         --------------
         ``obs[f'{key_added}_label']``
-            Predicted label (categorical), ``"Unknown"`` when not confident.
+            Predicted label (categorical), ``"Unknown"`` when not confident or novel.
         ``obs[f'{key_added}_confidence']``
-            Vote share of the winning label.
+            Calibrated probability of the label (the vote share when the reference has no calibration).
+        ``obs[f'{key_added}_vote_share']``
+            Share of the neighbours that carry the label.
+        ``obs[f'{key_added}_novelty_p']``
+            Novelty p-value: the share of the label's reference cells (cross-fitted) that look less typical;
+            NaN without a calibration.
+        ``obs[f'{key_added}_runner_up']``
+            The most probable other label (empty when none).
+        ``obs[f'{key_added}_runner_up_probability']``
+            Its probability (vote share without a calibration).
         ``obs[f'{key_added}_similarity']``
-            Mean cosine similarity of the winning neighbours.
+            Mean cosine similarity of the neighbours that carry the label.
         ``obs[f'{key_added}_reason']``
-            Why a cell is ``"Unknown"`` (empty otherwise).
+            Why a cell is ``"Unknown"`` (empty otherwise): ``"confidence below …"``, ``"unlike any reference
+            cell of <label>"`` or ``"no described expressed gene"``.
         ``obs[f'{key_added}_top_genes']``
             With ``explain=True``: the genes that pulled the cell toward its label.
         ``obsm[f'X_{key_added}']``
             Query cell vectors in the reference's space.
         ``uns[key_added]``
-            The parameters (reference, version, k, threshold, cell vector spec, store);
+            ``params``: reference, version, k, ``min_confidence``, ``unknown_alpha``, ``calibrated`` (whether
+            the reference's calibration was used), cell vector spec, store; ``calibration_approximate``: what
+            edits since the calibration's fit left approximate (when any);
             ``uns[key_added]['params']['query_species']`` holds the query's species call (species, share,
             evidence) and ``['params']['orthologs']`` the ortholog mapping of a cross-species query (genes
             mapped, one-to-one, share of expression); ``uns[key_added]['panel_coverage'][view]`` (``view``:
@@ -112,6 +136,14 @@ class AnnotationResult:
         out = adata.copy() if copy else adata
         out.obs[f"{key_added}_label"] = pd.Categorical(self.labels.astype(str))
         out.obs[f"{key_added}_confidence"] = self.confidence.astype(np.float32)
+        n = self.labels.size
+        nan = np.full(n, np.nan, dtype=np.float32)
+        share = self.confidence if self.vote_share is None else self.vote_share
+        out.obs[f"{key_added}_vote_share"] = np.asarray(share, dtype=np.float32)
+        out.obs[f"{key_added}_novelty_p"] = nan if self.novelty_p is None else self.novelty_p.astype(np.float32)
+        out.obs[f"{key_added}_runner_up"] = self.runner_up().astype(str)
+        rprob = nan if self.runner_up_probability is None else self.runner_up_probability
+        out.obs[f"{key_added}_runner_up_probability"] = np.asarray(rprob, dtype=np.float32)
         out.obs[f"{key_added}_similarity"] = self.similarity.astype(np.float32)
         out.obs[f"{key_added}_reason"] = self.reasons.astype(str)
         out.obsm[f"X_{key_added}"] = self.vectors
@@ -122,6 +154,8 @@ class AnnotationResult:
                 view: {"panel": c["panel"], "present": c["present"], "fraction": c["fraction"]}
                 for view, c in coverage.items()
             }
+        if self.extra.get("calibration_approximate"):
+            uns["calibration_approximate"] = list(self.extra["calibration_approximate"])
         if self.explanations is not None:
             out.obs[f"{key_added}_top_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in self.explanations]
             genes, contributions = self.explanation_arrays()
@@ -134,7 +168,13 @@ class AnnotationResult:
         return out
 
     def runner_up(self) -> np.ndarray:
-        """Return, per cell, the label with the most votes after the winner (``""`` when no other got one)."""
+        """Return, per cell, the decision's most probable other label (``""`` when none).
+
+        Results made without it (``runner_up_label`` unset) give the label with the most votes after the
+        winner.
+        """
+        if self.runner_up_label is not None:
+            return np.asarray(self.runner_up_label, dtype=object)
         names, inverse = np.unique(self.neighbour_labels.astype(str), return_inverse=True)
         codes = inverse.reshape(self.neighbour_labels.shape)
         n = codes.shape[0]

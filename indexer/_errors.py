@@ -50,6 +50,10 @@ class PanelCoverageWarning(LowOverlapWarning):
     """The query lacks part of a reference panel (the genes its cells pool, or its expression panel)."""
 
 
+class NoCalibrationWarning(CellvecWarning):
+    """The reference has no decision calibration (built before issue 14): the plain vote is used."""
+
+
 class UnseenLabelWarning(CellvecWarning):
     """Cells were added with labels the reference's trained encoder never saw."""
 

@@ -359,7 +359,8 @@ class AnnotationParams(Record):
     k
         Number of neighbours voting.
     min_confidence
-        Vote share under which a cell is called ``"Unknown"``.
+        Confidence (the calibrated probability with a calibration, else the vote share) under which a cell is
+        called ``"Unknown"``.
     spec
         How the query cells were turned into vectors.
     store
@@ -368,6 +369,10 @@ class AnnotationParams(Record):
         The query's species and how it was decided.
     orthologs
         How the query's genes were mapped onto the reference's species (``None`` for a same-species query).
+    unknown_alpha
+        Novelty level: cells whose novelty p-value is below it are called ``"Unknown"`` (0: off).
+    calibrated
+        Whether the reference's calibration was used (``False``: the plain vote, no novelty check).
     """
 
     reference: str
@@ -378,3 +383,5 @@ class AnnotationParams(Record):
     store: str
     query_species: SpeciesCall | None = None
     orthologs: OrthologReport | None = None
+    unknown_alpha: float = Field(default=0.0, ge=0, le=0.5)
+    calibrated: bool = False

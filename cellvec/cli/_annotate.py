@@ -41,7 +41,16 @@ from schemas import DEFAULT_ENCODER
     type=float,
     default=0.0,
     show_default=True,
-    help="Vote share under which a cell is called Unknown (0: off).",
+    help="Confidence (calibrated probability; the vote share for references without a calibration) under "
+    "which a cell is called Unknown (0: off).",
+)
+@click.option(
+    "--unknown-alpha",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Novelty level in [0, 0.5]: cells unlike any reference cell of their label at this level are called "
+    "Unknown (about this share of reference-like cells; 0: off).",
 )
 @click.option("--version", "version", type=int, default=None, help="Reference version (default: current).")
 @click.option("--encoder", default=None, help="Refuse to run unless the reference uses this encoder.")
@@ -50,7 +59,7 @@ from schemas import DEFAULT_ENCODER
 @click.option("--explain", is_flag=True, help="Record the genes that pulled each cell toward its label.")
 @json_option
 def annotate_cmd(**opts: Any) -> None:
-    """Label query cells by a cosine top-k vote against a reference."""
+    """Label query cells from their cosine top-k neighbours in a reference (calibrated, with a novelty check)."""
     from annotator import annotate
 
     timer = Timer()
@@ -59,6 +68,10 @@ def annotate_cmd(**opts: Any) -> None:
         check_out_path(opts["out_path"])
     if opts["csv_path"]:
         check_out_path(opts["csv_path"], what="--csv")
+    if not 0 <= opts["unknown_alpha"] <= 0.5:
+        alpha = opts["unknown_alpha"]
+        msg = f"--unknown-alpha {alpha:g} is outside [0, 0.5]; pass 0.01 (the default) or 0 to turn it off."
+        raise InputError(msg)
     with timer.step("read"):
         adata = read_h5ad(opts["adata_path"])
     with (
@@ -72,6 +85,7 @@ def annotate_cmd(**opts: Any) -> None:
                 store=store,
                 k=opts["k"],
                 min_confidence=opts["min_confidence"],
+                unknown_alpha=opts["unknown_alpha"],
                 version=opts["version"],
                 encoder=opts["encoder"],
                 gene_column=opts["gene_column"],
@@ -102,6 +116,8 @@ def annotate_cmd(**opts: Any) -> None:
         "version": res.params.version,
         "labels": dict(zip(labels.tolist(), counts.tolist(), strict=True)),
         "unknown": n_unknown,
+        "novel": int(np.char.startswith(res.reasons.astype(str), "unlike any").sum()),
+        "calibrated": res.params.calibrated,
         "cells_per_s": adata.n_obs / max(timer.steps["annotate"], 1e-9),
         "seconds": timer.steps,
         "out": opts["out_path"],
@@ -211,9 +227,7 @@ def demo_cmd(*, store: str, encoder: str, mode: str | None, refine: str, seed: i
         if any(m.name == "pbmc-demo" for m in list_references(st)):
             drop_reference(st, "pbmc-demo")
         with timer.step("build reference"):
-            rec = build_reference(
-                ref, store=st, name="pbmc-demo", label_key="bulk_labels", spec=spec, progress=report
-            )
+            rec = build_reference(ref, store=st, name="pbmc-demo", label_key="bulk_labels", spec=spec, progress=report)
         with timer.step("annotate"):
             res = annotate(query, reference="pbmc-demo", store=st, k=10, progress=report)
     metrics = score(query.obs["bulk_labels"].to_numpy(), res.labels).scalars()

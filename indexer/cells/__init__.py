@@ -4,6 +4,16 @@ SupCon (:mod:`indexer.cells.supcon`) imports torch and is not imported here.
 """
 
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
+from indexer.cells._decide import (
+    CALIBRATION_FILE,
+    Calibration,
+    Decision,
+    calibration_file,
+    decide,
+    fit_calibration,
+    fit_mahalanobis,
+    mahalanobis,
+)
 from indexer.cells._encode import Artifacts, CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_split
 from indexer.cells._expression import ExpressionProjection, fit_expression
@@ -12,20 +22,28 @@ from indexer.cells._pool import l2_normalise, log_normalise, looks_like_counts, 
 from indexer.cells._validate import expression_matrix, labels_of
 
 __all__ = [
+    "CALIBRATION_FILE",
     "REFUSE_BELOW",
     "WARN_BELOW",
     "Artifacts",
+    "Calibration",
     "CellVectors",
+    "Decision",
     "ExpressionProjection",
     "Progress",
+    "calibration_file",
     "check_panel_coverage",
+    "decide",
     "encode_cells",
     "expression_matrix",
+    "fit_calibration",
     "fit_expression",
+    "fit_mahalanobis",
     "l2_normalise",
     "labels_of",
     "log_normalise",
     "looks_like_counts",
+    "mahalanobis",
     "panel_coverage",
     "pool",
     "recall_at_k",

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexer._errors import InputError, StoreError
+from indexer.cells._decide import CALIBRATION_FILE, Calibration, calibration_file
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
 from indexer.cells._text_projection import TextProjection, fit_text_projection
@@ -52,6 +53,9 @@ class Artifacts:
     text_panel
         Symbols of the described genes the reference's cells pool (text modes), else ``None``: queries report
         how many of them they have.
+    calibration
+        The decision rule's calibration (``calibration.json``), else ``None`` (references built before
+        issue 14: annotation falls back to the plain vote).
     """
 
     idf: dict[str, float] | None = None
@@ -60,6 +64,7 @@ class Artifacts:
     text: TextProjection | None = None
     supcon: SupConModel | None = None
     text_panel: np.ndarray | None = None
+    calibration: Calibration | None = None
 
     def blobs(self) -> dict[str, bytes]:
         """Return every artefact serialised (no pickle), keyed by artefact file name."""
@@ -79,6 +84,8 @@ class Artifacts:
             out.update(self.supcon.to_files())
         if self.text_panel is not None:
             out["text_panel.npz"] = _npz(genes=np.asarray(self.text_panel, dtype=str))
+        if self.calibration is not None:
+            out[CALIBRATION_FILE] = self.calibration.to_json()
         return out
 
     @classmethod
@@ -115,6 +122,9 @@ class Artifacts:
 
             files = {k: v for k, v in blobs.items() if k.startswith("supcon.") and v is not None}
             art.supcon = SupConModel.from_files(files)
+        cal_file = calibration_file(hashes)
+        if cal_file is not None:
+            art.calibration = Calibration.from_json(blobs[cal_file])  # type: ignore[arg-type]
         return art
 
 
@@ -168,6 +178,9 @@ class CellVectors:
     coverage
         Queries: per view, how many of the reference's panel genes these cells have
         (:func:`indexer.cells.panel_coverage`).
+    pca_scores
+        Raw PCA scores of the expression view before normalising (``None`` without one): the decision
+        rule's Mahalanobis novelty input.
     """
 
     final: np.ndarray
@@ -185,6 +198,7 @@ class CellVectors:
     pending_genes: PendingGenes | None = None
     n_embedded: int = 0
     coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pca_scores: np.ndarray | None = None
 
 
 def encode_cells(
@@ -276,7 +290,7 @@ def encode_cells(
     index: GeneIndex | None = None
     parts: list[np.ndarray] = []
     parts_v2: list[np.ndarray] = []
-    weights = gene_vectors = None
+    weights = gene_vectors = pca_scores = None
     n_described = 0
     if spec.uses_text():
         weights, gene_vectors, pooled, pooled_v2, n_described, index = _text_view(
@@ -312,7 +326,7 @@ def encode_cells(
                 # Queries pool their own top genes, mostly among the panel's: embed the panel once, here.
                 report = None if progress is None else (lambda d, t: progress("embedding panel genes", d, t))
                 index.vectors(list(art.expression.genes), progress=report)
-        expr = art.expression.transform(x, symbols)
+        expr, pca_scores = art.expression.transform_with_scores(x, symbols)
         parts.insert(0, expr)
         parts_v2.insert(0, expr)
     if spec.mode == "hybrid":
@@ -351,6 +365,7 @@ def encode_cells(
         pending_genes=None if index is None else index.pending,
         n_embedded=0 if index is None else index.total_embedded,
         coverage=coverage,
+        pca_scores=pca_scores,
     )
     return cv, art
 

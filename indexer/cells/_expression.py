@@ -49,6 +49,14 @@ class ExpressionProjection:
         Panel genes absent from the data count as expressed at the reference mean (a zero after scaling), so
         that a query panel that differs from the reference's shifts no cell in a systematic direction.
         """
+        return self.transform_with_scores(x, symbols)[0]
+
+    def transform_with_scores(self, x: sp.csr_matrix, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return :meth:`transform`'s view and the raw PCA scores ``z @ components.T`` (before normalising).
+
+        The raw scores are what the decision rule's Mahalanobis novelty score measures
+        (:func:`indexer.cells.decide`).
+        """
         pos = {s: i for i, s in enumerate(symbols) if s}
         cols = np.array([pos.get(g, -1) for g in self.genes], dtype=np.int64)
         present = cols >= 0
@@ -56,16 +64,17 @@ class ExpressionProjection:
         z = np.zeros((x.shape[0], self.genes.size), dtype=np.float32)
         z[:, present] = (sub - self.mean[present]) / self.std[present]
         np.clip(z, -10, 10, out=z)
-        pcs = l2_normalise(z @ self.components.T)
+        raw = z @ self.components.T
+        pcs = l2_normalise(raw)
         if self.head_coef is None or self.head_genes is None or self.head_intercept is None:
-            return pcs
+            return pcs, raw
         hcols = np.array([pos.get(g, -1) for g in self.head_genes], dtype=np.int64)
         ok = np.flatnonzero(hcols >= 0)
         # Sparse product over the head's genes that the query has; absent genes count as not expressed.
         scores = np.asarray(x[:, hcols[ok]] @ self.head_coef[:, ok].T) + self.head_intercept
         # Class scores are centred per cell: only their differences carry the classifier's decision.
         scores -= scores.mean(axis=1, keepdims=True)
-        return l2_normalise(np.hstack([pcs, l2_normalise(scores.astype(np.float32))]))
+        return l2_normalise(np.hstack([pcs, l2_normalise(scores.astype(np.float32))])), raw
 
     def to_bytes(self) -> bytes:
         """Serialise without pickle (``np.savez`` of plain arrays)."""

@@ -13,6 +13,7 @@ from indexer._settings import Settings
 from indexer.cells._encode import Artifacts, Progress, encode_cells
 from indexer.cells._validate import _check_unique, labels_of
 from indexer.genes import resolve_species
+from indexer.reference._calibrate import MAX_CALIBRATION_CELLS, calibrate
 from indexer.reference._versions import (
     check_reference_name,
     load_manifest,
@@ -55,11 +56,18 @@ def build_reference(
     data_dir: Path | None = None,
     gene_column: str | None = None,
     housekeeping: frozenset[str] | None = None,
+    calibration_cells: int = MAX_CALIBRATION_CELLS,
     progress: Progress | None = None,
     chunk_size: int | None = None,
     species_option: str | None = None,
 ) -> BuildRecord:
     """Build a new version of a labelled reference in the store and make it current.
+
+    The version stores the decision rule's calibration (artefact ``calibration.json``, hashed in the build
+    record like the other artefacts), fitted on the reference alone and cross-fitted so no cell sees itself:
+    a 5-fold refit of the expression projection and head for modes with an expression view, leave-self-out
+    neighbours otherwise (see :mod:`indexer.reference._calibrate`). Annotation uses it for calibrated
+    probabilities, a class-balanced winner and the novelty p-value.
 
     A build that was interrupted is resumed by running the same call again: point ids derive from
     ``(name, cell id)``, so the rerun completes the same version with exact counts and no duplicates. The
@@ -91,13 +99,17 @@ def build_reference(
     housekeeping
         Housekeeping symbols for SupCon's second view (default: the species' list from the data folder).
         The list is stored with the version, so cells added later and refits use the same one.
+    calibration_cells
+        At most this many cells (stratified by label) fit the calibration; 0 stores none (annotation then
+        uses the plain vote).
     progress
         Progress callback ``(step, done, total)``.
     chunk_size
         Pool and write this many cells at a time, so that memory stays bounded at any reference size. Only
         for specs that fit nothing on the reference (mode ``"paper"`` without ``idf``, ``whiten`` or
         refinement), where pooling a chunk equals pooling the whole; ``progress`` then reports
-        ``"writing cells"`` once per chunk. ``None`` (default) does everything in one pass.
+        ``"writing cells"`` once per chunk. ``None`` (default) does everything in one pass. A chunked build
+        stores no calibration (annotation uses the plain vote; ``refit`` adds one).
     species_option
         The command-line option that sets the species, named in errors (``"--species"``; ``None`` for the
         library, whose errors name ``species=``).
@@ -163,6 +175,17 @@ def build_reference(
     )
     spec = cells.spec or spec
     keep = usable_rows(cells, what="reference")
+    if calibration_cells > 0 and np.unique(labels[keep]).size >= 2:
+        art.calibration = calibrate(
+            adata,
+            spec=spec,
+            cells=cells,
+            artifacts=art,
+            rows=keep,
+            labels=labels,
+            cell_ids=cell_ids,
+            max_cells=calibration_cells,
+        )
     blobs = _with_housekeeping(art.blobs(), housekeeping, spec=spec)
     return write_version(
         store,

@@ -2,25 +2,43 @@
 
 ``add_cells``, ``remove_cells`` and ``relabel`` edit the current version in place (its collection and the
 cell counts of its build record); ``refit`` and ``import_reference`` write a new immutable version and
-switch ``current`` to it with one manifest write, as :func:`~indexer.build_reference` does. Every write is
+switch ``current`` to it with one manifest write, as :func:`~indexer.build_reference` does.
+
+The decision rule's calibration (``calibration.json``) follows every edit, its new hash in the build record:
+
+* ``relabel`` renames the label in it (exact); a merge into an existing label adds the class sizes and
+  averages the class means (marked approximate: the weights and novelty scores were fitted on two labels);
+* ``add_cells`` updates the class sizes and, from the new cells' raw PCA scores, the class means; a new
+  label gets a class and uses the pooled novelty scores (marked approximate);
+* ``remove_cells`` updates the class sizes (a label with no cell left can no longer win; marked
+  approximate: the class means and novelty scores still include the removed cells);
+* ``refit`` recomputes it from the stored vectors: leave-self-out neighbours of the calibration cells
+  (or a stratified sample when the version had none), keeping the Mahalanobis part it had, since the
+  expression projection does not change. ``cellvec reference refit`` is how a reference built before
+  calibrations gets one (neighbour evidence only; a rebuild gives the full one). Every write is
 idempotent: point ids derive from ``(reference, cell id)``, so rerunning a command that was killed
 finishes it with exact counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer._errors import InputError, UnseenLabelWarning
+from indexer.cells._decide import CALIBRATION_FILE, Calibration, calibration_file
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._validate import labels_of
 from indexer.reference._build import _datasets, load_housekeeping_artifact
+from indexer.reference._calibrate import recalibrate_neighbours
 from indexer.reference._versions import (
+    artifact_key,
     cell_point_id,
     load_artifacts,
     load_manifest,
@@ -60,6 +78,33 @@ def _update_counts(store: VectorStore, name: str, version: int) -> BuildRecord:
     versions = [new if v.version == version else v for v in manifest.versions]
     save_manifest(store, manifest.model_copy(update={"versions": versions}))
     return new
+
+
+def _edit_calibration(store: VectorStore, record: BuildRecord, edit: Callable[[Calibration], Calibration]) -> None:
+    """Rewrite a version's calibration through ``edit`` (no-op without one), safely against a kill.
+
+    The edited calibration is written under a new file name (``calibration-<sha12>.json``), then one manifest
+    write switches the build record to it, then the old file is deleted: a reader or a killed edit sees the
+    old calibration or the new one, each matching its recorded hash (a kill can leave an orphan blob).
+    """
+    old_file = calibration_file(record.artifacts)
+    if old_file is None:
+        return
+    cal = edit(Calibration.from_json(read_artifact(store, record, old_file)))
+    data = cal.to_json()
+    digest = hashlib.sha256(data).hexdigest()
+    new_file = f"calibration-{digest[:12]}.json"
+    if new_file == old_file:
+        return
+    store.put_blob(artifact_key(record.reference, record.version, new_file), data)
+    manifest = load_manifest(store, record.reference)
+    rec = manifest.record(record.version)
+    assert rec is not None
+    hashes = {f: h for f, h in rec.artifacts.items() if f != old_file} | {new_file: digest}
+    new = rec.model_copy(update={"artifacts": hashes})
+    versions = [new if v.version == rec.version else v for v in manifest.versions]
+    save_manifest(store, manifest.model_copy(update={"versions": versions}))
+    store.delete_blob(artifact_key(record.reference, record.version, old_file))
 
 
 def add_cells(
@@ -164,6 +209,14 @@ def add_cells(
     )
     store.flush()
     rec = _update_counts(store, name, record.version)
+    sums: dict[str, np.ndarray] = {}
+    if cells.pca_scores is not None:
+        added = np.asarray(labels[keep]).astype(str)
+        for lab in np.unique(added):
+            sums[str(lab)] = cells.pca_scores[keep][added == lab].astype(np.float64).sum(axis=0)
+    note = f"added {keep.size} cells: class sizes and means updated, weights and novelty scores not refitted"
+    _edit_calibration(store, rec, lambda c: c.with_counts(rec.labels, note=note, added_sums=sums))
+    rec = resolve_version(load_manifest(store, name), rec.version)
     logger.info("added %d cells to reference %s v%d", keep.size, name, record.version)
     return rec
 
@@ -258,6 +311,8 @@ def remove_cells(
     store.flush()
     rec = _update_counts(store, name, record.version)
     removed = before - rec.n_cells
+    note = f"removed {removed} cells: class sizes updated, means and novelty scores still include them"
+    _edit_calibration(store, rec, lambda c: c.with_counts(rec.labels, note=note))
     logger.info("removed %d cells from reference %s v%d", removed, name, record.version)
     return removed
 
@@ -297,7 +352,8 @@ def relabel(store: VectorStore, name: str, *, old: str, new: str) -> int:
         raise InputError(msg)
     store.set_payload(collection, {"label": new}, where={"label": old})
     store.flush()
-    _update_counts(store, name, record.version)
+    rec = _update_counts(store, name, record.version)
+    _edit_calibration(store, rec, lambda c: c.renamed(old, new))
     return n
 
 
@@ -312,7 +368,9 @@ def refit(
 
     Each cell's stored vector before refinement (``"input"``, or ``"cell"`` when the reference was never
     refined) and second view are read back from the store, so no AnnData is needed. The old version stays
-    queryable by number until pruned.
+    queryable by number until pruned. The new version's decision calibration is recomputed from the new
+    vectors (leave-self-out neighbours; the Mahalanobis part of the old calibration is kept), so a
+    reference built without one gets one.
 
     Parameters
     ----------
@@ -354,8 +412,18 @@ def refit(
     logger.info("refit %s: %d epochs, validation %s", name, report.epochs_run, report)
     final = model.encode(view1)
     spec = record.spec.model_copy(update={"refine": params})
-    blobs = {f: read_artifact(store, record, f) for f in record.artifacts if not f.startswith("supcon.")}
+    blobs = {
+        f: read_artifact(store, record, f)
+        for f in record.artifacts
+        if not f.startswith("supcon.") and f != calibration_file([f])
+    }
     blobs.update(model.to_files())
+    old_file = calibration_file(record.artifacts)
+    old_data = None if old_file is None else read_artifact(store, record, old_file)
+    old = None if old_data is None else Calibration.from_json(old_data)
+    if np.unique(labels).size >= 2:
+        cal = recalibrate_neighbours(old, vectors=final, labels=labels, cell_ids=cols["cell_id"], seed=params.seed)
+        blobs[CALIBRATION_FILE] = cal.to_json()
     vectors = {CELL_VECTOR: final, INPUT_VECTOR: view1}
     if has_view2:
         vectors[VIEW2_VECTOR] = view2

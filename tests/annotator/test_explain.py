@@ -22,7 +22,7 @@ def _annotate_and_encode(
     store: VectorStore, ref: ad.AnnData, query: ad.AnnData, spec: CellVectorSpec, **kwargs: object
 ) -> tuple[AnnotationResult, CellVectors]:
     build_reference(ref, store=store, name="ref", label_key="cell_type", spec=spec)
-    res = annotate(query, reference="ref", store=store, **kwargs)  # type: ignore[arg-type]
+    res = annotate(query, reference="ref", store=store, unknown_alpha=0, **kwargs)  # type: ignore[arg-type]
     rec = resolve_version(load_manifest(store, "ref"))
     cells, _ = encode_cells(query, spec=rec.spec, store=store, artifacts=load_artifacts(store, rec))
     return res, cells
@@ -76,7 +76,7 @@ def test_annotate_explain_keeps_the_top_genes_sorted(
     store: VectorStore, adata: ad.AnnData, query_adata: ad.AnnData, fast_spec: CellVectorSpec
 ) -> None:
     build_reference(adata, store=store, name="ref", label_key="cell_type", spec=fast_spec)
-    res = annotate(query_adata, reference="ref", store=store, explain=True)
+    res = annotate(query_adata, reference="ref", store=store, explain=True, unknown_alpha=0)
     assert res.explanations is not None
     assert len(res.explanations) == query_adata.n_obs
     for ex in res.explanations:

@@ -113,7 +113,7 @@ def test_scale_command_refuses_bad_sizes() -> None:
 def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
     from annotator import annotate
     from benchmarks.scale._scale import REFERENCE, build_chunked, pick_genes
-    from indexer import build_reference, open_store
+    from indexer import NoCalibrationWarning, build_reference, open_store
     from indexer.reference import reference_vectors
     from schemas import CellVectorSpec
 
@@ -133,5 +133,7 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
         row_of = {c: i for i, c in enumerate(ref.obs_names)}
         assert saved.shape == (300, 32)
         np.testing.assert_allclose(saved[[row_of[c] for c in i2]], v2, atol=1e-6)
-        res = annotate(ref[:20].copy(), reference=REFERENCE, store=chunked)
+        # A chunked build stores no calibration: annotation falls back to the vote and says so.
+        with pytest.warns(NoCalibrationWarning, match="no calibration"):
+            res = annotate(ref[:20].copy(), reference=REFERENCE, store=chunked)
         assert (res.labels == ref.obs["cell_type"].astype(str).to_numpy()[:20]).all()

@@ -77,3 +77,14 @@ def test_library_warnings_are_one_line_each(monkeypatch, capsys) -> None:
         "warning: 12 reference cells have no described expressed gene",
     ]
     assert not logging.getLogger("indexer").handlers  # nothing left behind after main()
+
+
+@pytest.mark.parametrize("alpha", ["0.7", "-0.1"])
+def test_unknown_alpha_outside_its_range_is_one_line(alpha, tmp_path, capsys) -> None:
+    argv = ["annotate", "--store", str(tmp_path / "s"), "--reference", "r", "--adata", str(tmp_path / "q.h5ad")]
+    assert main([*argv, "--unknown-alpha", alpha]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert (
+        line
+        == f"error: --unknown-alpha {float(alpha):g} is outside [0, 0.5]; pass 0.01 (the default) or 0 to turn it off."
+    )

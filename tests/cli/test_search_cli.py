@@ -190,7 +190,7 @@ def test_annotate_explain_writes_top_genes(
 ) -> None:
     out_path = tmp_path / "annotated.h5ad"
     code, _, _ = run(capsys, "annotate", "--store", store_dir, "--reference", "ref", "--adata", query_file,
-                     "--out", str(out_path), "--explain", "--json")
+                     "--out", str(out_path), "--explain", "--unknown-alpha", "0", "--json")
     assert code == 0
     annotated = ad.read_h5ad(out_path)
     top = annotated.obs["cellvec_top_genes"]

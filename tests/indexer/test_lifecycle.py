@@ -151,7 +151,7 @@ def test_relabel(
     assert relabel(store, "r", old="T cell", new="T lymphocyte") == 30
     rec = load_manifest(store, "r").record()
     assert rec.labels == {"B cell": 30, "Monocyte": 30, "NK cell": 30, "T lymphocyte": 30}
-    res = annotate(query_adata, reference="r", store=store, k=5)
+    res = annotate(query_adata, reference="r", store=store, k=5, unknown_alpha=0)
     assert set(res.labels[_truth(query_adata) == "T cell"]) == {"T lymphocyte"}
     with pytest.raises(InputError, match=r"no cells labelled 'T cell' \(labels: B cell, Monocyte"):
         relabel(store, "r", old="T cell", new="x")
@@ -167,7 +167,7 @@ def test_refit_makes_a_new_version_and_keeps_the_old_one(
         add_cells(
             _only(make_adata(seed=3), "NK cell", prefix="b2_"), store=store, name="r", label_key="cell_type"
         )
-    v1 = annotate(query_adata, reference="r", store=store, k=5)
+    v1 = annotate(query_adata, reference="r", store=store, k=5, unknown_alpha=0)
     rec = refit(store, "r", params=SMALL.model_copy(update={"seed": 1}))
     assert rec.version == 2
     assert rec.n_cells == 120
@@ -175,10 +175,10 @@ def test_refit_makes_a_new_version_and_keeps_the_old_one(
     man = load_manifest(store, "r")
     assert man.current == 2
     assert [v.status for v in man.versions] == ["ready", "ready"]
-    new = annotate(query_adata, reference="r", store=store, k=5)
+    new = annotate(query_adata, reference="r", store=store, k=5, unknown_alpha=0)
     assert new.params.version == 2
     assert (new.labels == _truth(query_adata)).mean() >= 0.95
-    old = annotate(query_adata, reference="r", store=store, k=5, version=1)
+    old = annotate(query_adata, reference="r", store=store, k=5, version=1, unknown_alpha=0)
     assert old.params.version == 1
     np.testing.assert_array_equal(old.labels, v1.labels)
     adata_out = new.to_adata(query_adata.copy())

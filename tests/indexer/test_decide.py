@@ -1,0 +1,180 @@
+"""The decision rule (indexer.cells.decide) on synthetic neighbours: vote parity, rare labels, novelty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import InputError, StoreError
+from indexer.cells import Calibration, decide, fit_calibration, fit_mahalanobis, mahalanobis, vote
+from indexer.cells._decide import ledoit_wolf
+
+D = 8
+NAMES = ("a", "b", "rare")
+
+
+def _blobs(sizes, centres, *, spread=0.35, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    raw = centres[y] + spread * rng.standard_normal((len(y), centres.shape[1]))
+    return raw, raw / np.linalg.norm(raw, axis=1, keepdims=True), y
+
+
+def _knn(q, r, k, *, drop_self=False):
+    s = q @ r.T
+    if drop_self:
+        np.fill_diagonal(s, -np.inf)
+    idx = np.argsort(-s, axis=1)[:, :k]
+    return idx, np.take_along_axis(s, idx, axis=1)
+
+
+@pytest.fixture(scope="module")
+def ref():
+    centres = np.random.default_rng(0).standard_normal((3, D))
+    raw, x, y = _blobs([400, 300, 6], centres)
+    idx, s = _knn(x, x, 30, drop_self=True)
+    means, prec = fit_mahalanobis(raw, y, 3)
+    # Leave-one-out Mahalanobis stands in for the fold refit's out-of-fold distance.
+    oof = mahalanobis(raw, y, means=means, precision=prec) * (1 + 1 / np.bincount(y)[y])
+    cal = fit_calibration(
+        y[idx],
+        s,
+        y,
+        label_names=NAMES,
+        cell_ids=np.arange(len(y)).astype(str),
+        method="leave-self-out",
+        oof_distance=oof,
+        means=means,
+        precision=prec,
+        k=10,
+    )
+    return centres, raw, x, y, cal
+
+
+def _query(ref, sizes, seed, centres=None):
+    c0, _, x, y, _ = ref
+    qraw, q, yq = _blobs(sizes, c0 if centres is None else centres, seed=seed)
+    idx, s = _knn(q, x, 30)
+    return y[idx], s, qraw, yq
+
+
+def test_without_calibration_decide_is_todays_vote() -> None:
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-1, 4, size=(500, 10))
+    scores = rng.uniform(-1, 1, size=(500, 10))
+    d = decide(codes, scores, n_labels=4)
+    w, c, _s = vote(codes, scores, 4)
+    np.testing.assert_array_equal(d.winner, w)
+    np.testing.assert_allclose(d.probability, c)
+    assert np.isnan(d.novelty_p).all()
+    assert not d.rejected.any()
+    assert ((d.runner_up != d.winner) | (d.runner_up == -1)).all()
+
+
+def test_ledoit_wolf_matches_sklearn() -> None:
+    from sklearn.covariance import LedoitWolf
+
+    x = np.random.default_rng(1).standard_normal((200, 6)) @ np.diag([3, 1, 1, 0.5, 0.2, 0.1])
+    x -= x.mean(0)
+    np.testing.assert_allclose(ledoit_wolf(x), LedoitWolf(assume_centered=True).fit(x).covariance_, rtol=1e-8)
+
+
+def test_known_cells_labelled_and_rare_class_found(ref) -> None:
+    codes, s, qraw, yq = _query(ref, [100, 100, 40], seed=2)
+    d = decide(codes, s, pca_scores=qraw, calibration=ref[-1], alpha=0)
+    assert (d.winner == yq).mean() > 0.9
+    assert (d.winner[yq == 2] == 2).mean() > 0.9
+
+
+def test_rare_class_with_3_cells_wins_where_its_neighbours_are_its_own(ref) -> None:
+    cal = ref[-1]
+    # 3 of the 10 neighbours are the rare label's (all it could hold at 3 cells), and the closest ones.
+    codes = np.array([[2, 2, 2, 0, 0, 1, 0, 1, 0, 1]])
+    scores = np.array([[0.95, 0.94, 0.93, 0.80, 0.79, 0.78, 0.77, 0.76, 0.75, 0.74]])
+    small = cal.with_counts({"a": 400, "b": 300, "rare": 3}, note="test")
+    assert vote(codes, scores, 3)[0][0] == 0  # today's vote: the common label
+    d = decide(codes, scores, pca_scores=ref[0][[2]], calibration=small, alpha=0)
+    assert d.winner[0] == 2
+    assert d.runner_up[0] in (0, 1)
+    assert 0 < d.runner_up_probability[0] < d.probability[0] + 1
+
+
+def test_novelty_rejects_about_alpha_of_reference_like_cells(ref) -> None:
+    codes, s, qraw, _ = _query(ref, [400, 300, 0], seed=3)
+    d = decide(codes, s, pca_scores=qraw, calibration=ref[-1], alpha=0.01)
+    for a in (0.05, 0.1, 0.25):
+        assert abs((d.novelty_p < a).mean() - a) < 0.05
+    assert d.rejected.mean() < 0.04
+
+
+def test_missing_type_rejected_and_alpha_zero_rejects_nothing(ref) -> None:
+    far = np.random.default_rng(9).standard_normal((1, D))
+    codes, s, qraw, _ = _query(ref, [200], seed=4, centres=far)
+    assert decide(codes, s, pca_scores=qraw, calibration=ref[-1], alpha=0.01).rejected.mean() > 0.9
+    assert not decide(codes, s, pca_scores=qraw, calibration=ref[-1], alpha=0).rejected.any()
+
+
+def test_probability_is_calibrated(ref) -> None:
+    codes, s, qraw, yq = _query(ref, [400, 300, 6], seed=5)
+    d = decide(codes, s, pca_scores=qraw, calibration=ref[-1], alpha=0)
+    assert abs(d.probability.mean() - (d.winner == yq).mean()) < 0.03
+    assert np.all((d.probability >= 0) & (d.probability <= 1))
+
+
+def test_json_round_trip_gives_the_same_decisions(ref) -> None:
+    cal = ref[-1]
+    back = Calibration.from_json(cal.to_json())
+    codes, s, qraw, _ = _query(ref, [30, 30, 30], seed=6)
+    a = decide(codes, s, pca_scores=qraw, calibration=cal, alpha=0.05)
+    b = decide(codes, s, pca_scores=qraw, calibration=back, alpha=0.05)
+    np.testing.assert_array_equal(a.winner, b.winner)
+    np.testing.assert_array_equal(a.novelty_p, b.novelty_p)
+    np.testing.assert_array_equal(a.probability, b.probability)
+    with pytest.raises(StoreError, match="schema"):
+        Calibration.from_json(b'{"schema": "cellvec.calibration/0"}')
+
+
+def test_text_only_calibration_uses_neighbours_alone(ref) -> None:
+    _, _, x, y, _ = ref
+    idx, s = _knn(x, x, 30, drop_self=True)
+    cal = fit_calibration(
+        y[idx], s, y, label_names=NAMES, cell_ids=np.arange(len(y)).astype(str), method="leave-self-out", k=10
+    )
+    codes, qs, _, yq = _query(ref, [100, 100, 0], seed=7)
+    d = decide(codes, qs, calibration=cal, alpha=0.01)
+    assert (d.winner == yq).mean() > 0.9
+    assert d.rejected.mean() < 0.05
+
+
+def test_edits_rename_merge_and_recount(ref) -> None:
+    cal = ref[-1]
+    renamed = cal.renamed("b", "B")
+    assert renamed.labels == ("a", "B", "rare")
+    assert renamed.approximate == cal.approximate
+    merged = cal.renamed("rare", "a")
+    assert merged.labels == ("a", "b")
+    assert merged.class_sizes.tolist() == [406, 300]
+    assert merged.approximate
+    grown = cal.with_counts(
+        {"a": 400, "b": 300, "rare": 6, "new": 5}, note="added 5", added_sums={"new": 5 * np.ones(D)}
+    )
+    assert grown.labels[-1] == "new"
+    assert grown.class_sizes[-1] == 5
+    assert grown.means is not None
+    np.testing.assert_allclose(grown.means[-1], np.ones(D))
+    back = Calibration.from_json(grown.to_json())
+    assert back.approximate == ("added 5",)
+
+
+def test_no_neighbours_and_bad_inputs(ref) -> None:
+    cal = ref[-1]
+    codes = np.array([[-1] * 10, [0] * 5 + [-1] * 5])
+    scores = np.array([[np.nan] * 10, [0.9] * 5 + [np.nan] * 5])
+    d = decide(codes, scores, pca_scores=np.zeros((2, D)), calibration=cal, alpha=0.01)
+    assert d.winner.tolist() == [-1, 0]
+    assert not d.rejected[0]
+    assert np.isnan(d.novelty_p[0])
+    with pytest.raises(InputError, match="pca_scores"):
+        decide(codes, scores, pca_scores=np.zeros((2, D + 1)), calibration=cal)
+    with pytest.raises(InputError, match="alpha"):
+        decide(codes, scores, pca_scores=np.zeros((2, D)), calibration=cal, alpha=1.5)
