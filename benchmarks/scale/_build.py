@@ -26,14 +26,16 @@ def build_chunked(
     store: VectorStore,
     spec: CellVectorSpec,
     chunk: int,
+    fit_cells: int = 50_000,
     vectors_to: Path | None = None,
     progress: Progress | None = None,
 ) -> BuildRecord:
     """Build reference :data:`REFERENCE` with ``build_reference(..., chunk_size=chunk)``.
 
     Pooling and writing ``chunk`` cells at a time, a million cells need a fraction of the memory of one
-    pass (which holds every intermediate array of every cell at once). Valid for specs that fit nothing on
-    the reference (``paper`` mode without ``idf``/``whiten``/SupCon).
+    pass (which holds every intermediate array of every cell at once). Any spec: what it fits on the
+    reference (expression view, class head, text projection) is fitted on a stratified sample of
+    ``fit_cells`` cells.
 
     Parameters
     ----------
@@ -45,6 +47,8 @@ def build_chunked(
         Cell vector spec.
     chunk
         Cells per chunk.
+    fit_cells
+        Cells the artefacts are fitted on (see :func:`indexer.build_reference`).
     vectors_to
         Also save the cell vectors, in ``obs`` order, to this ``.npy`` file (for exact search); pooled again
         chunk by chunk after the build, so the build's time and memory are the product's alone.
@@ -56,20 +60,33 @@ def build_chunked(
     The build record of version 1, ready.
     """
     from indexer import build_reference, encode_cells
-    from indexer.cells import Artifacts
+    from indexer.reference import load_artifacts
 
     rec = build_reference(
-        ref, store=store, name=REFERENCE, label_key=LABEL_KEY, spec=spec, chunk_size=chunk, progress=progress
+        ref,
+        store=store,
+        name=REFERENCE,
+        label_key=LABEL_KEY,
+        spec=spec,
+        chunk_size=chunk,
+        fit_cells=fit_cells,
+        progress=progress,
     )
     if vectors_to is not None:
         n = ref.n_obs
+        art = load_artifacts(store, rec)
         # Plain writes, not a memmap: mapped pages would count in this process's resident memory.
         with Path(vectors_to).open("wb") as out:
             header = {"descr": "<f4", "fortran_order": False, "shape": (n, rec.dim)}
             np.lib.format.write_array_header_1_0(out, header)
             for start in range(0, n, chunk):
                 cells, _ = encode_cells(
-                    ref[start : start + chunk], spec=spec, store=store, artifacts=Artifacts(), what="reference"
+                    ref[start : start + chunk],
+                    spec=rec.spec,
+                    store=store,
+                    artifacts=art,
+                    what="reference",
+                    query_species=rec.spec.species,
                 )
                 out.write(np.ascontiguousarray(cells.final, dtype="<f4").tobytes())
                 del cells

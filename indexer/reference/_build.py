@@ -10,7 +10,7 @@ import numpy as np
 
 from indexer._errors import InputError
 from indexer._settings import Settings
-from indexer.cells._encode import Artifacts, Progress, encode_cells
+from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._validate import _check_unique, labels_of
 from indexer.genes import resolve_species
 from indexer.reference._calibrate import MAX_CALIBRATION_CELLS, calibrate
@@ -59,6 +59,7 @@ def build_reference(
     calibration_cells: int = MAX_CALIBRATION_CELLS,
     progress: Progress | None = None,
     chunk_size: int | None = None,
+    fit_cells: int = 50_000,
     species_option: str | None = None,
 ) -> BuildRecord:
     """Build a new version of a labelled reference in the store and make it current.
@@ -105,11 +106,18 @@ def build_reference(
     progress
         Progress callback ``(step, done, total)``.
     chunk_size
-        Pool and write this many cells at a time, so that memory stays bounded at any reference size. Only
-        for specs that fit nothing on the reference (mode ``"paper"`` without ``idf``, ``whiten`` or
-        refinement), where pooling a chunk equals pooling the whole; ``progress`` then reports
-        ``"writing cells"`` once per chunk. ``None`` (default) does everything in one pass. A chunked build
-        stores no calibration (annotation uses the plain vote; ``refit`` adds one).
+        Pool and write this many cells at a time, so that memory stays bounded at any reference size (every
+        mode and spec). What the spec fits on the reference (the expression view's gene panel, PCA and class
+        head, the text projection of ``text_dims``, ``idf`` weights, the whitening mean, a SupCon encoder) is
+        fitted once on a sample of ``fit_cells`` cells stratified by label, then every chunk is encoded with
+        those artefacts; ``progress`` reports ``"writing cells"`` once per chunk. ``None`` (default) fits on
+        every cell and does everything in one pass. A chunked build fits the calibration on that sample too
+        (at most ``calibration_cells`` of it).
+    fit_cells
+        With ``chunk_size``: how many reference cells the artefacts are fitted on, drawn per label in
+        proportion to its size (every cell of a label smaller than 50 cells, at least 50 of larger ones;
+        seeded by ``spec.refine.seed``). A reference of at most ``fit_cells`` cells is fitted on all of them,
+        which gives the vectors of a build without ``chunk_size`` (equal up to float rounding).
     species_option
         The command-line option that sets the species, named in errors (``"--species"``; ``None`` for the
         library, whose errors name ``species=``).
@@ -157,6 +165,8 @@ def build_reference(
             gene_column=gene_column,
             housekeeping=housekeeping,
             chunk_size=chunk_size,
+            fit_cells=fit_cells,
+            calibration_cells=calibration_cells,
             progress=progress,
             species_call=call,
         )
@@ -255,33 +265,67 @@ def _build_in_chunks(
     gene_column: str | None,
     housekeeping: frozenset[str] | None,
     chunk_size: int,
+    fit_cells: int,
+    calibration_cells: int,
     progress: Progress | None,
     species_call: SpeciesCall | None,
 ) -> BuildRecord:
-    """Pool and write ``chunk_size`` cells at a time (``columns``: cell ids, labels, datasets per cell)."""
-    if spec.mode != "paper" or spec.pooling.idf or spec.pooling.whiten or spec.refine.method != "none":
-        msg = (
-            f"build_reference: chunk_size={chunk_size} needs a spec that fits nothing on the reference (mode "
-            f"'paper' without idf, whiten or refinement), got mode {spec.mode!r} with refinement "
-            f"{spec.refine.method!r}; pass chunk_size=None."
-        )
-        raise InputError(msg)
+    """Fit the artefacts on a stratified sample, then pool and write ``chunk_size`` cells at a time.
+
+    ``columns``: cell ids, labels, datasets per cell.
+    """
     if chunk_size < 1:
         msg = f"build_reference: chunk_size must be a positive number of cells, got {chunk_size}."
+        raise InputError(msg)
+    if fit_cells < 1:
+        msg = f"build_reference: fit_cells must be a positive number of cells, got {fit_cells}."
         raise InputError(msg)
     # Each chunk checks its own cell ids; repeats across chunks would overwrite each other.
     _check_unique(adata.obs_names, kind="cell", what="reference", fix="call `adata.obs_names_make_unique()` first")
     cell_ids, labels, datasets = columns
-    blobs = _with_housekeeping({}, housekeeping, spec=spec)
-    writer: VersionWriter | None = None
     n = adata.n_obs
+    if n == 0:
+        msg = "build_reference: the reference has no cells; pass an AnnData with at least one cell."
+        raise InputError(msg)
+    sample = stratified_sample(labels, fit_cells, seed=spec.refine.seed)
+    fit_adata = adata if sample.size == n else adata[sample]
+    # Fitting reads only these cells, so its memory is bounded by fit_cells, not by the reference.
+    fitted, art = encode_cells(
+        fit_adata,
+        spec=spec,
+        store=store,
+        data_dir=data_dir,
+        gene_column=gene_column,
+        housekeeping=housekeeping,
+        fit_labels=labels[sample],
+        with_view2=spec.stores_view2(),
+        progress=progress,
+        what="reference",
+    )
+    spec = fitted.spec or spec
+    fit_rows = np.flatnonzero(fitted.valid)
+    if calibration_cells > 0 and np.unique(labels[sample][fit_rows]).size >= 2:
+        art.calibration = calibrate(
+            fit_adata,
+            spec=spec,
+            cells=fitted,
+            artifacts=art,
+            rows=fit_rows,
+            labels=labels[sample],
+            cell_ids=cell_ids[sample],
+            max_cells=calibration_cells,
+        )
+    text_dim = 0 if fitted.gene_vectors is None else fitted.gene_vectors.shape[1]
+    del fitted, fit_adata
+    blobs = _with_housekeeping(art.blobs(), housekeeping, spec=spec)
+    writer: VersionWriter | None = None
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         cells, _ = encode_cells(
             adata[start:stop],
             spec=spec,
             store=store,
-            artifacts=Artifacts(),
+            artifacts=art,
             data_dir=data_dir,
             gene_column=gene_column,
             housekeeping=housekeeping,
@@ -299,7 +343,7 @@ def _build_in_chunks(
                 spec=spec,
                 dims={v: int(a.shape[1]) for v, a in vectors.items()},
                 blobs=blobs,
-                text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
+                text_dim=text_dim,
                 species_call=species_call,
             )
         rows = start + keep
@@ -313,10 +357,29 @@ def _build_in_chunks(
         if progress is not None:
             progress("writing cells", stop, n)
         del cells, vectors
-    if writer is None:
-        msg = "build_reference: the reference has no cells; pass an AnnData with at least one cell."
-        raise InputError(msg)
+    assert writer is not None  # n > 0
     return writer.finish()
+
+
+def stratified_sample(labels: np.ndarray, size: int, *, seed: int = 0, floor: int = 50) -> np.ndarray:
+    """Return sorted row indices of about ``size`` cells drawn per label in proportion to its count.
+
+    Every label keeps at least ``min(count, floor)`` cells, so that rare types still reach the class head;
+    with ``size >= len(labels)`` every row is returned.
+    """
+    n = len(labels)
+    if size >= n:
+        return np.arange(n)
+    codes, counts = np.unique(labels.astype(str), return_inverse=True, return_counts=True)[1:]
+    quota = np.maximum(np.round(size * counts / n).astype(np.int64), np.minimum(counts, floor))
+    rng = np.random.default_rng(seed)
+    order = np.argsort(codes, kind="stable")  # rows grouped by label
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    picked = [
+        rng.choice(order[s : s + c], size=min(int(q), int(c)), replace=False)
+        for s, c, q in zip(starts, counts, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(picked))
 
 
 def reference_vectors(

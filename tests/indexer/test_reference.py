@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from annotator import annotate
-from indexer import StoreError, VectorStore, build_reference, list_references
+from indexer import InputError, StoreError, VectorStore, build_reference, list_references
 from indexer.reference import (
     CELL_VECTOR,
     INPUT_VECTOR,
@@ -180,3 +180,59 @@ def test_repeated_obs_names_are_refused(
     dup.obs_names = np.where(np.arange(dup.n_obs) < 2, "same", dup.obs_names)
     with pytest.raises(Exception, match="duplicate cell names"):
         build_reference(dup, store=store, name="r", label_key="cell_type", spec=fast_spec)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        CellVectorSpec(encoder="random:32"),  # the default mode: PCA + class head + text view
+        CellVectorSpec(encoder="random:32", text_dims=4),
+        CellVectorSpec(mode="expression"),
+        CellVectorSpec(mode="paper", encoder="random:32", pooling={"idf": True, "whiten": True}),
+    ],
+    ids=["hybrid", "hybrid-text_dims", "expression", "paper-idf-whiten"],
+)
+def test_chunked_build_fitted_on_every_cell_equals_one_pass(
+    adata: ad.AnnData, edge_store: VectorStore, spec: CellVectorSpec
+) -> None:
+    # fit_cells >= n: the artefacts are fitted on every cell, so each chunk gets the one-pass vectors.
+    one = build_reference(adata, store=edge_store, name="one", label_key="cell_type", spec=spec)
+    chunked = build_reference(
+        adata, store=edge_store, name="chunked", label_key="cell_type", spec=spec, chunk_size=35, fit_cells=1000
+    )
+    assert chunked.artifacts == one.artifacts  # the same artefacts, byte for byte
+    assert (chunked.n_cells, chunked.dim) == (one.n_cells, one.dim)
+    v1, l1, i1 = reference_vectors(edge_store, "one")
+    v2, l2, i2 = reference_vectors(edge_store, "chunked")
+    o1, o2 = np.argsort(i1), np.argsort(i2)
+    np.testing.assert_array_equal(i1[o1], i2[o2])
+    np.testing.assert_array_equal(l1[o1], l2[o2])
+    np.testing.assert_allclose(v1[o1], v2[o2], atol=1e-5)  # float rounding of row blocks only
+
+
+def test_chunked_build_fits_on_a_stratified_sample(adata: ad.AnnData, edge_store: VectorStore) -> None:
+    from indexer.reference._build import stratified_sample
+
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    rows = stratified_sample(labels, 60, seed=0, floor=5)
+    assert rows.size == 60
+    assert (np.diff(rows) > 0).all()
+    assert set(np.unique(labels[rows], return_counts=True)[1]) == {15}  # 30 cells per type, halved
+    assert stratified_sample(labels, 500).size == 120
+    rec = build_reference(
+        adata,
+        store=edge_store,
+        name="r",
+        label_key="cell_type",
+        spec=CellVectorSpec(encoder="random:32"),
+        chunk_size=50,
+        fit_cells=60,
+    )
+    assert rec.n_cells == 120
+    res = annotate(adata[:40].copy(), reference="r", store=edge_store)
+    assert (res.labels == labels[:40]).mean() > 0.9
+
+
+def test_chunked_build_refuses_a_bad_fit_size(adata: ad.AnnData, edge_store: VectorStore) -> None:
+    with pytest.raises(InputError, match="fit_cells must be a positive"):
+        build_reference(adata, store=edge_store, name="r", label_key="cell_type", chunk_size=50, fit_cells=0)
