@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from indexer import CellvecError, IndexParams
+from schemas import DEFAULT_MODE
 
 REQUIRED_FIELDS = (
     "n",
@@ -61,6 +62,11 @@ class ScaleConfig:
     chunk
         References larger than this are pooled and written chunk by chunk (see :func:`build_chunked`);
         smaller ones go through :func:`indexer.build_reference` in one call.
+    mode
+        Cell vector mode of the reference (default: the product's, :data:`schemas.DEFAULT_MODE`); modes
+        with an expression view fit its PCA and class head on the synthetic counts.
+    text_dims
+        :attr:`schemas.CellVectorSpec.text_dims`: project the text view on its top principal directions.
     ef_sweep
         Also search the built reference with each of these ``hnsw_ef`` values (queries/s and recall@10 of
         the store's search alone): the speed/recall trade-off without rebuilding.
@@ -82,6 +88,8 @@ class ScaleConfig:
     gene_cache: str | None = None
     chunk: int = 200_000
     ef_sweep: tuple[int, ...] = ()
+    mode: str = DEFAULT_MODE
+    text_dims: int | None = None
 
     @property
     def encoder_id(self) -> str:

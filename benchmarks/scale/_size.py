@@ -38,8 +38,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     """
     from annotator._annotate import annotate
     from indexer import build_reference, encode_cells, open_store
-    from indexer.cells import Artifacts
-    from indexer.reference import version_collection
+    from indexer.reference import load_artifacts, version_collection
     from schemas import CellVectorSpec
 
     index = IndexParams.from_json(config.index)
@@ -47,13 +46,20 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     store_dir = work / f"store-n{config.n}"
     shutil.rmtree(store_dir, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    spec = CellVectorSpec(mode="paper", encoder=config.encoder_id, keep_views=False)
+    spec = CellVectorSpec(
+        mode=config.mode,  # type: ignore[arg-type]
+        encoder=config.encoder_id,
+        keep_views=False,
+        text_dims=config.text_dims,
+    )
     row: dict[str, Any] = {
         "n": config.n,
         "queries": config.queries,
         "dim": config.dim,
         "k": config.k,
         "encoder": config.encoder_id,
+        "mode": config.mode,
+        "text_dims": config.text_dims,
         "index": index.to_json(),
     }
 
@@ -69,7 +75,9 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     t = time.perf_counter()
     with open_store(store_dir, index=index) as store:
         row["genes_embedded"] = seed_gene_vectors(store, symbols, config.encoder_id, cache=config.gene_cache)
-        encode_cells(ref[:100], spec=spec, store=store, what="reference")
+        # Loads the gene vectors into the store's pages; the paper's mode fits nothing on these 100 cells.
+        warm = CellVectorSpec(mode="paper", encoder=config.encoder_id, keep_views=False)
+        encode_cells(ref[:100], spec=warm, store=store, what="reference")
     row["genes_s"] = round(time.perf_counter() - t, 2)
     marks: dict[str, float] = {}
 
@@ -107,7 +115,14 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     # Exact reference vectors for recall and baselines: the same pooling, kept on disk while annotating.
     if not chunked:
         with open_store(store_dir, read_only=True) as store:
-            cells, _ = encode_cells(ref, spec=spec, store=store, artifacts=Artifacts(), what="reference")
+            cells, _ = encode_cells(
+                ref,
+                spec=rec.spec,
+                store=store,
+                artifacts=load_artifacts(store, rec),
+                what="reference",
+                query_species=rec.spec.species,
+            )
         np.save(vec_path, cells.final)
         del cells
     del ref

@@ -10,7 +10,7 @@ import click
 
 from cellvec.cli._common import index_from_options, index_options
 from indexer import InputError
-from schemas import DEFAULT_ENCODER
+from schemas import DEFAULT_ENCODER, DEFAULT_MODE
 
 
 def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[int]:
@@ -38,6 +38,13 @@ def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[i
               help="Store folder caching the gene vectors across sizes and runs. Default: <work-dir>/genes.")
 @click.option("--dim", type=click.IntRange(min=2), default=384, show_default=True,
               help="Dimension of the random:<dim> gene encoder when --encoder is random (1536 = ada-002 size).")
+@click.option("--mode", type=click.Choice(["paper", "genept", "expression", "hybrid"]), default=DEFAULT_MODE,
+              show_default=True,
+              help="Cell vector mode of the references (the product's default: hybrid = 50 principal "
+                   "components + one class score per label + the text view; paper: the text view alone).")
+@click.option("--text-dims", type=click.IntRange(min=1), default=None,
+              help="Project the text view on its top N principal directions, fitted on the reference "
+                   "(hybrid, genept; CellVectorSpec.text_dims). Default: the full encoder dimension.")
 @index_options
 @click.option("--ef-sweep", default="", show_default=False,
               help="Comma-separated hnsw_ef values: after the run, search each size's reference with each "
@@ -51,7 +58,9 @@ def scale_cmd(**opts: Any) -> None:
     """Build references of each size; report build, memory, disk, annotate throughput and recall.
 
     Cells are synthetic but cluster like real ones: per-class gene programs over about 2,000 real human
-    symbols, pooled through the real pipeline from the genes' MiniLM vectors (or random:<dim>). Each size
+    symbols, pooled through the real pipeline from the genes' MiniLM vectors (or random:<dim>), in the
+    product's default mode unless --mode says otherwise (its expression PCA and class head are fitted on the
+    cells' counts). Each size
     runs the real build_reference and annotate (10,000 query cells by default) on an embedded Qdrant Edge
     store, then the same queries with faiss (IndexFlatIP, IndexHNSWFlat) and scikit-learn (brute-force cosine).
     """
@@ -73,6 +82,7 @@ def scale_cmd(**opts: Any) -> None:
         faiss=not opts["skip_faiss"], sklearn=not opts["skip_sklearn"],
         work_dir=None if opts["work_dir"] is None else Path(opts["work_dir"]),
         encoder=None if encoder.startswith("random:") else encoder,
+        mode=opts["mode"], text_dims=opts["text_dims"],
         ef_sweep=tuple(_int_list(opts["ef_sweep"], what="--ef-sweep", minimum=1)) if opts["ef_sweep"] else (),
         **({} if opts["gene_cache"] is None else {"gene_cache": opts["gene_cache"]}),
     ):

@@ -74,7 +74,7 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
     result = CliRunner().invoke(
         scale_cmd,
         ["--sizes", "500,1000", "--queries", "200", "--encoder", "random:32", "--skip-faiss", "--json",
-         "--ef-sweep", "16,64",
+         "--ef-sweep", "16,64", "--mode", "paper",
          "--work-dir", str(tmp_path / "work")],
         catch_exceptions=False,
     )
@@ -94,13 +94,30 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
         assert "faiss_flat_recall_at_10" not in r
         assert r["accuracy"] > 0.9
         assert r["index"]["hnsw_m"] == 16
-        assert (r["encoder"], r["dim"]) == ("random:32", 32)
+        assert (r["encoder"], r["dim"], r["mode"]) == ("random:32", 32, "paper")
         assert r["ef16_queries_per_s"] > 0
         assert r["ef64_recall_at_10"] == pytest.approx(1.0)  # below the indexing threshold: exact search
     # The gene cache is shared by the sizes: the first embeds every gene once, the second none.
     assert rows[0]["genes_embedded"] == 2000
     assert rows[1]["genes_embedded"] == 0
     assert (tmp_path / "work" / "genes").is_dir()
+
+
+def test_scale_command_measures_the_default_mode(tmp_path: Path, data_dir: Path) -> None:
+    from schemas import DEFAULT_MODE
+
+    result = CliRunner().invoke(
+        scale_cmd,
+        ["--sizes", "800", "--queries", "200", "--encoder", "random:32", "--skip-faiss", "--skip-sklearn",
+         "--json", "--text-dims", "8", "--work-dir", str(tmp_path / "work")],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert (row["mode"], row["text_dims"]) == (DEFAULT_MODE, 8)
+    assert row["dim"] == 50 + 50 + 8  # principal components, one class score per label, the text view
+    assert row["recall_at_10"] >= 0.9
+    assert row["accuracy"] > 0.9  # the labels' programs show in expression: the head and PCA separate them
 
 
 def test_scale_command_refuses_bad_sizes() -> None:
@@ -110,14 +127,15 @@ def test_scale_command_refuses_bad_sizes() -> None:
         CliRunner().invoke(scale_cmd, ["--sizes", "100", "--ef-sweep", "0"], catch_exceptions=False)
 
 
-def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize("mode", ["paper", "hybrid"])
+def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path, mode: str) -> None:
     from annotator import annotate
     from benchmarks.scale._scale import REFERENCE, build_chunked, pick_genes
     from indexer import NoCalibrationWarning, build_reference, open_store
     from indexer.reference import reference_vectors
     from schemas import CellVectorSpec
 
-    spec = CellVectorSpec(mode="paper", encoder="random:32")
+    spec = CellVectorSpec(mode=mode, encoder="random:32")  # type: ignore[arg-type]
     ref = synthetic_cells(300, pick_genes(300), n_classes=4, program_size=10, n_shared=10, seed=5)
     with open_store(tmp_path / "one") as one, open_store(tmp_path / "chunked") as chunked:
         build_reference(ref, store=one, name=REFERENCE, label_key="cell_type", spec=spec)
@@ -131,7 +149,7 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path) -> None:
         np.testing.assert_allclose(v1[o1], v2[o2], atol=1e-6)
         saved = np.load(tmp_path / "v.npy")  # the exact-search copy, in obs order
         row_of = {c: i for i, c in enumerate(ref.obs_names)}
-        assert saved.shape == (300, 32)
+        assert saved.shape == (300, rec.dim)
         np.testing.assert_allclose(saved[[row_of[c] for c in i2]], v2, atol=1e-6)
         # A chunked build stores no calibration: annotation falls back to the vote and says so.
         with pytest.warns(NoCalibrationWarning, match="no calibration"):
