@@ -282,3 +282,35 @@ def test_segment_points_splits_the_collection_into_indexed_segments(tmp_path: Pa
     assert hits >= 0.95
     with open_store(tmp_path / "s", read_only=True) as s:  # the setting is kept with the collection
         assert s._coll("c").index.segment_points == 500  # type: ignore[attr-defined]
+
+
+def test_a_readers_copy_links_the_large_segment_files_and_changes_no_byte(tmp_path: Path) -> None:
+    """A reader's private copy shares the inodes of a closed segment's vectors and graph (no second copy)."""
+    import hashlib
+
+    from indexer.store._edge import READ_ONLY_FILES
+
+    root = tmp_path / "s"
+    ids, vecs = _points(3000, 64)
+    with open_store(root) as w:
+        w.create_collection("c", vectors={"v": 64}, index=IndexParams(indexing_threshold=1))
+        w.upsert("c", ids=ids, vectors={"v": vecs}, payloads=[{"i": i} for i in range(len(ids))])
+        w.optimize("c")
+    big = [
+        p for p in (root / "collections" / "c").rglob("*") if p.name in READ_ONLY_FILES or p.parent.name == "wal"
+    ]
+    assert {p.name for p in big} >= {"matrix.dat"}  # a closed, indexed segment
+    hashes = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    links = {p: p.stat().st_nlink for p in big}
+    with open_store(root, read_only=True) as r:
+        res = r.query("c", vecs[:5], using="v", limit=1)
+        assert [h[0] for h in res.ids] == ids[:5]
+        assert r._tmp is not None
+        copy = r._tmp / "c"
+        for p in big:
+            assert p.stat().st_nlink == links[p] + 1
+            assert (copy / p.relative_to(root / "collections" / "c")).stat().st_ino == p.stat().st_ino
+        matrix = next(p for p in r._tmp.rglob("matrix.dat"))
+        assert matrix.stat().st_size >= 3000 * 64 * 4
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()} == hashes
+    assert all(p.stat().st_nlink == links[p] for p in big)  # the copy is gone
