@@ -16,7 +16,7 @@ import numpy as np
 
 from indexer import InputError, Reference, VectorStore, encode_cells
 from indexer.cells import expression_matrix, log_normalise
-from indexer.reference import CELL_VECTOR, load_artifacts
+from indexer.reference import CELL_VECTOR, decode_top_genes, gene_codes, load_artifacts
 from schemas import BuildRecord, GeneFrequency, LabelSummary, Neighbour, ReferenceCellPayload
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def search_cells(
     'rod'
     """
     record, collection = _reference(store, reference, version)
-    flt = _check_where(where, record)
+    flt = _check_where(where, record, store=store)
     _check_limit(limit)
     vector = query_cell_vector(
         adata, cell, record=record, store=store, data_dir=data_dir, gene_column=gene_column
@@ -137,7 +137,7 @@ def typical_cells(
     record, collection = _reference(store, reference, version)
     _check_label(label, record)
     _check_limit(limit)
-    flt = _check_where(where, record)
+    flt = _check_where(where, record, store=store)
     centroid = label_centroids(store, collection, [label]).get(label)
     if centroid is None:
         return []
@@ -182,14 +182,15 @@ def label_summary(
     import pandas as pd
 
     record, collection = _reference(store, reference, version)
-    flt = _check_where(where, record)
+    flt = _check_where(where, record, store=store)
     _check_limit(top, what="top")
+    codes = gene_codes(store, record)
     labels: list[str] = []
     genes: list[list[str]] = []
     for batch in store.scroll(collection, where=flt or None, batch_size=4096):
         for p in batch:
             labels.append(str(p.payload["label"]))
-            genes.append(list(p.payload.get("top_genes", [])))
+            genes.append(decode_top_genes(p.payload.get("top_genes"), codes))
     if not labels:
         return []
     n_cells = pd.Series(labels).value_counts()
@@ -341,8 +342,13 @@ def _check_label(label: str, record: BuildRecord) -> None:
     raise InputError(msg)
 
 
-def _check_where(where: Mapping[str, str | Sequence[str]] | None, record: BuildRecord) -> dict[str, Any]:
-    """Refuse filters on fields cells do not store, and labels the reference does not have."""
+def _check_where(
+    where: Mapping[str, str | Sequence[str]] | None, record: BuildRecord, *, store: VectorStore
+) -> dict[str, Any]:
+    """Refuse filters on fields cells do not store, and labels the reference does not have.
+
+    ``top_genes`` symbols become the version's gene ids when its payloads store ids.
+    """
     if not where:
         return {}
     out: dict[str, Any] = {}
@@ -355,6 +361,11 @@ def _check_where(where: Mapping[str, str | Sequence[str]] | None, record: BuildR
             for v in values:
                 _check_label(v, record)
         out[field] = value if isinstance(value, str) else values
+        if field == "top_genes":
+            codes = gene_codes(store, record)
+            if codes is not None:
+                ids = [codes.id_of(v) for v in values]
+                out[field] = ids[0] if isinstance(value, str) else ids
     return out
 
 

@@ -316,14 +316,16 @@ class ReferenceCellPayload(Record):
     dataset
         Dataset (batch) the cell came from.
     top_genes
-        The cell's top described genes, by expression.
+        The cell's top described genes, by expression: ids into the version's ``top_genes.txt`` artefact
+        (line ``i`` is gene ``i``; integers cost Qdrant a quarter of strings to store), or the symbols
+        themselves in references built before it.
     """
 
     reference: str
     cell_id: str
     label: str
     dataset: str = ""
-    top_genes: list[str] = Field(default_factory=list)
+    top_genes: list[int] | list[str] = Field(default_factory=list)
 
 
 class Neighbour(Record):

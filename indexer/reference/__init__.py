@@ -11,17 +11,29 @@ from indexer.reference._versions import (
     resolve_version,
     version_collection,
 )
-from indexer.reference._write import CELL_VECTOR, INPUT_VECTOR, VIEW2_VECTOR
+from indexer.reference._write import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    TOP_GENES_FILE,
+    VIEW2_VECTOR,
+    GeneCodes,
+    decode_top_genes,
+    gene_codes,
+)
 
 __all__ = [
     "CELL_VECTOR",
     "INPUT_VECTOR",
+    "TOP_GENES_FILE",
     "VIEW2_VECTOR",
+    "GeneCodes",
     "Reference",
     "add_cells",
     "build_reference",
+    "decode_top_genes",
     "drop_reference",
     "export_reference",
+    "gene_codes",
     "import_reference",
     "list_references",
     "load_artifacts",

@@ -211,7 +211,21 @@ def build_reference(
         text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
         progress=progress,
         species_call=cells.species_call or call,
+        genes=_top_gene_vocabulary(cells.symbols, spec, data_dir=data_dir),
     )
+
+
+def _top_gene_vocabulary(symbols: np.ndarray, spec: CellVectorSpec, *, data_dir: Path | None) -> list[str]:
+    """Return the genes payloads name by id: the reference's genes and every described gene of its species.
+
+    Top genes are described genes, so cells added later (same species, other genes) find theirs too.
+    """
+    genes = {str(s) for s in symbols if s}
+    if spec.uses_text() and spec.species != "auto":
+        from indexer.genes._catalog import GeneCatalog
+
+        genes.update(GeneCatalog.load(spec.known_species(), data_dir=data_dir).symbols())
+    return sorted(genes)
 
 
 def _default_housekeeping(spec: CellVectorSpec, *, data_dir: Path | None) -> frozenset[str] | None:
@@ -316,6 +330,7 @@ def _build_in_chunks(
             max_cells=calibration_cells,
         )
     text_dim = 0 if fitted.gene_vectors is None else fitted.gene_vectors.shape[1]
+    genes = _top_gene_vocabulary(fitted.symbols, spec, data_dir=data_dir)  # every chunk has the same genes
     del fitted, fit_adata
     blobs = _with_housekeeping(art.blobs(), housekeeping, spec=spec)
     writer: VersionWriter | None = None
@@ -345,6 +360,7 @@ def _build_in_chunks(
                 blobs=blobs,
                 text_dim=text_dim,
                 species_call=species_call,
+                genes=genes,
             )
         rows = start + keep
         writer.write(

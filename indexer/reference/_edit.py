@@ -50,6 +50,7 @@ from indexer.reference._write import (
     CELL_VECTOR,
     INPUT_VECTOR,
     VIEW2_VECTOR,
+    gene_codes,
     read_artifact,
     read_cells,
     stored_vectors,
@@ -205,6 +206,7 @@ def add_cells(
         labels=labels[keep],
         datasets=datasets[keep],
         top_genes=top_genes_of(cells, keep),
+        codes=gene_codes(store, record),
         progress=progress,
     )
     store.flush()

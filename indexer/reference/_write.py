@@ -41,7 +41,72 @@ VIEW2_VECTOR = "view2"
 """Named vector holding SupCon's second view (housekeeping genes removed)."""
 
 _UPSERT_BATCH = 1000
-PAYLOAD_INDEXES: dict[str, Any] = {"label": "keyword", "dataset": "keyword", "cell_id": "keyword"}
+PAYLOAD_INDEXES: dict[str, Any] = {
+    "label": "keyword",
+    "dataset": "keyword",
+    "cell_id": "keyword",
+    "top_genes": "integer",
+}
+TOP_GENES_FILE = "top_genes.txt"
+"""Artefact listing the gene symbols that a version's payloads name by number (line ``i``: gene id ``i``)."""
+
+
+class GeneCodes:
+    """Integer ids of the gene symbols in a version's ``top_genes`` payloads.
+
+    Qdrant Edge converts a payload string in about 4 µs and an integer in about 1 µs (measured with
+    ``benchmarks/scale/bench_edge_points.py``), so each cell stores its 20 top genes as ids into the list
+    kept as the version's :data:`TOP_GENES_FILE` artefact. References written before it store symbols;
+    every reader accepts both (:meth:`decode`).
+
+    Parameters
+    ----------
+    symbols
+        The gene symbols, in id order (no repeats).
+    """
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        self.symbols = np.asarray(list(symbols), dtype=object)
+        self._ids = {str(s): i for i, s in enumerate(self.symbols)}
+
+    def to_bytes(self) -> bytes:
+        """Return the artefact: one symbol per line, in id order."""
+        return "\n".join(map(str, self.symbols)).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> GeneCodes:
+        """Read the artefact written by :meth:`to_bytes`."""
+        return cls(data.decode().split("\n") if data else [])
+
+    def id_of(self, symbol: str) -> int:
+        """Return a symbol's id, ``-1`` (matches no cell) for a gene no cell of the version names."""
+        return self._ids.get(symbol, -1)
+
+    def encode(self, genes: Sequence[str]) -> list[int]:
+        """Return the ids of ``genes`` (genes outside the list, which builds never produce, are left out)."""
+        ids = self._ids
+        return [ids[g] for g in genes if g in ids]
+
+    def decode(self, stored: Sequence[Any]) -> list[str]:
+        """Return the symbols of a stored ``top_genes`` value: ids, or symbols (older references)."""
+        n = len(self.symbols)
+        return [g if isinstance(g, str) else str(self.symbols[g]) for g in stored if isinstance(g, str) or 0 <= g < n]
+
+
+def gene_codes(store: VectorStore, record: BuildRecord) -> GeneCodes | None:
+    """Return the gene ids of a version's payloads, ``None`` for versions that store symbols (older ones)."""
+    if TOP_GENES_FILE not in record.artifacts:
+        return None
+    return GeneCodes.from_bytes(read_artifact(store, record, TOP_GENES_FILE, what="the list of top genes"))
+
+
+def decode_top_genes(stored: Sequence[Any] | None, codes: GeneCodes | None) -> list[str]:
+    """Return the symbols of a payload's ``top_genes`` (``codes``: the version's, see :func:`gene_codes`)."""
+    if not stored:
+        return []
+    if codes is None:
+        return [str(g) for g in stored]
+    return codes.decode(stored)
 
 
 class NoUsableCellsWarning(CellvecWarning):
@@ -102,6 +167,7 @@ def write_version(
     text_dim: int,
     progress: Progress | None = None,
     species_call: SpeciesCall | None = None,
+    genes: Sequence[str] | None = None,
 ) -> BuildRecord:
     """Write a new immutable version of a reference and switch ``current`` to it in one manifest write.
 
@@ -133,11 +199,16 @@ def write_version(
         Progress callback.
     species_call
         How the reference's species was decided (recorded in the build record).
+    genes
+        The symbols payloads name by id (see :class:`GeneCodes`); default: the ``blobs``' own
+        :data:`TOP_GENES_FILE` (a refit or an import keeps the ids), else the genes of ``top_genes``.
 
     Returns
     -------
     The build record of the finished version.
     """
+    if genes is None and TOP_GENES_FILE not in blobs:
+        genes = sorted({str(g) for tg in top_genes for g in tg})
     writer = VersionWriter(
         store,
         name=name,
@@ -147,6 +218,7 @@ def write_version(
         blobs=blobs,
         text_dim=text_dim,
         species_call=species_call,
+        genes=genes,
     )
     writer.write(vectors, cell_ids=cell_ids, labels=labels, datasets=datasets, top_genes=top_genes, progress=progress)
     return writer.finish()
@@ -177,6 +249,9 @@ class VersionWriter:
         Dimension of the gene text vectors (0 when unused).
     species_call
         How the reference's species was decided.
+    genes
+        The symbols payloads name by id, stored as the :data:`TOP_GENES_FILE` artefact (see
+        :class:`GeneCodes`); ignored when ``blobs`` holds that file; ``None`` with neither stores symbols.
     """
 
     def __init__(
@@ -190,9 +265,18 @@ class VersionWriter:
         blobs: Mapping[str, bytes],
         text_dim: int,
         species_call: SpeciesCall | None = None,
+        genes: Sequence[str] | None = None,
     ) -> None:
         self._store = store
         self._name = name
+        blobs = dict(blobs)
+        if TOP_GENES_FILE in blobs:
+            self.codes: GeneCodes | None = GeneCodes.from_bytes(blobs[TOP_GENES_FILE])
+        elif genes is not None:
+            self.codes = GeneCodes(genes)
+            blobs[TOP_GENES_FILE] = self.codes.to_bytes()
+        else:
+            self.codes = None
         self._cell_ids: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
         dims = dict(dims)
@@ -243,6 +327,7 @@ class VersionWriter:
             labels=labels,
             datasets=datasets,
             top_genes=top_genes,
+            codes=self.codes,
             progress=progress,
         )
         self._cell_ids.append(np.asarray(cell_ids))
@@ -332,18 +417,24 @@ def upsert_rows(
     labels: np.ndarray,
     datasets: np.ndarray,
     top_genes: Sequence[Sequence[str]],
+    codes: GeneCodes | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Write cells to a reference collection in idempotent batches (ids from ``(name, cell id)``)."""
+    """Write cells to a reference collection in idempotent batches (ids from ``(name, cell id)``).
+
+    With ``codes`` (the version's, see :func:`gene_codes`), ``top_genes`` are stored as gene ids.
+    """
     total = len(cell_ids)
     for start in range(0, total, _UPSERT_BATCH):
         stop = min(start + _UPSERT_BATCH, total)
         ids = [str(c) for c in cell_ids[start:stop]]
         # Plain dicts with ReferenceCellPayload's fields (a pydantic object per cell costs more than the
         # write itself at a million cells; tests check that every stored payload validates).
+        tops = top_genes[start:stop]
+        genes: list[list[Any]] = [codes.encode(tg) for tg in tops] if codes is not None else [list(tg) for tg in tops]
         payloads: list[dict[str, Any]] = [
-            {"reference": name, "cell_id": c, "label": str(lab), "dataset": str(ds), "top_genes": list(tg)}
-            for c, lab, ds, tg in zip(ids, labels[start:stop], datasets[start:stop], top_genes[start:stop], strict=True)
+            {"reference": name, "cell_id": c, "label": str(lab), "dataset": str(ds), "top_genes": tg}
+            for c, lab, ds, tg in zip(ids, labels[start:stop], datasets[start:stop], genes, strict=True)
         ]
         store.upsert(
             collection,
@@ -390,6 +481,7 @@ def read_cells(
     total = store.count(collection)
     vecs: dict[str, list[np.ndarray]] = {v: [] for v in vectors}
     fields: dict[str, list[Any]] = {"cell_id": [], "label": [], "dataset": [], "top_genes": []}
+    codes = gene_codes(store, record)
     done = 0
     for batch in store.scroll(collection, with_vectors=vectors):
         for v in vectors:
@@ -398,7 +490,7 @@ def read_cells(
             fields["cell_id"].append(str(p.payload["cell_id"]))
             fields["label"].append(str(p.payload["label"]))
             fields["dataset"].append(str(p.payload.get("dataset", "")))
-            fields["top_genes"].append(list(p.payload.get("top_genes", [])))
+            fields["top_genes"].append(decode_top_genes(p.payload.get("top_genes"), codes))
         done += len(batch)
         if progress is not None:
             progress("reading cells", done, total)

@@ -196,9 +196,22 @@ def test_where_filters_on_label_dataset_and_top_genes(
     assert {h.label for h in hits} == {"T cell", "B cell"}
     hits = search_cells(query_adata, cell=cell, reference="ref", store=ref_store, limit=200,
                         where={"top_genes": "MS4A1"})
-    payloads = [p.payload for b in ref_store.scroll(version_collection("ref", 1)) for p in b]
+    payloads = _decoded_payloads(ref_store)
     assert {h.cell_id for h in hits} == {p["cell_id"] for p in payloads if "MS4A1" in p["top_genes"]}
     assert {h.label for h in hits} >= {"B cell"}
+    assert not search_cells(query_adata, cell=cell, reference="ref", store=ref_store, where={"top_genes": "NOPE1"})
+
+
+def _decoded_payloads(store: VectorStore) -> list[dict[str, object]]:
+    """The reference's payloads with their top genes as symbols (they are stored as gene ids)."""
+    from indexer.reference import decode_top_genes, gene_codes, load_manifest, resolve_version
+
+    codes = gene_codes(store, resolve_version(load_manifest(store, "ref"), None))
+    payloads = [dict(p.payload) for b in store.scroll(version_collection("ref", 1)) for p in b]
+    assert codes is None or all(isinstance(g, int) for p in payloads for g in p["top_genes"])
+    for p in payloads:
+        p["top_genes"] = decode_top_genes(p["top_genes"], codes)
+    return payloads
 
 
 def test_where_refuses_unknown_fields_and_labels(ref_store: VectorStore, query_adata: ad.AnnData) -> None:
@@ -258,7 +271,7 @@ def test_label_summary_counts_cells_and_top_genes(ref_store: VectorStore) -> Non
     summary = label_summary(reference="ref", store=ref_store, top=4)
     assert [s.label for s in summary] == ["B cell", "Monocyte", "NK cell", "T cell"]
     assert [s.n_cells for s in summary] == [30, 30, 30, 30]
-    payloads = [p.payload for b in ref_store.scroll(version_collection("ref", 1)) for p in b]
+    payloads = _decoded_payloads(ref_store)
     for s in summary:
         assert len(s.top_genes) == 4
         for g in s.top_genes:
@@ -284,3 +297,30 @@ def test_parse_where() -> None:
     assert parse_where(["label=T cell=x"]) == {"label": "T cell=x"}
     with pytest.raises(InputError, match="--where 'label' is not field=value"):
         parse_where(["label"])
+
+
+def test_references_that_store_gene_symbols_still_search_and_summarise(
+    edge_store: VectorStore, adata: ad.AnnData, query_adata: ad.AnnData, fast_spec: CellVectorSpec
+) -> None:
+    """References written before gene ids store the symbols themselves, and no top_genes.txt artefact."""
+    from indexer.reference import TOP_GENES_FILE, load_manifest
+    from indexer.reference._versions import save_manifest
+
+    build_reference(adata, store=edge_store, name="ref", label_key="cell_type", spec=fast_spec, dataset_key="batch")
+    symbols = {p["cell_id"]: p["top_genes"] for p in _decoded_payloads(edge_store)}
+    coll = version_collection("ref", 1)
+    for cell, genes in symbols.items():  # rewrite every payload as an old build did
+        edge_store.set_payload(coll, {"top_genes": genes}, where={"cell_id": cell})
+    man = load_manifest(edge_store, "ref")
+    (rec,) = man.versions
+    old = rec.model_copy(update={"artifacts": {f: h for f, h in rec.artifacts.items() if f != TOP_GENES_FILE}})
+    save_manifest(edge_store, man.model_copy(update={"versions": [old]}))
+    cell = str(query_adata.obs_names[0])
+    hits = search_cells(query_adata, cell=cell, reference="ref", store=edge_store, limit=200,
+                        where={"top_genes": "MS4A1"})
+    assert {h.cell_id for h in hits} == {c for c, g in symbols.items() if "MS4A1" in g}
+    assert hits
+    summary = label_summary(reference="ref", store=edge_store, top=4)
+    b = next(s for s in summary if s.label == "B cell")
+    assert b.top_genes[0].n_cells == sum(b.top_genes[0].symbol in symbols[p] for p in symbols
+                                         if p in set(adata.obs_names[adata.obs["cell_type"] == "B cell"]))

@@ -283,3 +283,28 @@ def test_second_writer_is_refused_readers_are_not(
             export_reference(reader, "r", tmp_path / "r.cellvec")
             res = annotate(make_adata(5, seed=2), reference="r", store=reader, k=5)
             assert res.params.version == 1
+
+
+def test_top_genes_keep_their_symbols_through_add_export_and_import(
+    adata: ad.AnnData, edge_store: VectorStore, fast_spec: CellVectorSpec, tmp_path: Path
+) -> None:
+    """Payloads store gene ids into the version's top_genes.txt; every path reads them back as symbols."""
+    from indexer.reference import TOP_GENES_FILE, gene_codes, resolve_version
+    from indexer.reference._write import read_cells
+
+    build_reference(adata[:80].copy(), store=edge_store, name="r", label_key="cell_type", spec=fast_spec)
+    rec = add_cells(adata[80:].copy(), store=edge_store, name="r", label_key="cell_type")
+    assert TOP_GENES_FILE in rec.artifacts
+    codes = gene_codes(edge_store, rec)
+    assert codes is not None
+    stored = [p.payload["top_genes"] for b in edge_store.scroll(version_collection("r", 1)) for p in b]
+    assert len(stored) == 120
+    assert all(g and all(isinstance(i, int) for i in g) for g in stored)
+    cells = read_cells(edge_store, rec, [CELL_VECTOR])
+    assert all(isinstance(s, str) and s in set(codes.symbols) for g in cells["top_genes"] for s in g)
+    path = export_reference(edge_store, "r", tmp_path / "r.cellvec")
+    import_reference(edge_store, path, name="copy")
+    copy = resolve_version(load_manifest(edge_store, "copy"), None)
+    again = read_cells(edge_store, copy, [CELL_VECTOR])
+    by_id = dict(zip(cells["cell_id"], cells["top_genes"], strict=True))
+    assert dict(zip(again["cell_id"], again["top_genes"], strict=True)) == by_id
