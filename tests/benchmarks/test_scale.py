@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path, mode: str
     from annotator import annotate
     from benchmarks.scale._scale import REFERENCE, build_chunked, pick_genes
     from indexer import NoCalibrationWarning, build_reference, open_store
-    from indexer.reference import reference_vectors
+    from indexer.reference import load_manifest, reference_vectors
     from schemas import CellVectorSpec
 
     spec = CellVectorSpec(mode=mode, encoder="random:32")  # type: ignore[arg-type]
@@ -151,7 +152,10 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path, mode: str
         row_of = {c: i for i, c in enumerate(ref.obs_names)}
         assert saved.shape == (300, rec.dim)
         np.testing.assert_allclose(saved[[row_of[c] for c in i2]], v2, atol=1e-6)
-        # A chunked build stores no calibration: annotation falls back to the vote and says so.
-        with pytest.warns(NoCalibrationWarning, match="no calibration"):
+        # A chunked build fits the calibration on its fit sample (here every cell): the same as one call's.
+        assert "calibration.json" in rec.artifacts
+        assert rec.artifacts == next(v for v in load_manifest(one, REFERENCE).versions).artifacts
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NoCalibrationWarning)
             res = annotate(ref[:20].copy(), reference=REFERENCE, store=chunked)
         assert (res.labels == ref.obs["cell_type"].astype(str).to_numpy()[:20]).all()
