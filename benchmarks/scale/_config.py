@@ -66,7 +66,8 @@ class ScaleConfig:
         Cell vector mode of the reference (default: the product's, :data:`schemas.DEFAULT_MODE`); modes
         with an expression view fit its PCA and class head on the synthetic counts.
     text_dims
-        :attr:`schemas.CellVectorSpec.text_dims`: project the text view on its top principal directions.
+        :attr:`schemas.CellVectorSpec.text_dims`: project the text view on its top principal directions;
+        ``None``: the mode's default (:data:`schemas.DEFAULT_TEXT_DIMS` in ``hybrid``); ``0``: the full view.
     ef_sweep
         Also search the built reference with each of these ``hnsw_ef`` values (queries/s and recall@10 of
         the store's search alone): the speed/recall trade-off without rebuilding.

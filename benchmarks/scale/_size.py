@@ -46,11 +46,13 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     store_dir = work / f"store-n{config.n}"
     shutil.rmtree(store_dir, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    # text_dims None: the product's default for the mode; 0: the full text view.
+    dims = {} if config.text_dims is None else {"text_dims": config.text_dims or None}
     spec = CellVectorSpec(
         mode=config.mode,  # type: ignore[arg-type]
         encoder=config.encoder_id,
         keep_views=False,
-        text_dims=config.text_dims,
+        **dims,  # type: ignore[arg-type]
     )
     row: dict[str, Any] = {
         "n": config.n,
@@ -59,7 +61,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
         "k": config.k,
         "encoder": config.encoder_id,
         "mode": config.mode,
-        "text_dims": config.text_dims,
+        "text_dims": spec.text_dims,
         "index": index.to_json(),
     }
 

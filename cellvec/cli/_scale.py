@@ -42,9 +42,10 @@ def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[i
               show_default=True,
               help="Cell vector mode of the references (the product's default: hybrid = 50 principal "
                    "components + one class score per label + the text view; paper: the text view alone).")
-@click.option("--text-dims", type=click.IntRange(min=1), default=None,
+@click.option("--text-dims", type=click.IntRange(min=0), default=None,
               help="Project the text view on its top N principal directions, fitted on the reference "
-                   "(hybrid, genept; CellVectorSpec.text_dims). Default: the full encoder dimension.")
+                   "(hybrid, genept; CellVectorSpec.text_dims). Default: the mode's own (hybrid: "
+                   "schemas.DEFAULT_TEXT_DIMS); 0: the full encoder dimension.")
 @index_options
 @click.option("--ef-sweep", default="", show_default=False,
               help="Comma-separated hnsw_ef values: after the run, search each size's reference with each "

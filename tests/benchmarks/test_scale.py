@@ -105,18 +105,18 @@ def test_scale_command_emits_one_json_row_per_size(tmp_path: Path, data_dir: Pat
 
 
 def test_scale_command_measures_the_default_mode(tmp_path: Path, data_dir: Path) -> None:
-    from schemas import DEFAULT_MODE
+    from schemas import DEFAULT_MODE, DEFAULT_TEXT_DIMS
 
     result = CliRunner().invoke(
         scale_cmd,
         ["--sizes", "800", "--queries", "200", "--encoder", "random:32", "--skip-faiss", "--skip-sklearn",
-         "--json", "--text-dims", "8", "--work-dir", str(tmp_path / "work")],
+         "--json", "--work-dir", str(tmp_path / "work")],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
     (row,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert (row["mode"], row["text_dims"]) == (DEFAULT_MODE, 8)
-    assert row["dim"] == 50 + 50 + 8  # principal components, one class score per label, the text view
+    assert (row["mode"], row["text_dims"]) == (DEFAULT_MODE, DEFAULT_TEXT_DIMS)  # the product's default vector
+    assert row["dim"] == 50 + 50 + DEFAULT_TEXT_DIMS  # principal components, a class score per label, text
     assert row["recall_at_10"] >= 0.9
     assert row["accuracy"] > 0.9  # the labels' programs show in expression: the head and PCA separate them
 
