@@ -82,8 +82,67 @@ def three_decisions(res: AnnotationResult, alpha: float) -> dict[str, tuple[np.n
     }
 
 
+RARE_CLUSTERS = ("3", "4", "8A", "16", "10", "9")
+RARE_SIZES = (3, 4, 5, 6, 8, 10)
+"""``voigt-rare``: the voigt-fine split with these clusters' *reference* cells subsampled (seeded) to these
+sizes; the query keeps all its cells, so rare-class recall is measured on 11-20 query cells each."""
+SIZE_BINS = ((1, 5), (6, 20), (21, 100), (101, 10**9))
+
+
+def _rare(ref_idx: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = np.ones(ref_idx.size, dtype=bool)
+    for cluster, n in zip(RARE_CLUSTERS, RARE_SIZES, strict=True):
+        idx = np.flatnonzero(y[ref_idx] == cluster)
+        keep[idx] = False
+        keep[rng.choice(idx, size=min(n, idx.size), replace=False)] = True
+    return ref_idx[keep]
+
+
+def recall_by_size(y_ref: np.ndarray, y_q: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Mean per-class recall of the classes whose reference size falls in each bin (NaN for empty bins)."""
+    names, counts = np.unique(y_ref, return_counts=True)
+    size = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    out = {}
+    for lo, hi in SIZE_BINS:
+        classes = [c for c in np.unique(y_q) if lo <= size.get(c, 0) <= hi]
+        rec = [float((labels[y_q == c] == c).mean()) for c in classes]
+        out[f"recall_{lo}_{hi if hi < 10**9 else 'up'}"] = float(np.mean(rec)) if rec else float("nan")
+    return out
+
+
+def _celltypist(
+    ref: ad.AnnData, y_ref: np.ndarray, query: ad.AnnData
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """CellTypist on the same split: its best match, and its "Unassigned" rule (probability ≤ 0.5)."""
+    import celltypist
+
+    from benchmarks.accuracy import CellTypistBaseline
+    from benchmarks.accuracy._baselines import log_normalised
+
+    base = CellTypistBaseline(n_jobs=2)
+    base.fit(ref, y_ref)
+    q = log_normalised(query)
+    q = ad.AnnData(X=q.X, obs=pd.DataFrame(index=q.obs_names), var=pd.DataFrame(index=q.var_names))
+    res = celltypist.annotate(q, model=base.model_, majority_voting=False)
+    best = np.asarray(res.predicted_labels["predicted_labels"]).astype(str)
+    prob = res.probability_matrix.to_numpy().max(axis=1)
+    return {
+        "celltypist": (best, prob),
+        "celltypist p>0.5": (np.where(prob > 0.5, best, "Unknown"), prob),
+    }
+
+
 def run_one(
-    ds: BenchDataset, *, seed: int, store: VectorStore, encoder: str, alpha: float, left_out: str | None
+    ds: BenchDataset,
+    *,
+    seed: int,
+    store: VectorStore,
+    encoder: str,
+    alpha: float,
+    left_out: str | None,
+    rare: bool = False,
+    celltypist: bool = False,
 ) -> list[dict[str, Any]]:
     """Build, annotate and score one (dataset, seed, left-out type) task; print and return its rows."""
     from annotator import annotate
@@ -94,10 +153,12 @@ def run_one(
     ref_idx, q_idx = stratified_split(y, test_size=0.2, seed=seed)
     if left_out is not None:
         ref_idx = ref_idx[y[ref_idx] != left_out]
+    if rare:
+        ref_idx = _rare(ref_idx, y, seed)
     ref, query = ds.adata[ref_idx], ds.adata[q_idx]
     y_ref, y_q = y[ref_idx], y[q_idx]
     spec = CellVectorSpec(encoder=encoder, species=ds.species)
-    name = f"dec_{ds.name.replace('-', '_')}_s{seed}"
+    name = f"dec_{ds.name.replace('-', '_')}{'_rare' if rare else ''}_s{seed}"
     t0 = time.perf_counter()
     build_reference(_plain(ref, y_ref), store=store, name=name, label_key="label", spec=spec)
     t_build = time.perf_counter() - t0
@@ -107,11 +168,14 @@ def run_one(
         res = annotate(_plain(query), reference=name, store=store, k=10, unknown_alpha=alpha)
     t_annot = time.perf_counter() - t0
     drop_reference(store, name)
+    decisions = three_decisions(res, alpha)
+    if celltypist:
+        decisions.update(_celltypist(ref, y_ref, query))
     rows = []
-    for method, (labels, conf) in three_decisions(res, alpha).items():
+    for method, (labels, conf) in decisions.items():
         correct = labels == y_q
         row: dict[str, Any] = {
-            "dataset": ds.name,
+            "dataset": "voigt-rare" if rare else ds.name,
             "seed": seed,
             "method": method,
             "n_ref": int(ref.n_obs),
@@ -129,6 +193,7 @@ def run_one(
                 "macro_f1": float(f1),
                 "ece": ece(conf, correct),
                 "rejected": float((labels == "Unknown").mean()),
+                **recall_by_size(y_ref, y_q, labels),
             }
         else:
             missing = y_q == left_out
@@ -167,19 +232,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder", default="random:384")
     p.add_argument("--alpha", type=float, default=0.01)
     p.add_argument("--left-out", action="store_true", help="Leave-one-type-out (open set).")
+    p.add_argument("--celltypist", action="store_true", help="Also CellTypist on the same splits.")
     args = p.parse_args(argv)
     store = open_store(args.store)
     rows: list[dict[str, Any]] = []
     for name in args.datasets.split(","):
-        ds = load_dataset(name)
+        rare = name == "voigt-rare"
+        ds = load_dataset("voigt-fine" if rare else name)
         labels = sorted(set(ds.adata.obs[ds.label_key].astype(str))) if args.left_out else [None]
         for seed in range(args.seeds):
             for lo in labels:
-                rows += run_one(ds, seed=seed, store=store, encoder=args.encoder, alpha=args.alpha, left_out=lo)
+                rows += run_one(
+                    ds,
+                    seed=seed,
+                    store=store,
+                    encoder=args.encoder,
+                    alpha=args.alpha,
+                    left_out=lo,
+                    rare=rare,
+                    celltypist=args.celltypist,
+                )
     cols = (
         ["missing_rejected", "known_rejected", "known_accuracy"]
         if args.left_out
-        else ["accuracy", "macro_f1", "ece", "rejected"]
+        else ["accuracy", "macro_f1", "ece", "rejected", "recall_1_5", "recall_6_20"]
     )
     print(table(rows, cols), file=sys.stderr)
     return 0

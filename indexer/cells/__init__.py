@@ -3,19 +3,13 @@
 SupCon (:mod:`indexer.cells.supcon`) imports torch and is not imported here.
 """
 
+from indexer.cells._artifacts import Artifacts
+from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibration_file, fit_calibration
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
-from indexer.cells._decide import (
-    CALIBRATION_FILE,
-    Calibration,
-    Decision,
-    calibration_file,
-    decide,
-    fit_calibration,
-    fit_mahalanobis,
-    mahalanobis,
-)
-from indexer.cells._encode import Artifacts, CellVectors, Progress, encode_cells
+from indexer.cells._decide import Decision, decide
+from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_split
+from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._knn import vote
 from indexer.cells._pool import l2_normalise, log_normalise, looks_like_counts, pool, top_gene_weights

@@ -10,7 +10,7 @@ import numpy as np
 from indexer._errors import InputError, PanelCoverageWarning
 
 if TYPE_CHECKING:
-    from indexer.cells._encode import Artifacts
+    from indexer.cells._artifacts import Artifacts
 
 WARN_BELOW = 0.9
 """A query that has less than this share of a reference panel gets a :class:`PanelCoverageWarning`."""

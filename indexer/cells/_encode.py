@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,129 +12,23 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexer._errors import InputError, StoreError
-from indexer.cells._decide import CALIBRATION_FILE, Calibration, calibration_file
-from indexer.cells._expression import ExpressionProjection, fit_expression
+from indexer.cells._expression import fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
-from indexer.cells._text_projection import TextProjection, fit_text_projection
+from indexer.cells._text_projection import fit_text_projection
 from indexer.cells._validate import expression_matrix
 from schemas import CellVectorSpec, OrthologReport, SpeciesCall, SpeciesOption
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from indexer.cells.supcon import SupConModel
     from indexer.genes._index import GeneIndex, PendingGenes
     from indexer.store._protocol import VectorStore
+from indexer.cells._artifacts import Artifacts
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 """Progress callback: ``(step, done, total)``."""
-
-
-@dataclass
-class Artifacts:
-    """What a reference version fitted on its cells and what every query reuses.
-
-    Attributes
-    ----------
-    idf
-        Inverse-frequency weight per gene symbol (``idf`` pooling), else ``None``.
-    whiten_mean
-        Mean gene vector removed before pooling (``whiten`` pooling), else ``None``.
-    expression
-        Expression-view projection, else ``None``.
-    text
-        Principal directions of the text view (``spec.text_dims``), else ``None``.
-    supcon
-        Trained SupCon encoder, else ``None``.
-    text_panel
-        Symbols of the described genes the reference's cells pool (text modes), else ``None``: queries report
-        how many of them they have.
-    calibration
-        The decision rule's calibration (``calibration.json``), else ``None`` (references built before
-        issue 14: annotation falls back to the plain vote).
-    """
-
-    idf: dict[str, float] | None = None
-    whiten_mean: np.ndarray | None = None
-    expression: ExpressionProjection | None = None
-    text: TextProjection | None = None
-    supcon: SupConModel | None = None
-    text_panel: np.ndarray | None = None
-    calibration: Calibration | None = None
-
-    def blobs(self) -> dict[str, bytes]:
-        """Return every artefact serialised (no pickle), keyed by artefact file name."""
-        out: dict[str, bytes] = {}
-        if self.idf is not None:
-            out["idf.npz"] = _npz(
-                genes=np.array(list(self.idf), dtype=str),
-                weights=np.array(list(self.idf.values()), dtype=np.float32),
-            )
-        if self.whiten_mean is not None:
-            out["whiten.npz"] = _npz(mean=self.whiten_mean.astype(np.float32))
-        if self.expression is not None:
-            out["expression.npz"] = self.expression.to_bytes()
-        if self.text is not None:
-            out["text_pca.npz"] = self.text.to_bytes()
-        if self.supcon is not None:
-            out.update(self.supcon.to_files())
-        if self.text_panel is not None:
-            out["text_panel.npz"] = _npz(genes=np.asarray(self.text_panel, dtype=str))
-        if self.calibration is not None:
-            out[CALIBRATION_FILE] = self.calibration.to_json()
-        return out
-
-    @classmethod
-    def from_blobs(cls, blobs: dict[str, bytes | None], hashes: dict[str, str]) -> Artifacts:
-        """Load artefacts, refusing any whose bytes do not match the hash in the build record."""
-        for name, digest in hashes.items():
-            data = blobs.get(name)
-            if data is None:
-                msg = (
-                    f"the reference's artefact '{name}' is missing from the store; rebuild the reference "
-                    "(`cellvec reference build`) or refit it (`cellvec reference refit`)."
-                )
-                raise StoreError(msg)
-            if hashlib.sha256(data).hexdigest() != digest:
-                msg = (
-                    f"the reference's artefact '{name}' was altered or truncated (its SHA-256 differs from the "
-                    "build record); rebuild or refit the reference."
-                )
-                raise StoreError(msg)
-        art = cls()
-        if "idf.npz" in hashes:
-            z = _load_npz(blobs["idf.npz"])  # type: ignore[arg-type]
-            art.idf = dict(zip(z["genes"].tolist(), z["weights"].tolist(), strict=True))
-        if "whiten.npz" in hashes:
-            art.whiten_mean = _load_npz(blobs["whiten.npz"])["mean"]  # type: ignore[arg-type]
-        if "text_panel.npz" in hashes:
-            art.text_panel = _load_npz(blobs["text_panel.npz"])["genes"].astype(object)  # type: ignore[arg-type]
-        if "expression.npz" in hashes:
-            art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
-        if "text_pca.npz" in hashes:
-            art.text = TextProjection.from_bytes(blobs["text_pca.npz"])  # type: ignore[arg-type]
-        if "supcon.safetensors" in hashes:
-            from indexer.cells.supcon import SupConModel
-
-            files = {k: v for k, v in blobs.items() if k.startswith("supcon.") and v is not None}
-            art.supcon = SupConModel.from_files(files)
-        cal_file = calibration_file(hashes)
-        if cal_file is not None:
-            art.calibration = Calibration.from_json(blobs[cal_file])  # type: ignore[arg-type]
-        return art
-
-
-def _npz(**arrays: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)  # type: ignore[arg-type]
-    return buf.getvalue()
-
-
-def _load_npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 @dataclass
@@ -388,9 +280,7 @@ def _genes_of(
 
     if fitting or spec.species == "auto":
         # Reference cells are never ortholog-mapped: their species becomes the reference's.
-        mapping = map_var_names(
-            adata, species=spec.species, gene_column=gene_column, data_dir=data_dir, option=option
-        )
+        mapping = map_var_names(adata, species=spec.species, gene_column=gene_column, data_dir=data_dir, option=option)
         call = mapping.species_call
         spec = spec.model_copy(update={"species": mapping.species})
         return x, np.asarray(mapping.symbols, dtype=object), spec, call, None, list(mapping.unmapped_examples)

@@ -204,7 +204,12 @@ def _fit_head(
         coef = np.vstack([-coef, coef]) / 2
         intercept = np.array([-intercept[0], intercept[0]], dtype=np.float32) / 2
     return ExpressionProjection(
-        genes=proj.genes, mean=proj.mean, std=proj.std, components=proj.components,
-        head_genes=symbols.astype(object), head_coef=coef, head_intercept=intercept,
+        genes=proj.genes,
+        mean=proj.mean,
+        std=proj.std,
+        components=proj.components,
+        head_genes=symbols.astype(object),
+        head_coef=coef,
+        head_intercept=intercept,
         head_classes=model.classes_.astype(object),
     )

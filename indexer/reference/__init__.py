@@ -1,24 +1,27 @@
 """References: versions and the :class:`Reference` handle, building, editing, export and import."""
 
 from indexer.reference._build import build_reference, drop_reference, reference_vectors
-from indexer.reference._edit import add_cells, refit, relabel, remove_cells
+from indexer.reference._edit import add_cells, relabel, remove_cells
+from indexer.reference._gene_codes import (
+    GeneCodes,
+    decode_top_genes,
+)
+from indexer.reference._read import (
+    gene_codes,
+)
+from indexer.reference._refit import refit
 from indexer.reference._transfer import export_reference, import_reference, prune_versions
 from indexer.reference._versions import (
+    CELL_VECTOR,
+    INPUT_VECTOR,
+    TOP_GENES_FILE,
+    VIEW2_VECTOR,
     Reference,
     list_references,
     load_artifacts,
     load_manifest,
     resolve_version,
     version_collection,
-)
-from indexer.reference._write import (
-    CELL_VECTOR,
-    INPUT_VECTOR,
-    TOP_GENES_FILE,
-    VIEW2_VECTOR,
-    GeneCodes,
-    decode_top_genes,
-    gene_codes,
 )
 
 __all__ = [

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from indexer.cells._decide import Calibration, fit_calibration, fit_mahalanobis, mahalanobis
+from indexer.cells._calibration import Calibration, fit_calibration
+from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import fit_expression
 from indexer.cells._pool import l2_normalise, log_normalise
 from indexer.cells._validate import expression_matrix
@@ -32,7 +33,8 @@ from indexer.cells._validate import expression_matrix
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from indexer.cells._encode import Artifacts, CellVectors
+    from indexer.cells._artifacts import Artifacts
+    from indexer.cells._encode import CellVectors
     from schemas import CellVectorSpec
 
 logger = logging.getLogger(__name__)

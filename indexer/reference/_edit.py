@@ -32,11 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer._errors import InputError, UnseenLabelWarning
-from indexer.cells._decide import CALIBRATION_FILE, Calibration, calibration_file
+from indexer.cells._calibration import Calibration, calibration_file
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._validate import labels_of
 from indexer.reference._build import _datasets, load_housekeeping_artifact
-from indexer.reference._calibrate import recalibrate_neighbours
+from indexer.reference._read import (
+    gene_codes,
+    read_artifact,
+)
 from indexer.reference._versions import (
     artifact_key,
     cell_point_id,
@@ -47,19 +50,12 @@ from indexer.reference._versions import (
     version_collection,
 )
 from indexer.reference._write import (
-    CELL_VECTOR,
-    INPUT_VECTOR,
-    VIEW2_VECTOR,
-    gene_codes,
-    read_artifact,
-    read_cells,
     stored_vectors,
     top_genes_of,
     upsert_rows,
     usable_rows,
-    write_version,
 )
-from schemas import BuildRecord, RefineParams
+from schemas import BuildRecord
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -67,6 +63,7 @@ if TYPE_CHECKING:
     from indexer.store._protocol import VectorStore
 
 logger = logging.getLogger(__name__)
+
 
 def _update_counts(store: VectorStore, name: str, version: int) -> BuildRecord:
     """Recount a version's cells per label from its collection and store them in the manifest."""
@@ -290,9 +287,7 @@ def remove_cells(
     >>> remove_cells(store, "pbmc", label="Doublet")  # doctest: +SKIP
     412
     """
-    chosen = [
-        k for k, v in {"cell_ids": cell_ids, "label": label, "dataset": dataset}.items() if v is not None
-    ]
+    chosen = [k for k, v in {"cell_ids": cell_ids, "label": label, "dataset": dataset}.items() if v is not None]
     if len(chosen) != 1:
         msg = f"remove_cells needs exactly one of cell_ids=, label=, dataset= (got {chosen or 'none'})."
         raise InputError(msg)
@@ -357,91 +352,3 @@ def relabel(store: VectorStore, name: str, *, old: str, new: str) -> int:
     rec = _update_counts(store, name, record.version)
     _edit_calibration(store, rec, lambda c: c.renamed(old, new))
     return n
-
-
-def refit(
-    store: VectorStore,
-    name: str,
-    *,
-    params: RefineParams | None = None,
-    progress: Progress | None = None,
-) -> BuildRecord:
-    """Retrain the SupCon encoder on every cell of the current version and write the result as a new version.
-
-    Each cell's stored vector before refinement (``"input"``, or ``"cell"`` when the reference was never
-    refined) and second view are read back from the store, so no AnnData is needed. The old version stays
-    queryable by number until pruned. The new version's decision calibration is recomputed from the new
-    vectors (leave-self-out neighbours; the Mahalanobis part of the old calibration is kept), so a
-    reference built without one gets one.
-
-    Parameters
-    ----------
-    store
-        Store holding the reference.
-    name
-        Reference name.
-    params
-        SupCon hyper-parameters (default: the current version's, or the defaults when it was not refined);
-        ``method`` is set to ``"supcon"``.
-    progress
-        Progress callback ``(step, done, total)``.
-
-    Returns
-    -------
-    The build record of the new version.
-
-    Examples
-    --------
-    >>> rec = refit(store, "pbmc")  # doctest: +SKIP
-    """
-    from indexer.cells.supcon import train_supcon
-
-    record = resolve_version(load_manifest(store, name))
-    refined = record.spec.refine.method != "none"
-    if params is None:
-        params = record.spec.refine if refined else RefineParams(method="supcon")
-    params = params.model_copy(update={"method": "supcon"})
-    source = INPUT_VECTOR if refined else CELL_VECTOR
-    has_view2 = record.spec.stores_view2()
-    cols = read_cells(store, record, [source, VIEW2_VECTOR] if has_view2 else [source], progress=progress)
-    view1 = cols[source]
-    view2 = cols[VIEW2_VECTOR] if has_view2 else view1
-    labels = cols["label"]
-    if np.unique(labels).size < 2:
-        msg = f"reference '{name}' has fewer than two labels; SupCon needs at least two to refit."
-        raise InputError(msg)
-    model, report = train_supcon(view1, view2, labels, params=params)
-    logger.info("refit %s: %d epochs, validation %s", name, report.epochs_run, report)
-    final = model.encode(view1)
-    spec = record.spec.model_copy(update={"refine": params})
-    blobs = {
-        f: read_artifact(store, record, f)
-        for f in record.artifacts
-        if not f.startswith("supcon.") and f != calibration_file([f])
-    }
-    blobs.update(model.to_files())
-    old_file = calibration_file(record.artifacts)
-    old_data = None if old_file is None else read_artifact(store, record, old_file)
-    old = None if old_data is None else Calibration.from_json(old_data)
-    if np.unique(labels).size >= 2:
-        cal = recalibrate_neighbours(old, vectors=final, labels=labels, cell_ids=cols["cell_id"], seed=params.seed)
-        blobs[CALIBRATION_FILE] = cal.to_json()
-    vectors = {CELL_VECTOR: final, INPUT_VECTOR: view1}
-    if has_view2:
-        vectors[VIEW2_VECTOR] = view2
-    return write_version(
-        store,
-        name=name,
-        label_key=record.label_key,
-        spec=spec,
-        vectors=vectors,
-        cell_ids=cols["cell_id"],
-        labels=labels,
-        datasets=cols["dataset"],
-        top_genes=cols["top_genes"],
-        blobs=blobs,
-        text_dim=record.text_dim,
-        progress=progress,
-        species_call=record.species_call,
-    )
-

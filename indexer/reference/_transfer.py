@@ -20,6 +20,11 @@ import numpy as np
 
 from indexer._errors import InputError
 from indexer.genes._index import GENE_VECTOR, gene_collection_name, gene_point_id
+from indexer.reference._read import (
+    read_artifact,
+    read_cells,
+    vector_names,
+)
 from indexer.reference._versions import (
     check_reference_name,
     load_manifest,
@@ -27,7 +32,10 @@ from indexer.reference._versions import (
     save_manifest,
     version_collection,
 )
-from indexer.reference._write import drop_version_data, read_artifact, read_cells, vector_names, write_version
+from indexer.reference._write import (
+    drop_version_data,
+    write_version,
+)
 from schemas import BuildRecord, GeneRecord
 
 if TYPE_CHECKING:
@@ -143,9 +151,7 @@ def export_reference(
             separators=(",", ":"),
         )
         + "\n"
-        for c, lab, d, t in zip(
-            cols["cell_id"], cols["label"], cols["dataset"], cols["top_genes"], strict=True
-        )
+        for c, lab, d, t in zip(cols["cell_id"], cols["label"], cols["dataset"], cols["top_genes"], strict=True)
     ).encode()
     for f in record.artifacts:
         members[f"artifacts/{f}"] = read_artifact(store, record, f)
@@ -194,9 +200,7 @@ def _export_genes(store: VectorStore, record: BuildRecord) -> dict[str, bytes]:
     }
 
 
-def import_reference(
-    store: VectorStore, path: str | os.PathLike[str], *, name: str | None = None
-) -> BuildRecord:
+def import_reference(store: VectorStore, path: str | os.PathLike[str], *, name: str | None = None) -> BuildRecord:
     """Load a file written by :func:`export_reference` into a store, as a new version of the reference.
 
     Every member is checked against the SHA-256 in the file's manifest. Gene vectors in the file are added
@@ -232,9 +236,7 @@ def import_reference(
     vectors = {v: _load_npy(members[f"vectors/{v}.npy"], f"vectors/{v}.npy") for v in manifest["vectors"]}
     cells = [json.loads(line) for line in members["cells.jsonl"].decode().splitlines() if line]
     if len(cells) != n or any(a.shape[0] != n for a in vectors.values()):
-        msg = (
-            f"export file '{src}' is inconsistent: {n} cells announced, other counts found; export it again."
-        )
+        msg = f"export file '{src}' is inconsistent: {n} cells announced, other counts found; export it again."
         raise InputError(msg)
     if "genes/vectors.npy" in members:
         _import_genes(store, record, members["genes/vectors.npy"], members["genes/records.jsonl"])
@@ -282,9 +284,7 @@ def _read_export(src: Path) -> dict[str, bytes]:
         raise InputError(msg)
     for m, digest in manifest.get("files", {}).items():
         if m not in members or hashlib.sha256(members[m]).hexdigest() != digest:
-            msg = (
-                f"member '{m}' of export file '{src}' is missing or altered (SHA-256 differs); export again."
-            )
+            msg = f"member '{m}' of export file '{src}' is missing or altered (SHA-256 differs); export again."
             raise InputError(msg)
     return members
 

@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from indexer._errors import InputError, StoreError
-from indexer.cells._encode import Artifacts
+from indexer.cells._artifacts import Artifacts
 from schemas import BuildRecord, ReferenceManifest
 
 if TYPE_CHECKING:
@@ -18,6 +18,23 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _NAMESPACE = uuid.UUID("3b0c1f7e-9a55-5d1e-a0c4-7a2f1e9d8c60")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
+
+HOUSEKEEPING_FILE = "housekeeping.txt"
+"""Artefact holding the housekeeping symbols removed from SupCon's second view, one per line."""
+CELL_VECTOR = "cell"
+"""Named vector that queries search: the cell's final (fused, refined) vector."""
+
+
+INPUT_VECTOR = "input"
+"""Named vector holding the cell's vector before refinement (kept only when refined)."""
+
+
+VIEW2_VECTOR = "view2"
+"""Named vector holding SupCon's second view (housekeeping genes removed)."""
+
+
+TOP_GENES_FILE = "top_genes.txt"
+"""Artefact listing the gene symbols that a version's payloads name by number (line ``i``: gene id ``i``)."""
 
 
 def check_reference_name(name: str) -> str:

@@ -30,15 +30,11 @@ from schemas import BuildRecord, CellVectorSpec, ReferenceManifest, SpeciesCall
 if TYPE_CHECKING:
     from indexer.cells._encode import CellVectors, Progress
     from indexer.store._protocol import VectorStore
+from indexer.reference._gene_codes import GeneCodes
+from indexer.reference._versions import CELL_VECTOR, INPUT_VECTOR, TOP_GENES_FILE, VIEW2_VECTOR
 
 logger = logging.getLogger(__name__)
 
-CELL_VECTOR = "cell"
-"""Named vector that queries search: the cell's final (fused, refined) vector."""
-INPUT_VECTOR = "input"
-"""Named vector holding the cell's vector before refinement (kept only when refined)."""
-VIEW2_VECTOR = "view2"
-"""Named vector holding SupCon's second view (housekeeping genes removed)."""
 
 _UPSERT_BATCH = 1000
 PAYLOAD_INDEXES: dict[str, Any] = {
@@ -47,66 +43,6 @@ PAYLOAD_INDEXES: dict[str, Any] = {
     "cell_id": "keyword",
     "top_genes": "integer",
 }
-TOP_GENES_FILE = "top_genes.txt"
-"""Artefact listing the gene symbols that a version's payloads name by number (line ``i``: gene id ``i``)."""
-
-
-class GeneCodes:
-    """Integer ids of the gene symbols in a version's ``top_genes`` payloads.
-
-    Qdrant Edge converts a payload string in about 4 µs and an integer in about 1 µs (measured with
-    ``benchmarks/scale/bench_edge_points.py``), so each cell stores its 20 top genes as ids into the list
-    kept as the version's :data:`TOP_GENES_FILE` artefact. References written before it store symbols;
-    every reader accepts both (:meth:`decode`).
-
-    Parameters
-    ----------
-    symbols
-        The gene symbols, in id order (no repeats).
-    """
-
-    def __init__(self, symbols: Sequence[str]) -> None:
-        self.symbols = np.asarray(list(symbols), dtype=object)
-        self._ids = {str(s): i for i, s in enumerate(self.symbols)}
-
-    def to_bytes(self) -> bytes:
-        """Return the artefact: one symbol per line, in id order."""
-        return "\n".join(map(str, self.symbols)).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> GeneCodes:
-        """Read the artefact written by :meth:`to_bytes`."""
-        return cls(data.decode().split("\n") if data else [])
-
-    def id_of(self, symbol: str) -> int:
-        """Return a symbol's id, ``-1`` (matches no cell) for a gene no cell of the version names."""
-        return self._ids.get(symbol, -1)
-
-    def encode(self, genes: Sequence[str]) -> list[int]:
-        """Return the ids of ``genes`` (genes outside the list, which builds never produce, are left out)."""
-        ids = self._ids
-        return [ids[g] for g in genes if g in ids]
-
-    def decode(self, stored: Sequence[Any]) -> list[str]:
-        """Return the symbols of a stored ``top_genes`` value: ids, or symbols (older references)."""
-        n = len(self.symbols)
-        return [g if isinstance(g, str) else str(self.symbols[g]) for g in stored if isinstance(g, str) or 0 <= g < n]
-
-
-def gene_codes(store: VectorStore, record: BuildRecord) -> GeneCodes | None:
-    """Return the gene ids of a version's payloads, ``None`` for versions that store symbols (older ones)."""
-    if TOP_GENES_FILE not in record.artifacts:
-        return None
-    return GeneCodes.from_bytes(read_artifact(store, record, TOP_GENES_FILE, what="the list of top genes"))
-
-
-def decode_top_genes(stored: Sequence[Any] | None, codes: GeneCodes | None) -> list[str]:
-    """Return the symbols of a payload's ``top_genes`` (``codes``: the version's, see :func:`gene_codes`)."""
-    if not stored:
-        return []
-    if codes is None:
-        return [str(g) for g in stored]
-    return codes.decode(stored)
 
 
 class NoUsableCellsWarning(CellvecWarning):
@@ -125,8 +61,7 @@ def usable_rows(cells: CellVectors, *, what: str) -> np.ndarray:
     keep = np.flatnonzero(cells.valid)
     if keep.size == 0:
         msg = (
-            f"no {what} cell has a usable vector; check the gene names and their species "
-            "(gene_column / --gene-column)."
+            f"no {what} cell has a usable vector; check the gene names and their species (gene_column / --gene-column)."
         )
         raise InputError(msg)
     return keep
@@ -449,55 +384,3 @@ def upsert_rows(
 def manifest_or_new(store: VectorStore, name: str) -> ReferenceManifest:
     data = store.get_meta(manifest_key(name))
     return ReferenceManifest(name=name) if data is None else ReferenceManifest.model_validate(data)
-
-
-def vector_names(record: BuildRecord) -> list[str]:
-    """Return the named vectors a version's collection holds."""
-    names = [CELL_VECTOR]
-    if record.spec.refine.method != "none":
-        names.append(INPUT_VECTOR)
-    if record.spec.uses_text():
-        names.append(VIEW2_VECTOR)
-    return names
-
-
-def read_artifact(store: VectorStore, record: BuildRecord, file: str, *, what: str | None = None) -> bytes:
-    """Return an artefact file of a version, refusing it when missing or altered (``what`` names it)."""
-    data = store.get_blob(artifact_key(record.reference, record.version, file))
-    if data is None or hashlib.sha256(data).hexdigest() != record.artifacts[file]:
-        msg = (
-            f"{what or f'artefact {file!r}'} of reference '{record.reference}' v{record.version} is missing or "
-            "altered; rebuild the reference (`cellvec reference build`)."
-        )
-        raise StoreError(msg)
-    return data
-
-
-def read_cells(
-    store: VectorStore, record: BuildRecord, vectors: list[str], *, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Read every cell of a version: the named vectors and the payload fields, as arrays ordered by id."""
-    collection = version_collection(record.reference, record.version)
-    total = store.count(collection)
-    vecs: dict[str, list[np.ndarray]] = {v: [] for v in vectors}
-    fields: dict[str, list[Any]] = {"cell_id": [], "label": [], "dataset": [], "top_genes": []}
-    codes = gene_codes(store, record)
-    done = 0
-    for batch in store.scroll(collection, with_vectors=vectors):
-        for v in vectors:
-            vecs[v].append(np.vstack([p.vectors[v] for p in batch]))
-        for p in batch:
-            fields["cell_id"].append(str(p.payload["cell_id"]))
-            fields["label"].append(str(p.payload["label"]))
-            fields["dataset"].append(str(p.payload.get("dataset", "")))
-            fields["top_genes"].append(decode_top_genes(p.payload.get("top_genes"), codes))
-        done += len(batch)
-        if progress is not None:
-            progress("reading cells", done, total)
-    out: dict[str, Any] = {
-        v: np.vstack(parts).astype(np.float32) if parts else np.zeros((0, 1), np.float32) for v, parts in vecs.items()
-    }
-    for f in ("cell_id", "label", "dataset"):
-        out[f] = np.asarray(fields[f], dtype=object)
-    out["top_genes"] = fields["top_genes"]
-    return out

@@ -7,7 +7,7 @@ import pytest
 
 from indexer import InputError, StoreError
 from indexer.cells import Calibration, decide, fit_calibration, fit_mahalanobis, mahalanobis, vote
-from indexer.cells._decide import ledoit_wolf
+from indexer.cells._evidence import ledoit_wolf
 
 D = 8
 NAMES = ("a", "b", "rare")

@@ -290,7 +290,9 @@ def test_top_genes_keep_their_symbols_through_add_export_and_import(
 ) -> None:
     """Payloads store gene ids into the version's top_genes.txt; every path reads them back as symbols."""
     from indexer.reference import TOP_GENES_FILE, gene_codes, resolve_version
-    from indexer.reference._write import read_cells
+    from indexer.reference._read import (
+        read_cells,
+    )
 
     build_reference(adata[:80].copy(), store=edge_store, name="r", label_key="cell_type", spec=fast_spec)
     rec = add_cells(adata[80:].copy(), store=edge_store, name="r", label_key="cell_type")
