@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import anndata as ad
@@ -132,18 +131,13 @@ def test_same_species_is_refused(data_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- real data
 @pytest.mark.slow
-def test_hcop_loads_once_and_fast(data_dir: Path) -> None:
+def test_hcop_loads_once(data_dir: Path) -> None:
     from indexer.genes._hcop import _TABLES
 
     _TABLES.clear()
-    t0 = time.perf_counter()
     table = load_hcop(data_dir=data_dir)
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
     again = load_hcop(data_dir=data_dir)
-    assert again is table
-    assert time.perf_counter() - t0 < 0.01
-    assert first < 5.0
+    assert again is table  # read once per data folder, then served from the cache
     assert len(table) > 60_000
     assert {"human_symbol", "mouse_symbol", "n_support"} <= set(table.columns)
 
@@ -165,9 +159,7 @@ def test_real_pairs(data_dir: Path) -> None:
 def test_pbmc_onto_mouse_reference(pbmc: ad.AnnData, actinn: ad.AnnData, data_dir: Path) -> None:
     ref = GeneCatalog.load("mouse", data_dir=data_dir).resolve(list(actinn.var_names))
     omap = OrthologMap.load("human", "mouse", data_dir=data_dir)
-    t0 = time.perf_counter()
     out, report = map_adata(pbmc, omap, ref)
-    assert time.perf_counter() - t0 < 2.0
     assert out.n_obs == pbmc.n_obs
     assert report.n_mapped > 650
     assert report.n_one_to_one > 450
