@@ -8,7 +8,7 @@ from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibratio
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
 from indexer.cells._decide import Decision, decide
 from indexer.cells._encode import CellVectors, Progress, encode_cells
-from indexer.cells._evaluate import recall_at_k, score, stratified_split
+from indexer.cells._evaluate import recall_at_k, score, stratified_sample, stratified_split
 from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._knn import vote
@@ -42,6 +42,7 @@ __all__ = [
     "pool",
     "recall_at_k",
     "score",
+    "stratified_sample",
     "stratified_split",
     "top_gene_weights",
     "vote",

@@ -55,6 +55,33 @@ def stratified_split(
     return np.sort(ref), np.sort(query)
 
 
+def stratified_sample(labels: np.ndarray, size: int, *, seed: int = 0, floor: int = 50) -> np.ndarray:
+    """Return sorted row indices of about ``size`` cells drawn per label in proportion to its count.
+
+    Every label keeps at least ``min(count, floor)`` cells, so that rare types still reach what is fitted on
+    the sample (a chunked build's artefacts, the decision rule's calibration); with ``size >= len(labels)``
+    every row is returned.
+
+    Examples
+    --------
+    >>> stratified_sample(np.array(["a"] * 90 + ["b"] * 10), 20, floor=5).size
+    23
+    """
+    n = len(labels)
+    if size >= n:
+        return np.arange(n)
+    codes, counts = np.unique(labels.astype(str), return_inverse=True, return_counts=True)[1:]
+    quota = np.maximum(np.round(size * counts / n).astype(np.int64), np.minimum(counts, floor))
+    rng = np.random.default_rng(seed)
+    order = np.argsort(codes, kind="stable")  # rows grouped by label
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    picked = [
+        rng.choice(order[s : s + c], size=min(int(q), int(c)), replace=False)
+        for s, c, q in zip(starts, counts, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(picked))
+
+
 def score(y_true: Sequence[str] | np.ndarray, y_pred: Sequence[str] | np.ndarray) -> Scores:
     """Compute accuracy, weighted F1, macro F1, Cohen's kappa and per-class recall.
 

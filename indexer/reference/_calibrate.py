@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer.cells._calibration import Calibration, fit_calibration
+from indexer.cells._evaluate import stratified_sample
 from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import fit_expression
 from indexer.cells._pool import l2_normalise, log_normalise
@@ -44,25 +45,6 @@ MAX_CALIBRATION_CELLS = 10_000
 N_FOLDS = 5
 K_MAX = 30
 _MIN_PER_LABEL = 50
-
-
-def calibration_sample(labels: np.ndarray, *, max_cells: int, seed: int = 0) -> np.ndarray:
-    """Return sorted row indices of a stratified sample of at most about ``max_cells`` cells.
-
-    Each label keeps ``min(n_c, 50)`` cells; the remaining budget is shared in proportion to label size.
-    """
-    y = np.asarray(labels).astype(str)
-    n = y.size
-    if n <= max_cells:
-        return np.arange(n)
-    rng = np.random.default_rng(seed)
-    names, codes, sizes = np.unique(y, return_inverse=True, return_counts=True)
-    base = np.minimum(sizes, _MIN_PER_LABEL)
-    rest = max(max_cells - int(base.sum()), 0)
-    extra = np.floor(rest * (sizes - base) / max(int((sizes - base).sum()), 1)).astype(np.int64)
-    quota = np.minimum(base + extra, sizes)
-    out = [rng.choice(np.flatnonzero(codes == c), int(quota[c]), replace=False) for c in range(names.size)]
-    return np.sort(np.concatenate(out))
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -142,7 +124,7 @@ def calibrate(
     names = tuple(sorted({str(v) for v in labels[rows]}))
     y_all = np.searchsorted(np.asarray(names), np.asarray(labels[rows]).astype(str))
     sizes = np.bincount(y_all, minlength=len(names))
-    pick = calibration_sample(y_all, max_cells=max_cells, seed=seed)
+    pick = stratified_sample(y_all, max_cells, seed=seed, floor=_MIN_PER_LABEL)
     sample = rows[pick]
     y = y_all[pick]
     n = sample.size
@@ -244,7 +226,7 @@ def recalibrate_neighbours(
                 means[c] = old.means[old.labels.index(lab)]
         precision = old.precision
     else:
-        pick = calibration_sample(y_all, max_cells=max_cells, seed=seed)
+        pick = stratified_sample(y_all, max_cells, seed=seed, floor=_MIN_PER_LABEL)
     idx, sim = exact_neighbours(vectors[pick], vectors, K_MAX, exclude=pick)
     return fit_calibration(
         y_all[idx],

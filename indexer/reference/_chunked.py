@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer._errors import InputError
+from indexer.cells import stratified_sample
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._validate import _check_unique
 from indexer.reference._calibrate import calibrate
@@ -155,24 +156,3 @@ def _build_in_chunks(
         del cells, vectors
     assert writer is not None  # n > 0
     return writer.finish()
-
-
-def stratified_sample(labels: np.ndarray, size: int, *, seed: int = 0, floor: int = 50) -> np.ndarray:
-    """Return sorted row indices of about ``size`` cells drawn per label in proportion to its count.
-
-    Every label keeps at least ``min(count, floor)`` cells, so that rare types still reach the class head;
-    with ``size >= len(labels)`` every row is returned.
-    """
-    n = len(labels)
-    if size >= n:
-        return np.arange(n)
-    codes, counts = np.unique(labels.astype(str), return_inverse=True, return_counts=True)[1:]
-    quota = np.maximum(np.round(size * counts / n).astype(np.int64), np.minimum(counts, floor))
-    rng = np.random.default_rng(seed)
-    order = np.argsort(codes, kind="stable")  # rows grouped by label
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    picked = [
-        rng.choice(order[s : s + c], size=min(int(q), int(c)), replace=False)
-        for s, c, q in zip(starts, counts, quota, strict=True)
-    ]
-    return np.sort(np.concatenate(picked))

@@ -211,7 +211,7 @@ def test_chunked_build_fitted_on_every_cell_equals_one_pass(
 
 
 def test_chunked_build_fits_on_a_stratified_sample(adata: ad.AnnData, edge_store: VectorStore) -> None:
-    from indexer.reference._chunked import stratified_sample
+    from indexer.cells import stratified_sample
 
     labels = adata.obs["cell_type"].astype(str).to_numpy()
     rows = stratified_sample(labels, 60, seed=0, floor=5)
