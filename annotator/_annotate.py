@@ -107,15 +107,7 @@ def annotate(
     Raises
     ------
     InputError
-        When the query has under 30% of a reference panel (:data:`indexer.cells.REFUSE_BELOW`).
-
-    Warns
-    -----
-    PanelCoverageWarning
-        When it has under 90% of one (:data:`indexer.cells.WARN_BELOW`).
-
-    Raises
-    ------
+        When the query has under 10% of every reference panel (:data:`indexer.cells.REFUSE_BELOW`).
     MixedSpeciesError
         When the query's gene names belong to two species.
     SpeciesMismatchError
@@ -123,6 +115,13 @@ def annotate(
     OrthologMappingError
         When a cross-species query maps fewer than ``min_ortholog_genes`` genes, or less than half its
         expression, onto the reference's species.
+
+    Warns
+    -----
+    PanelCoverageWarning
+        When the query has under 90% of a reference panel (:data:`indexer.cells.WARN_BELOW`).
+    NoCalibrationWarning
+        When the reference has no calibration (built before it existed): labels come from the plain vote.
 
     Examples
     --------
