@@ -267,7 +267,7 @@ def annotate(
     if explain:
         from annotator._explain import explain_labels
 
-        explain_labels(result, cells=cells, store=store)
+        explain_labels(result, cells=cells, store=store, artifacts=art)
     return result
 
 

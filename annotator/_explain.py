@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from annotator._cell_search import label_centroids
 from annotator._result import UNKNOWN, AnnotationResult
 from indexer import CellVectors, VectorStore
+from indexer.cells import Artifacts
 from indexer.reference import load_artifacts, version_collection
 
 if TYPE_CHECKING:
@@ -46,7 +47,12 @@ _NOTES = {
 
 
 def explain_labels(
-    result: AnnotationResult, *, cells: CellVectors, store: VectorStore, top: int | None = 5
+    result: AnnotationResult,
+    *,
+    cells: CellVectors,
+    store: VectorStore,
+    top: int | None = 5,
+    artifacts: Artifacts | None = None,
 ) -> None:
     """Fill ``result.explanations`` with the genes that pulled each cell most toward its predicted label.
 
@@ -82,6 +88,8 @@ def explain_labels(
     top
         Number of genes kept per cell; ``None`` keeps every pooled gene (with ``"exact"`` they then sum to
         the cell's cosine with its centroid).
+    artifacts
+        The reference version's artefacts when the caller has them loaded (``annotate`` does); else read here.
 
     Examples
     --------
@@ -127,7 +135,8 @@ def explain_labels(
     alpha = float(np.sqrt(spec.text_weight)) if spec.mode == "hybrid" else 1.0
     w = sp.csr_matrix(cells.weights[rows])
     w.sort_indices()
-    artifacts = load_artifacts(store, record)
+    if artifacts is None:
+        artifacts = load_artifacts(store, record)
     gv = cells.gene_vectors.astype(np.float64)
     if artifacts.text is not None:
         # The projected text view is linear in the pooled vector (uncentred), so genes project the same way.
