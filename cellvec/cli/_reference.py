@@ -33,6 +33,21 @@ from cellvec.cli._spec_options import spec_from_options, spec_options
 @click.option(
     "--housekeeping", "hk_path", default=None, help="Housekeeping gene list for SupCon's second view."
 )
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Pool and write this many cells at a time, fitting the artefacts once on a stratified sample "
+    "(--fit-cells): a million-cell reference in a fraction of the memory. Default: one pass.",
+)
+@click.option(
+    "--fit-cells",
+    type=click.IntRange(min=10),
+    default=50_000,
+    show_default=True,
+    help="With --chunk-size: reference cells (stratified by label) the expression view, class head, "
+    "text projection and calibration are fitted on.",
+)
 @spec_options
 @index_options
 @json_option
@@ -73,6 +88,8 @@ def build_cmd(**opts: Any) -> None:
                 housekeeping=hk,
                 progress=report,
                 species_option="--species",
+                chunk_size=opts["chunk_size"],
+                fit_cells=opts["fit_cells"],
             )
     data = {
         "reference": rec.reference,

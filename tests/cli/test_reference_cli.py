@@ -144,3 +144,28 @@ def test_build_takes_the_index_settings(files: dict[str, Path], capsys: pytest.C
     assert (index["hnsw_m"], index["hnsw_ef_construct"], index["hnsw_ef"]) == (8, 40, 64)
     assert (index["quantization"], index["on_disk"], index["segment_points"]) == ("int8", True, 5000)
     assert annotate_labels(capsys, files, files["store"])["n_cells"] == ad.read_h5ad(files["query"]).n_obs
+
+
+def test_build_in_chunks_from_the_cli(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import indexer
+
+    real = indexer.build_reference
+    seen: dict[str, Any] = {}
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.update(chunk_size=kwargs.get("chunk_size"), fit_cells=kwargs.get("fit_cells"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(indexer, "build_reference", spy)
+    n_ref = ad.read_h5ad(files["ref"]).n_obs
+    out = run_json(capsys, ["reference", "build", "--store", str(files["store"]), "--reference", "pbmc",
+                            "--adata", str(files["ref"]), "--label-key", "cell_type", "--encoder", FAST_ENCODER,
+                            "--chunk-size", "30", "--fit-cells", "40"])
+    assert seen == {"chunk_size": 30, "fit_cells": 40}
+    assert out["n_cells"] == n_ref  # every chunk written
+    assert annotate_labels(capsys, files, files["store"])["n_cells"] == ad.read_h5ad(files["query"]).n_obs
+    err = run_error(capsys, ["reference", "build", "--store", str(files["store2"]), "--reference", "pbmc",
+                             "--adata", str(files["ref"]), "--label-key", "cell_type", "--chunk-size", "5"])
+    assert "--chunk-size" in err and "10" in err
