@@ -68,6 +68,10 @@ class ScaleConfig:
     text_dims
         :attr:`schemas.CellVectorSpec.text_dims`: project the text view on its top principal directions;
         ``None``: the mode's default (:data:`schemas.DEFAULT_TEXT_DIMS` in ``hybrid``); ``0``: the full view.
+    qdrant_url
+        Build and annotate against this Qdrant server (``http://host:6333``) instead of an embedded Qdrant
+        Edge store under ``work_dir``; the benchmark's reference is dropped from the server first. Memory
+        figures are then this process's alone (the server's are not measured) and ``disk_mb`` is ``None``.
     ef_sweep
         Also search the built reference with each of these ``hnsw_ef`` values (queries/s and recall@10 of
         the store's search alone): the speed/recall trade-off without rebuilding.
@@ -91,6 +95,7 @@ class ScaleConfig:
     ef_sweep: tuple[int, ...] = ()
     mode: str = DEFAULT_MODE
     text_dims: int | None = None
+    qdrant_url: str | None = None
 
     @property
     def encoder_id(self) -> str:

@@ -44,8 +44,17 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     index = IndexParams.from_json(config.index)
     work = Path(config.work_dir)
     store_dir = work / f"store-n{config.n}"
-    shutil.rmtree(store_dir, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    # Where the reference lives: this size's Edge folder (rebuilt), or a server (the reference dropped first).
+    location: str | Path = config.qdrant_url or store_dir
+    if config.qdrant_url:
+        from indexer import drop_reference, list_references
+
+        with open_store(config.qdrant_url) as store:
+            if any(m.name == REFERENCE for m in list_references(store)):
+                drop_reference(store, REFERENCE)
+    else:
+        shutil.rmtree(store_dir, ignore_errors=True)
     # text_dims None: the product's default for the mode; 0: the full text view.
     dims = {} if config.text_dims is None else {"text_dims": config.text_dims or None}
     spec = CellVectorSpec(
@@ -63,6 +72,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
         "mode": config.mode,
         "text_dims": spec.text_dims,
         "index": index.to_json(),
+        "store": "server" if config.qdrant_url else "edge",
     }
 
     symbols = pick_genes(config.n_genes)
@@ -75,7 +85,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
 
     # Warm the gene vector cache first: the benchmark measures builds with gene vectors cached.
     t = time.perf_counter()
-    with open_store(store_dir, index=index) as store:
+    with open_store(location, index=index) as store:
         row["genes_embedded"] = seed_gene_vectors(store, symbols, config.encoder_id, cache=config.gene_cache)
         # Loads the gene vectors into the store's pages; the paper's mode fits nothing on these 100 cells.
         warm = CellVectorSpec(mode="paper", encoder=config.encoder_id, keep_views=False)
@@ -95,7 +105,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     chunked = config.n > config.chunk
     row["build_mode"] = "chunked" if chunked else "build_reference"
     t0, c0 = time.perf_counter(), time.process_time()
-    with RssSampler() as build_mem, open_store(store_dir, index=index) as store:
+    with RssSampler() as build_mem, open_store(location, index=index) as store:
         if chunked:
             rec = build_chunked(ref, store=store, spec=spec, chunk=config.chunk, vectors_to=vec_path, progress=progress)
         else:
@@ -110,13 +120,16 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     row["peak_rss_build_mb"] = round(peak_rss_mb(), 1)
     row["peak_rss_anon_build_mb"] = round(build_mem.peak_anon_mb, 1)
     row["peak_rss_file_build_mb"] = round(build_mem.peak_file_mb, 1)
-    coll_dir = store_dir / "collections" / version_collection(REFERENCE, rec.version)
-    row["disk_mb"] = round(dir_size_mb(coll_dir), 1)
-    row["store_disk_mb"] = round(dir_size_mb(store_dir), 1)
+    if config.qdrant_url:
+        row["disk_mb"] = row["store_disk_mb"] = None  # on the server's disk: see its storage folder
+    else:
+        coll_dir = store_dir / "collections" / version_collection(REFERENCE, rec.version)
+        row["disk_mb"] = round(dir_size_mb(coll_dir), 1)
+        row["store_disk_mb"] = round(dir_size_mb(store_dir), 1)
 
     # Exact reference vectors for recall and baselines: the same pooling, kept on disk while annotating.
     if not chunked:
-        with open_store(store_dir, read_only=True) as store:
+        with open_store(location, read_only=True) as store:
             cells, _ = encode_cells(
                 ref,
                 spec=rec.spec,
@@ -140,7 +153,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
     )
     truth_labels = query.obs[LABEL_KEY].astype(str).to_numpy()
     reset_peak_rss()
-    with RssSampler() as ann_mem, open_store(store_dir, index=index) as store:
+    with RssSampler() as ann_mem, open_store(location, index=index) as store:
         t = time.perf_counter()
         annotate(query[: min(256, config.queries)].copy(), reference=REFERENCE, store=store, k=config.k)
         row["warmup_s"] = round(time.perf_counter() - t, 2)
@@ -189,7 +202,7 @@ def run_size(config: ScaleConfig) -> dict[str, Any]:
 
     reset_peak_rss()
     refv = np.load(vec_path)
-    _baselines(config, index, refv, qv, ann_ids, row, store_dir=store_dir)
+    _baselines(config, index, refv, qv, ann_ids, row, location=location)
     row["peak_rss_baselines_mb"] = round(peak_rss_mb(), 1)
     row["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     row["cpus"] = os.cpu_count()
@@ -205,7 +218,7 @@ def _baselines(
     ann_ids: np.ndarray,
     row: dict[str, Any],
     *,
-    store_dir: Path | None = None,
+    location: str | Path | None = None,
 ) -> None:
     """Exact neighbours (faiss IndexFlatIP, else numpy), the ``hnsw_ef`` sweep, scikit-learn, faiss HNSW."""
     k = config.k
@@ -234,12 +247,12 @@ def _baselines(
     if config.faiss:
         row["faiss_flat_recall_at_10"] = recall(truth_ids)
     _partial(config, row)
-    if config.ef_sweep and store_dir is not None:
+    if config.ef_sweep and location is not None:
         from indexer import open_store
         from indexer.reference import version_collection
 
         collection = version_collection(REFERENCE, 1)
-        with open_store(store_dir, read_only=True) as store:
+        with open_store(location, read_only=True) as store:
             # One untimed pass first: the store was just reopened and its pages (graph, vectors and the
             # payloads read below) are cold.
             store.query(

@@ -54,6 +54,10 @@ def _int_list(value: str, *, what: str = "--sizes", minimum: int = 20) -> list[i
 @click.option("--skip-sklearn", is_flag=True, help="Skip the scikit-learn brute-force cosine baseline.")
 @click.option("--work-dir", default=None, type=click.Path(file_okay=False),
               help="Folder for the stores (kept; each size's store is rebuilt). Default: a temporary folder.")
+@click.option("--qdrant-url", default=None, metavar="URL",
+              help="Run against this Qdrant server (e.g. http://localhost:6333, started by docker-compose.yml) "
+                   "instead of an embedded Qdrant Edge store; the benchmark's reference is dropped there first. "
+                   "Memory figures are then this process's only. API key: CELLVEC_QDRANT_API_KEY.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per size, as each finishes.")
 def scale_cmd(**opts: Any) -> None:
     """Build references of each size; report build, memory, disk, annotate throughput and recall.
@@ -83,7 +87,7 @@ def scale_cmd(**opts: Any) -> None:
         faiss=not opts["skip_faiss"], sklearn=not opts["skip_sklearn"],
         work_dir=None if opts["work_dir"] is None else Path(opts["work_dir"]),
         encoder=None if encoder.startswith("random:") else encoder,
-        mode=opts["mode"], text_dims=opts["text_dims"],
+        mode=opts["mode"], text_dims=opts["text_dims"], qdrant_url=opts["qdrant_url"],
         ef_sweep=tuple(_int_list(opts["ef_sweep"], what="--ef-sweep", minimum=1)) if opts["ef_sweep"] else (),
         **({} if opts["gene_cache"] is None else {"gene_cache": opts["gene_cache"]}),
     ):

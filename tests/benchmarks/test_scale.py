@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +161,36 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path, mode: str
             warnings.simplefilter("error", NoCalibrationWarning)
             res = annotate(ref[:20].copy(), reference=REFERENCE, store=chunked)
         assert (res.labels == ref.obs["cell_type"].astype(str).to_numpy()[:20]).all()
+
+
+def test_scale_command_passes_the_server_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.scale._scale as scale
+
+    seen: dict[str, object] = {}
+
+    def fake_run_scale(sizes: list[int], **kwargs: object) -> Iterator[dict[str, object]]:
+        seen.update(kwargs, sizes=sizes)
+        yield {"n": sizes[0], "build_s": 1.0, "annotate_cells_per_s": 1.0, "recall_at_10": 1.0}
+
+    monkeypatch.setattr(scale, "run_scale", fake_run_scale)
+    result = CliRunner().invoke(scale_cmd, ["--sizes", "500", "--qdrant-url", "http://qdrant.example:6333",
+                                            "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen["qdrant_url"] == "http://qdrant.example:6333"
+    assert seen["sizes"] == [500]
+
+
+@pytest.mark.server
+def test_scale_against_a_server(tmp_path: Path, data_dir: Path) -> None:
+    url = os.environ.get("CELLVEC_QDRANT_URL")
+    if not url:
+        pytest.skip("CELLVEC_QDRANT_URL is not set: no Qdrant server to test against")
+    args = ["--sizes", "500", "--queries", "100", "--encoder", "random:32", "--skip-faiss", "--skip-sklearn",
+            "--json", "--work-dir", str(tmp_path / "work"), "--qdrant-url", url]
+    for _ in range(2):  # the second run replaces the first run's reference on the server
+        result = CliRunner().invoke(scale_cmd, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        (row,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert (row["store"], row["disk_mb"]) == ("server", None)
+        assert row["recall_at_10"] >= 0.9
+        assert not (tmp_path / "work" / "store-n500").exists()  # nothing embedded was built
