@@ -8,6 +8,7 @@ from indexer.reference._gene_codes import (
 )
 from indexer.reference._read import (
     gene_codes,
+    vector_names,
 )
 from indexer.reference._refit import refit
 from indexer.reference._transfer import export_reference, import_reference, prune_versions
@@ -47,5 +48,6 @@ __all__ = [
     "relabel",
     "remove_cells",
     "resolve_version",
+    "vector_names",
     "version_collection",
 ]

@@ -194,3 +194,34 @@ def test_scale_against_a_server(tmp_path: Path, data_dir: Path) -> None:
         assert (row["store"], row["disk_mb"]) == ("server", None)
         assert row["recall_at_10"] >= 0.9
         assert not (tmp_path / "work" / "store-n500").exists()  # nothing embedded was built
+
+
+def test_capacity_per_cell_hand_example() -> None:
+    from benchmarks.scale.capacity import footprint, per_cell
+
+    parts = per_cell({"cell": 100, "view2": 100}, 200.0, hnsw_m=16)
+    assert parts["float32"] == 800  # 2 vectors x 100 dims x 4 bytes
+    assert parts["int8"] == 216  # (100 + 8) per vector
+    assert parts["graph"] == pytest.approx(2 * 16 * 2 * 4 * 1.07)
+    one = footprint(parts, 1_000_000)
+    assert one["ram_float32_gb"] == pytest.approx((800 + parts["graph"] + 100) / 1e3)
+    assert footprint(parts, 1_000_000, replicas=2)["disk_int8_gb"] == pytest.approx(2 * one["disk_int8_gb"])
+
+
+def test_capacity_reads_a_built_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fast_spec: object
+) -> None:
+    from benchmarks.scale.capacity import _main
+    from indexer import build_reference, open_store
+    from tests.conftest import make_adata
+
+    with open_store(tmp_path / "store") as store:
+        rec = build_reference(make_adata(20), store=store, name="pbmc", label_key="cell_type", spec=fast_spec)
+    assert _main(["--store", str(tmp_path / "store"), "--reference", "pbmc", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_cells"] == rec.n_cells
+    assert out["dims"]["cell"] == rec.dim
+    assert 20 < out["payload_bytes"] < 2_000
+    assert out["disk_bytes_per_cell"] > 0
+    gb = [out["sizes"][s]["ram_float32_gb"] for s in ("1,000,000", "10,000,000", "100,000,000")]
+    assert gb[1] == pytest.approx(10 * gb[0]) and gb[2] == pytest.approx(100 * gb[0])
