@@ -15,6 +15,7 @@ from benchmarks.accuracy._baselines import GenePTW, LogRegBaseline, Method, Seur
 from benchmarks.accuracy._celltypist import CellTypistBaseline
 from benchmarks.accuracy._cellvec import CellvecMethod
 from benchmarks.accuracy._datasets import BenchDataset
+from benchmarks.accuracy._order import natural_sorted
 from benchmarks.accuracy._protocol import K_GRID, cv_k_accuracy, select_k
 from indexer.cells import score, stratified_split
 
@@ -299,7 +300,7 @@ def run_bench(
     finally:
         store.close()
     return BenchResult(
-        dataset=dataset, config=config, methods=results, splits=splits_meta, labels=sorted(labels)
+        dataset=dataset, config=config, methods=results, splits=splits_meta, labels=natural_sorted(labels)
     )
 
 

@@ -250,6 +250,7 @@ def test_bench_writes_report_files(cells: ad.AnnData, tmp_path: Path, data_dir: 
         "figures/metrics.png",
         "figures/confusion_seurat_like.png",
         "figures/embedding_cellvec_paper_random_32.png",
+        "plot_data.npz",
     ):
         assert (out / f).is_file(), f
     data = json.loads((out / "results.json").read_text())
@@ -283,7 +284,7 @@ def test_bench_writes_report_files(cells: ad.AnnData, tmp_path: Path, data_dir: 
     assert summary["splits"][0]["n_query"] == 60
     md = (out / "report.md").read_text()
     assert "| k |" in md
-    assert "Exact vs ANN" in md
+    assert "Exact vs approximate search" in md
     assert "CellTypist compatibility" in md
     assert any("seed 1: cellvec-paper[random:32]" in line for line in lines)
 
