@@ -32,9 +32,7 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 @cli.group("bench", invoke_without_command=True)
-@click.option(
-    "--adata", "adata_path", default=None, help="Labelled cells (.h5ad); the reference with --query-adata."
-)
+@click.option("--adata", "adata_path", default=None, help="Labelled cells (.h5ad); the reference with --query-adata.")
 @click.option("--label-key", default=None, help="obs column with the true labels.")
 @click.option("--query-adata", "query_path", default=None, help="Fixed labelled query cells (.h5ad).")
 @click.option(
@@ -47,25 +45,18 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 )
 @click.option(
     "--dataset",
-    type=click.Choice(
-        ["pbmc68k", "voigt-coarse", "voigt-fine", "voigt-cross-donor", "voigt-paper-sizes", "tran-rgc"]
-    ),
+    type=click.Choice(["pbmc68k", "voigt-coarse", "voigt-fine", "voigt-cross-donor", "voigt-paper-sizes", "tran-rgc"]),
     default=None,
     help="A built-in task instead of --adata.",
 )
-@click.option(
-    "--paper-sizes", is_flag=True, help="tran-rgc: subsample the clusters to 165,138,117,92,69,27 cells."
-)
+@click.option("--paper-sizes", is_flag=True, help="tran-rgc: subsample the clusters to 165,138,117,92,69,27 cells.")
 @click.option(
     "--clusters",
     default=None,
-    help="Cluster selection, e.g. C22,C28,C33,C35,C36,C43 (tran-rgc) "
-    "or six cluster_label values (voigt-paper-sizes).",
+    help="Cluster selection, e.g. C22,C28,C33,C35,C36,C43 (tran-rgc) or six cluster_label values (voigt-paper-sizes).",
 )
 @click.option("--tran-matrix", default=None, help="RGC_Atlas.csv (genes x cells) for tran-rgc.")
-@click.option(
-    "--tran-labels", default=None, help="RGC_Atlas_coordinates.txt for tran-rgc (default: data folder)."
-)
+@click.option("--tran-labels", default=None, help="RGC_Atlas_coordinates.txt for tran-rgc (default: data folder).")
 @click.option("--seeds", type=int, default=5, show_default=True, help="Number of seeded splits.")
 @click.option(
     "--methods",
@@ -86,10 +77,17 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     envvar="CELLVEC_BENCH_STORE",
     default=lambda: str(bench_store_default()),
     show_default="$XDG_CACHE_HOME/cellvec/bench-store, else ~/.cache/cellvec/bench-store",
-    help="Store for bench references and the persistent gene vector cache (about 100 MB); "
-    "env CELLVEC_BENCH_STORE.",
+    help="Store for bench references and the persistent gene vector cache (about 100 MB); env CELLVEC_BENCH_STORE.",
 )
 @click.option("--out", "out_dir", default="bench-report", show_default=True, help="Report folder.")
+@click.option(
+    "--from-results",
+    "from_results",
+    default=None,
+    metavar="DIR",
+    help="Redraw the report of an earlier run in DIR (its --out folder) from its results.json and "
+    "plot_data.npz, without running anything; the other options are ignored.",
+)
 @click.option("--no-umap", is_flag=True, help="Draw PCA instead of UMAP projections (faster).")
 @click.option("--n-jobs", type=int, default=2, show_default=True, help="Processes for CellTypist's fits.")
 @json_option
@@ -97,13 +95,18 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     """Benchmark cellvec against Seurat-like KNN, CellTypist, logistic regression and GenePT-w.
 
-    Writes OUT/report.md, OUT/report.html, OUT/figures/*.png and OUT/results.json. ``cellvec bench scale``
+    Writes OUT/report.html (open it in a browser), OUT/report.md, OUT/figures/*.png, OUT/results.json and
+    OUT/plot_data.npz (what --from-results redraws from). ``cellvec bench scale``
     measures build, memory and search at reference sizes up to millions of cells.
     """
     if ctx.invoked_subcommand is not None:
         return
-    from benchmarks.accuracy import BenchConfig, from_files, load_dataset, run_bench, write_report
+    from benchmarks.accuracy import BenchConfig, from_files, load_dataset, render_report, run_bench, write_report
 
+    say = (lambda _m: None) if opts["as_json"] else (lambda m: click.echo(m, err=True))
+    if opts["from_results"]:
+        _print_summary(render_report(opts["from_results"], progress=say), Path(opts["from_results"]), opts)
+        return
     if opts["seeds"] < 1:
         msg = f"--seeds {opts['seeds']} is not a number of splits; give 1 or more."
         raise InputError(msg)
@@ -137,24 +140,27 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
         umap=not opts["no_umap"],
         n_jobs=opts["n_jobs"],
     )
-    say = (lambda _m: None) if opts["as_json"] else (lambda m: click.echo(m, err=True))
     result = run_bench(dataset, config=config, progress=say)
-    summary = write_report(result, opts["out_dir"], progress=say)
-    out = Path(opts["out_dir"])
-    lines = [f"{'method':<36} accuracy        macro F1"]
+    _print_summary(write_report(result, opts["out_dir"], progress=say), Path(opts["out_dir"]), opts)
+
+
+def _print_summary(summary: dict[str, Any], out: Path, opts: dict[str, Any]) -> None:
+    lines = [summary["verdict"], "", f"{'method':<36} {'accuracy':<15} {'macro F1':<15} n"]
     for name, m in summary["methods"].items():
         acc, f1 = m["metrics"]["accuracy"], m["metrics"]["macro_f1"]
-        lines.append(
-            f"{name:<36} "
-            + (
-                f"{acc['mean']:.3f} ± {acc['sd']:.3f}   {f1['mean']:.3f} ± {f1['sd']:.3f}"
-                if acc["values"]
-                else "failed"
-            )
-        )
-    lines.append(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'results.json'}")
+        n = len(acc["values"])
+        if not n:
+            lines.append(f"{name:<36} failed")
+            continue
+        show = (lambda x: f"{x['mean']:.3f}") if n == 1 else (lambda x: f"{x['mean']:.3f} ± {x['sd']:.3f}")
+        lines.append(f"{name:<36} {show(acc):<15} {show(f1):<15} {n}")
+    lines.append(f"wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'results.json'}")
     emit(
-        {"out": str(out), "methods": {n: m["metrics"] for n, m in summary["methods"].items()}},
+        {
+            "out": str(out),
+            "verdict": summary["verdict"],
+            "methods": {n: m["metrics"] for n, m in summary["methods"].items()},
+        },
         as_json=opts["as_json"],
         text="\n".join(lines),
     )
