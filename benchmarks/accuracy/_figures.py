@@ -77,7 +77,7 @@ def palette(n: int) -> list[tuple[float, float, float]]:
     grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
     lab = srgb_to_lab(grid)
     chroma = np.hypot(lab[:, 1], lab[:, 2])
-    keep = (lab[:, 0] > 25) & (lab[:, 0] < 88) & (chroma > 20)
+    keep = (lab[:, 0] > 25) & (lab[:, 0] < 82) & (chroma > 20)
     grid, lab = grid[keep], lab[keep]
     taken = srgb_to_lab(np.array(chosen))
     dist = np.min(np.linalg.norm(lab[:, None, :] - taken[None, :, :], axis=2), axis=1)
@@ -137,7 +137,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, *, title: str, path: 
     fig = _figure(max(5.0, 0.45 * n + 3.2), max(4.0, 0.4 * len(true_classes) + 2.0))
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.015, aspect=30)
     bar.set_label("share of the true label's cells", fontsize=7)
     bar.ax.tick_params(labelsize=7)
     ax.set_xticks(range(n), [_short(c) for c in classes], rotation=60, ha="right", fontsize=7)
@@ -231,10 +231,11 @@ def plot_embedding(
     wrong = y_true != y_pred
     legend_cols = 1 if len(classes) <= 24 else 2
     size = float(np.clip(2500 / max(len(coords), 1), 3, 24))  # a few hundred cells: bigger dots
-    fig = _figure(13.5 + 1.8 * legend_cols, 4.6)
+    fig = _figure(12.6 + 1.5 * legend_cols, 4.4)
+    grid = fig.add_gridspec(1, 4, width_ratios=(1, 1, 1, 0.36 * legend_cols))
     panels = ((y_true, "true label"), (y_pred, "predicted label"), (None, "misclassified"))
     for i, (labels, sub) in enumerate(panels):
-        ax = fig.add_subplot(1, 3, i + 1)
+        ax = fig.add_subplot(grid[0, i])
         if labels is None:
             ax.scatter(coords[~wrong, 0], coords[~wrong, 1], s=size, color="#d0d0d0", linewidths=0, label="correct")
             ax.scatter(
@@ -262,17 +263,19 @@ def plot_embedding(
     handles = [
         Line2D([], [], marker="o", linestyle="", markersize=4, color=colour[c], label=_short(c)) for c in classes
     ]
-    fig.legend(
+    fig.axes[2].legend(fontsize=6, markerscale=2, loc="lower right", frameon=False)
+    key = fig.add_subplot(grid[0, 3])
+    key.axis("off")
+    key.legend(
         handles=handles,
         fontsize=6,
-        loc="center right",
+        loc="center left",
         ncols=legend_cols,
         frameon=False,
         title="label",
         title_fontsize=7,
     )
-    fig.axes[2].legend(fontsize=6, markerscale=2, loc="lower right", frameon=False)
-    fig.tight_layout(rect=(0, 0, 1 - 0.12 * legend_cols, 1))
+    fig.tight_layout()
     fig.savefig(path)
     return colour
 

@@ -291,12 +291,14 @@ def _results_table(summary: dict[str, Any]) -> Block:
 
 def _recall_table(summary: dict[str, Any]) -> Block:
     ok = [n for n in summary["methods"] if summary["methods"][n]["per_class_recall"]]
+    counts = summary.get("query_label_counts") or {}
     rows: list[list[Any]] = []
     for cls in natural_sorted(summary["labels"]):
         vals = [summary["methods"][n]["per_class_recall"].get(cls, {}).get("mean") for n in ok]
         flags = mark_best(vals, digits=2)
-        rows.append([cls, *[Cell("—" if v is None else f"{v:.2f}", best=f) for v, f in zip(vals, flags, strict=True)]])
-    return Block("table", (["label", *ok], rows))
+        cells = [Cell("—" if v is None else f"{v:.2f}", best=f) for v, f in zip(vals, flags, strict=True)]
+        rows.append([cls, *([str(counts.get(cls, 0))] if counts else []), *cells])
+    return Block("table", (["label", *(["query cells (seed 0)"] if counts else []), *ok], rows))
 
 
 def _setup_line(summary: dict[str, Any]) -> str:

@@ -117,7 +117,8 @@ def test_best_values_are_highlighted_and_only_those(one_seed: Path) -> None:
     assert row.count("<td class='best'>0.950</td>") == len(METRICS)
     assert "<td>cellvec-hybrid[random:32] (default)</td>" in results
     recall = html.split("Per-class recall")[1].split("</table>")[0]
-    row2 = next(r for r in recall.split("<tr>") if r.startswith("<td>2</td>"))
+    assert "<th>query cells (seed 0)</th>" in recall
+    row2 = next(r for r in recall.split("<tr>") if r.startswith("<td>2</td><td>10</td>"))  # 10 query cells
     assert row2.count("class='best'") == 1  # seurat-like's 1.00 is the row's best
     assert "**0.950**" in (one_seed / "report.md").read_text()
 
