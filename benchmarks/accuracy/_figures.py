@@ -24,8 +24,9 @@ _TAB10 = (
 )  # fmt: skip
 """matplotlib's ``tab10``: the first ten colours of every palette, so small label sets look familiar."""
 
-MISCLASSIFIED = "#d62728"
-"""Colour of misclassified cells in the error panel (correct cells are light grey)."""
+MISCLASSIFIED = "#111111"
+"""Colour of misclassified cells in the error panel (correct cells are light grey): near-black, which
+:func:`palette` never gives a label, so an error is not read as a label's colour."""
 
 
 def _hex_rgb(colour: str) -> tuple[float, float, float]:
@@ -204,7 +205,7 @@ def plot_embedding(
     """Draw query cells in 2-D: coloured by true label, by predicted label, and the misclassified cells.
 
     The two label panels share one legend and one :func:`palette` colour per label (natural order); the
-    third panel draws correct cells in light grey and misclassified ones in red on top, with their count.
+    third panel draws correct cells in light grey and misclassified ones in near-black on top, with their count.
 
     Parameters
     ----------
@@ -263,7 +264,16 @@ def plot_embedding(
     handles = [
         Line2D([], [], marker="o", linestyle="", markersize=4, color=colour[c], label=_short(c)) for c in classes
     ]
-    fig.axes[2].legend(fontsize=6, markerscale=2, loc="lower right", frameon=False)
+    fig.axes[2].legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", markersize=4, color="#d0d0d0", label="correct"),
+            Line2D([], [], marker="o", linestyle="", markersize=4, color=MISCLASSIFIED, label="misclassified"),
+        ],
+        fontsize=6,
+        loc="best",
+        frameon=True,
+        framealpha=0.8,
+    )
     key = fig.add_subplot(grid[0, 3])
     key.axis("off")
     key.legend(

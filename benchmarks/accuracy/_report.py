@@ -313,7 +313,7 @@ def _setup_line(summary: dict[str, Any]) -> str:
     )
     return (
         f"{ds['n_cells']:,} cells, {len(summary['labels'])} labels (`{ds['label_key']}`), {split} "
-        f"({n_query:,} query cells); {len(summary['methods'])} methods. Shaded: the best value of each "
+        f"({n_query:,} query cells); {len(summary['methods'])} methods. Highlighted: the best value of each "
         f"column (per-class recall: of each row). "
         + ("Values are single runs (n = 1 seed)." if seeds == 1 else f"Values are mean ± sd over {seeds} seeds.")
         + " How each method was run: Methods, at the end."
