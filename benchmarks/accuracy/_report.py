@@ -467,7 +467,7 @@ def _save_plot_data(plots: dict[str, dict[str, Any]], path: Path) -> None:
             arrays[f"coords_{i}"], arrays[f"index_{i}"] = entry["coords"], entry["index"]
             arrays[f"how_{i}"] = np.array(entry["how"])
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     tmp.replace(path)
 
 

@@ -144,6 +144,11 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     _print_summary(write_report(result, opts["out_dir"], progress=say), Path(opts["out_dir"]), opts)
 
 
+def _mean_sd(metric: dict[str, Any], n: int) -> str:
+    """One seed has no spread: its value alone (the n column says so), else mean ± sd."""
+    return f"{metric['mean']:.3f}" if n == 1 else f"{metric['mean']:.3f} ± {metric['sd']:.3f}"
+
+
 def _print_summary(summary: dict[str, Any], out: Path, opts: dict[str, Any]) -> None:
     lines = [summary["verdict"], "", f"{'method':<36} {'accuracy':<15} {'macro F1':<15} n"]
     for name, m in summary["methods"].items():
@@ -152,8 +157,7 @@ def _print_summary(summary: dict[str, Any], out: Path, opts: dict[str, Any]) -> 
         if not n:
             lines.append(f"{name:<36} failed")
             continue
-        show = (lambda x: f"{x['mean']:.3f}") if n == 1 else (lambda x: f"{x['mean']:.3f} ± {x['sd']:.3f}")
-        lines.append(f"{name:<36} {show(acc):<15} {show(f1):<15} {n}")
+        lines.append(f"{name:<36} {_mean_sd(acc, n):<15} {_mean_sd(f1, n):<15} {n}")
     lines.append(f"wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'results.json'}")
     emit(
         {
