@@ -13,6 +13,9 @@ from indexer._errors import StoreError
 from indexer.cells._pool import l2_normalise
 from schemas import ExpressionParams
 
+TRANSFORM_BLOCK = 8_192
+"""Cells scaled and projected at a time by :meth:`ExpressionProjection.transform_with_scores`."""
+
 
 @dataclass(frozen=True)
 class ExpressionProjection:
@@ -60,11 +63,18 @@ class ExpressionProjection:
         pos = {s: i for i, s in enumerate(symbols) if s}
         cols = np.array([pos.get(g, -1) for g in self.genes], dtype=np.int64)
         present = cols >= 0
-        sub = x[:, cols[present]].toarray()
-        z = np.zeros((x.shape[0], self.genes.size), dtype=np.float32)
-        z[:, present] = (sub - self.mean[present]) / self.std[present]
-        np.clip(z, -10, 10, out=z)
-        raw = z @ self.components.T
+        panel = x[:, cols[present]].tocsr()
+        mean, std = self.mean[present], self.std[present]
+        raw = np.empty((x.shape[0], self.components.shape[0]), dtype=np.float32)
+        # The scaled panel is dense (cells x panel genes): built TRANSFORM_BLOCK cells at a time, so memory
+        # stays bounded however many cells are encoded at once (a 100k-cell build held ~2.4 GB of it).
+        z = np.zeros((min(TRANSFORM_BLOCK, x.shape[0]), self.genes.size), dtype=np.float32)
+        for start in range(0, x.shape[0], TRANSFORM_BLOCK):
+            stop = min(start + TRANSFORM_BLOCK, x.shape[0])
+            block = z[: stop - start]
+            block[:, present] = (panel[start:stop].toarray() - mean) / std
+            np.clip(block, -10, 10, out=block)
+            raw[start:stop] = block @ self.components.T
         pcs = l2_normalise(raw)
         if self.head_coef is None or self.head_genes is None or self.head_intercept is None:
             return pcs, raw

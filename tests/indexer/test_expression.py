@@ -55,3 +55,17 @@ def test_round_trip_and_tamper_check():
     np.testing.assert_allclose(again.transform(x, symbols), proj.transform(x, symbols))
     with pytest.raises(StoreError, match="altered or truncated"):
         ExpressionProjection.from_bytes(data[:-10], expected_sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_transform_in_blocks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import indexer.cells._expression as expression
+
+    x, symbols, labels = _data()
+    proj = fit_expression(x, symbols, ExpressionParams(n_genes=20, n_components=5), labels=labels)
+    # A query without some panel genes: their columns must stay at zero in every block.
+    keep = np.arange(symbols.size) % 7 != 0
+    whole, whole_raw = proj.transform_with_scores(x[:, keep], symbols[keep])
+    monkeypatch.setattr(expression, "TRANSFORM_BLOCK", 7)  # several blocks and a short last one
+    blocks, blocks_raw = proj.transform_with_scores(x[:, keep], symbols[keep])
+    np.testing.assert_allclose(blocks, whole, atol=1e-6)
+    np.testing.assert_allclose(blocks_raw, whole_raw, atol=1e-5)
