@@ -11,7 +11,7 @@ import numpy as np
 
 from annotator._result import UNKNOWN, AnnotationResult
 from indexer import InputError, NoCalibrationWarning, Progress, Reference, VectorStore, encode_cells
-from indexer.cells import Calibration, decide
+from indexer.cells import Calibration, decide, select_expression
 from indexer.reference import CELL_VECTOR
 from schemas import AnnotationParams, SpeciesOption
 
@@ -40,6 +40,8 @@ def annotate(
     progress: Progress | None = None,
     query_species: SpeciesOption = "auto",
     min_ortholog_genes: int = 200,
+    layer: str | None = None,
+    use_raw: bool | None = None,
 ) -> AnnotationResult:
     """Label each cell from its cosine top-k neighbours among the reference's cells.
 
@@ -96,6 +98,12 @@ def annotate(
         names clearly contradict is an error.
     min_ortholog_genes
         Cross-species queries: fewest query genes that must map onto reference genes.
+    layer
+        Read the expression from ``adata.layers[layer]`` instead of ``.X``.
+    use_raw
+        ``True``: read ``adata.raw.X`` (genes ``adata.raw.var_names``); ``False``: read ``.X``; ``None``
+        (default): ``.X``, unless it looks scaled (negative values) and ``.raw`` exists, as CellTypist does
+        (:func:`indexer.cells.select_expression`). The result still describes ``adata``'s cells.
 
     Returns
     -------
@@ -154,7 +162,7 @@ def annotate(
         raise InputError(msg)
     art = ref.artifacts
     cells, _ = encode_cells(
-        adata,
+        select_expression(adata, layer=layer, use_raw=use_raw, what="query"),
         spec=record.spec,
         store=store,
         artifacts=art,

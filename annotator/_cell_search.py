@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from indexer import InputError, Reference, VectorStore, encode_cells
-from indexer.cells import expression_matrix, log_normalise
+from indexer.cells import expression_matrix, log_normalise, select_expression
 from indexer.reference import CELL_VECTOR, decode_top_genes, gene_codes, load_artifacts
 from schemas import BuildRecord, GeneFrequency, LabelSummary, Neighbour, ReferenceCellPayload
 
@@ -38,6 +38,8 @@ def search_cells(
     version: int | None = None,
     data_dir: Path | None = None,
     gene_column: str | None = None,
+    layer: str | None = None,
+    use_raw: bool | None = None,
 ) -> list[Neighbour]:
     """Return the reference cells nearest to one query cell.
 
@@ -68,6 +70,8 @@ def search_cells(
         Gene description data folder.
     gene_column
         ``var`` column with gene names, instead of ``var_names``.
+    layer, use_raw
+        Which matrix holds the expression, as in :func:`annotator.annotate`.
 
     Returns
     -------
@@ -88,6 +92,7 @@ def search_cells(
     record, collection = _reference(store, reference, version)
     flt = _check_where(where, record, store=store)
     _check_limit(limit)
+    adata = select_expression(adata, layer=layer, use_raw=use_raw, what="query")
     vector = query_cell_vector(
         adata, cell, record=record, store=store, data_dir=data_dir, gene_column=gene_column
     )

@@ -109,7 +109,12 @@ def clean_labels(adata: ad.AnnData, label_key: str) -> ad.AnnData:
 
 
 def from_files(
-    adata_path: str | Path, *, label_key: str, query_path: str | Path | None = None
+    adata_path: str | Path,
+    *,
+    label_key: str,
+    query_path: str | Path | None = None,
+    layer: str | None = None,
+    use_raw: bool | None = None,
 ) -> BenchDataset:
     """Load a user's labelled ``.h5ad`` (and optionally a fixed query file).
 
@@ -123,6 +128,9 @@ def from_files(
         Labelled query cells; ``None`` to split ``adata_path`` per seed. A query of the other species is
         mapped onto the reference's genes through HCOP orthologs (:func:`cross_species_query`), so that every
         method, baselines included, sees the same ortholog-mapped genes.
+    layer, use_raw
+        Which matrix of both files holds the expression (:func:`indexer.cells.select_expression`): every
+        method, baselines included, reads that matrix as ``.X``.
 
     Returns
     -------
@@ -133,11 +141,13 @@ def from_files(
         if not p.is_file():
             msg = f"--adata/--query-adata file {str(p)!r} does not exist; give the path of an .h5ad file."
             raise InputError(msg)
-    ref = ad.read_h5ad(paths[0])
+    from indexer.cells import select_expression
+
+    ref = select_expression(ad.read_h5ad(paths[0]), layer=layer, use_raw=use_raw, what=str(paths[0]))
     _check_labels(ref, label_key, str(paths[0]))
     query = None
     if query_path:
-        query = ad.read_h5ad(paths[1])
+        query = select_expression(ad.read_h5ad(paths[1]), layer=layer, use_raw=use_raw, what=str(paths[1]))
         _check_labels(query, label_key, str(paths[1]))
         query = clean_labels(query, label_key)
     from indexer import infer_species

@@ -14,6 +14,7 @@ from cellvec.cli._common import (
     check_out_path,
     emit,
     json_option,
+    matrix_options,
     open_cli_store,
     progress_bars,
     read_h5ad,
@@ -57,6 +58,7 @@ from schemas import DEFAULT_ENCODER
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
 @click.option("--key-added", default="cellvec", show_default=True, help="Prefix of the obs/obsm/uns keys.")
 @click.option("--explain", is_flag=True, help="Record the genes that pulled each cell toward its label.")
+@matrix_options
 @json_option
 def annotate_cmd(**opts: Any) -> None:
     """Label query cells from their cosine top-k neighbours in a reference (calibrated, with a novelty check)."""
@@ -91,6 +93,8 @@ def annotate_cmd(**opts: Any) -> None:
                 gene_column=opts["gene_column"],
                 explain=opts["explain"],
                 progress=report,
+                layer=opts["layer"],
+                use_raw=opts["use_raw"],
             )
     cached = _cache_genes(opts["store"], res.extra.get("pending_genes"))
     res.to_adata(adata, key_added=opts["key_added"])

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cellvec.cli._app import cli
-from cellvec.cli._common import emit, json_option
+from cellvec.cli._common import emit, json_option, matrix_options
 from indexer import InputError
 
 
@@ -90,6 +90,7 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 )
 @click.option("--no-umap", is_flag=True, help="Draw PCA instead of UMAP projections (faster).")
 @click.option("--n-jobs", type=int, default=2, show_default=True, help="Processes for CellTypist's fits.")
+@matrix_options
 @json_option
 @click.pass_context
 def bench_cmd(ctx: click.Context, **opts: Any) -> None:
@@ -126,7 +127,8 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
         if not opts["label_key"]:
             msg = "--adata needs --label-key, the obs column with the true labels."
             raise InputError(msg)
-        dataset = from_files(opts["adata_path"], label_key=opts["label_key"], query_path=opts["query_path"])
+        dataset = from_files(opts["adata_path"], label_key=opts["label_key"], query_path=opts["query_path"],
+                             layer=opts["layer"], use_raw=opts["use_raw"])
     else:
         msg = "nothing to benchmark: give --adata FILE --label-key KEY, or --dataset NAME."
         raise InputError(msg)

@@ -105,6 +105,19 @@ def index_from_options(opts: dict[str, Any]) -> IndexParams:
     )
 
 
+def matrix_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--layer NAME`` and ``--use-raw/--no-use-raw``: which matrix of the h5ad holds the expression."""
+    f = click.option(
+        "--use-raw/--no-use-raw", "use_raw", default=None,
+        help="Read .raw.X (genes: .raw.var_names) instead of .X. Default: .X, unless it looks scaled "
+        "(negative values) and .raw exists, as CellTypist does; --no-use-raw reads .X whatever it holds.",
+    )(f)
+    return click.option(
+        "--layer", default=None, metavar="NAME",
+        help="Read the expression (counts or log-normalised) from .layers[NAME] instead of .X.",
+    )(f)
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--json`` (machine-readable output on stdout)."""
     return click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")(f)

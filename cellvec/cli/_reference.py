@@ -13,6 +13,7 @@ from cellvec.cli._common import (
     index_from_options,
     index_options,
     json_option,
+    matrix_options,
     open_cli_store,
     progress_bars,
     read_h5ad,
@@ -48,6 +49,7 @@ from cellvec.cli._spec_options import spec_from_options, spec_options
     help="With --chunk-size: reference cells (stratified by label) the expression view, class head, "
     "text projection and calibration are fitted on.",
 )
+@matrix_options
 @spec_options
 @index_options
 @json_option
@@ -60,8 +62,12 @@ def build_cmd(**opts: Any) -> None:
 
     timer = Timer()
     as_json = opts.pop("as_json")
+    from indexer.cells import select_expression
+
     with timer.step("read"):
         adata = read_h5ad(opts.pop("adata_path"))
+    # Chosen here, before the housekeeping list below reads the gene names of the matrix that is built.
+    adata = select_expression(adata, layer=opts.pop("layer"), use_raw=opts.pop("use_raw"), what="--adata")
     spec = spec_from_options(opts, species=opts["species"])
     hk_path = opts.pop("hk_path")
     hk = None
@@ -90,6 +96,7 @@ def build_cmd(**opts: Any) -> None:
                 species_option="--species",
                 chunk_size=opts["chunk_size"],
                 fit_cells=opts["fit_cells"],
+                use_raw=False,  # already chosen above
             )
     data = {
         "reference": rec.reference,

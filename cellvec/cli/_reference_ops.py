@@ -12,6 +12,7 @@ from cellvec.cli._common import (
     Timer,
     emit,
     json_option,
+    matrix_options,
     open_cli_store,
     progress_bars,
     read_h5ad,
@@ -35,6 +36,7 @@ def _record_data(rec: Any) -> dict[str, Any]:
 @click.option("--dataset-key", default=None, help="obs column naming each cell's dataset or batch.")
 @click.option("--dataset", default="", help="Dataset name for every cell (when --dataset-key is not given).")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
+@matrix_options
 @json_option
 def add_cmd(**opts: Any) -> None:
     """Add labelled cells to the current version, encoded with its stored artefacts (no retraining)."""
@@ -55,6 +57,8 @@ def add_cmd(**opts: Any) -> None:
                 dataset=opts["dataset"],
                 gene_column=opts["gene_column"],
                 progress=report,
+                layer=opts["layer"],
+                use_raw=opts["use_raw"],
             )
     data = {**_record_data(rec), "added": rec.n_cells - before, "seconds": timer.steps}
     emit(data, as_json=as_json, text=(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cellvec.cli._app import search
-from cellvec.cli._common import Timer, emit, json_option, open_cli_store, read_h5ad, store_option
+from cellvec.cli._common import Timer, emit, json_option, matrix_options, open_cli_store, read_h5ad, store_option
 from indexer import InputError
 from schemas import DEFAULT_ENCODER
 
@@ -74,6 +74,7 @@ def genes_cmd(**opts: Any) -> None:
               "matches any of its values.")
 @click.option("--version", "version", type=int, default=None, help="Reference version (default: current).")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
+@matrix_options
 @json_option
 def cells_cmd(**opts: Any) -> None:
     """Find the reference cells nearest to one query cell or to a label's centroid, or summarise labels.
@@ -109,7 +110,8 @@ def cells_cmd(**opts: Any) -> None:
                                         where=where)
             elif adata is not None:
                 hits = search_cells(adata, cell=opts["cell"], reference=reference, store=st, limit=limit,
-                                    where=where, version=version, gene_column=opts["gene_column"])
+                                    where=where, version=version, gene_column=opts["gene_column"],
+                                    layer=opts["layer"], use_raw=opts["use_raw"])
             else:
                 hits = typical_cells(opts["label"], reference=reference, store=st, limit=limit, where=where,
                                      version=version, any_label=opts["any_label"])

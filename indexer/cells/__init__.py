@@ -13,6 +13,7 @@ from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._knn import vote
 from indexer.cells._pool import l2_normalise, log_normalise, looks_like_counts, pool, top_gene_weights
+from indexer.cells._source import select_expression
 from indexer.cells._validate import expression_matrix, labels_of
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "pool",
     "recall_at_k",
     "score",
+    "select_expression",
     "stratified_sample",
     "stratified_split",
     "top_gene_weights",

@@ -11,6 +11,7 @@ import numpy as np
 from indexer._errors import InputError
 from indexer._settings import Settings
 from indexer.cells._encode import Progress, encode_cells
+from indexer.cells._source import select_expression
 from indexer.cells._validate import labels_of
 from indexer.genes import resolve_species
 from indexer.reference._calibrate import MAX_CALIBRATION_CELLS, calibrate
@@ -61,6 +62,8 @@ def build_reference(
     chunk_size: int | None = None,
     fit_cells: int = 50_000,
     species_option: str | None = None,
+    layer: str | None = None,
+    use_raw: bool | None = None,
 ) -> BuildRecord:
     """Build a new version of a labelled reference in the store and make it current.
 
@@ -121,6 +124,12 @@ def build_reference(
     species_option
         The command-line option that sets the species, named in errors (``"--species"``; ``None`` for the
         library, whose errors name ``species=``).
+    layer
+        Read the expression from ``adata.layers[layer]`` instead of ``.X``.
+    use_raw
+        ``True``: read ``adata.raw.X`` (genes ``adata.raw.var_names``); ``False``: read ``.X``; ``None``
+        (default): ``.X``, unless it looks scaled (negative values) and ``.raw`` exists, as CellTypist does
+        (see :func:`indexer.cells.select_expression`).
 
     Returns
     -------
@@ -139,6 +148,7 @@ def build_reference(
     >>> rec = build_reference(ref, store=store, name="pbmc", label_key="cell_type")  # doctest: +SKIP
     """
     check_reference_name(name)
+    adata = select_expression(adata, layer=layer, use_raw=use_raw, what="reference")
     spec = spec or CellVectorSpec(encoder=Settings().encoder)
     labels = labels_of(adata, label_key)
     datasets = _datasets(adata, dataset_key, dataset)

@@ -34,6 +34,7 @@ import numpy as np
 from indexer._errors import InputError, UnseenLabelWarning
 from indexer.cells._calibration import Calibration, calibration_file
 from indexer.cells._encode import Progress, encode_cells
+from indexer.cells._source import select_expression
 from indexer.cells._validate import labels_of
 from indexer.reference._build import _datasets, load_housekeeping_artifact
 from indexer.reference._read import (
@@ -116,6 +117,8 @@ def add_cells(
     data_dir: Path | None = None,
     gene_column: str | None = None,
     progress: Progress | None = None,
+    layer: str | None = None,
+    use_raw: bool | None = None,
 ) -> BuildRecord:
     """Add labelled cells to a reference's current version, searchable as soon as the call returns.
 
@@ -143,6 +146,8 @@ def add_cells(
         ``var`` column with gene names, instead of ``var_names``.
     progress
         Progress callback ``(step, done, total)``.
+    layer, use_raw
+        Which matrix holds the expression, as in :func:`build_reference`.
 
     Returns
     -------
@@ -163,6 +168,7 @@ def add_cells(
     >>> rec = add_cells(batch2, store=store, name="pbmc", label_key="cell_type")  # doctest: +SKIP
     """
     record = resolve_version(load_manifest(store, name))
+    adata = select_expression(adata, layer=layer, use_raw=use_raw, what="adata")
     labels = _labels_of_batch(adata, label_key)
     datasets = _datasets(adata, dataset_key, dataset)
     cell_ids = np.asarray(adata.obs_names, dtype=object)  # unique: checked with the expression matrix
