@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from annotator._natural import natural_key
 from indexer import InputError, Reference, VectorStore, encode_cells
 from indexer.cells import expression_matrix, log_normalise, select_expression
 from indexer.reference import CELL_VECTOR, decode_top_genes, gene_codes, load_artifacts
@@ -210,7 +211,7 @@ def label_summary(
         out.append(LabelSummary(label=str(label), n_cells=n, top_genes=freq))
     seen = {s.label for s in out}
     out.extend(LabelSummary(label=str(lab), n_cells=int(n)) for lab, n in n_cells.items() if lab not in seen)
-    return sorted(out, key=lambda s: s.label)
+    return sorted(out, key=lambda s: natural_key(s.label))
 
 
 def query_cell_vector(

@@ -58,6 +58,17 @@ def _one_line_warnings() -> Iterator[None]:
                 lg.removeHandler(handler)
 
 
+def _closest(name: str, options: list[str]) -> list[str]:
+    """Return the options nearest to a mistyped one, closest first; one when it is clearly the closest."""
+    from difflib import SequenceMatcher
+
+    ranked = sorted(dict.fromkeys(options), key=lambda o: -SequenceMatcher(None, name, o).ratio())
+    if not ranked:
+        return ranked
+    best = SequenceMatcher(None, name, ranked[0]).ratio()
+    return [o for o in ranked if SequenceMatcher(None, name, o).ratio() >= best - 0.05]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2.
 
@@ -85,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("error: interrupted; the store is consistent and the next run resumes.", err=True)
         return 130
     except click.exceptions.NoSuchOption as e:
-        # Suggest an option's current name, not the hidden old spelling that also matched.
-        e.possibilities = sorted({HIDDEN_ALIASES.get(p, p) for p in e.possibilities or ()})
+        # Suggest an option's current name, not the hidden old spelling that also matched, closest first.
+        e.possibilities = _closest(e.option_name, [HIDDEN_ALIASES.get(p, p) for p in e.possibilities or ()])
         click.echo(f"error: {e.format_message()}", err=True)
         return e.exit_code
     except click.ClickException as e:

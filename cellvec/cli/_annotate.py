@@ -136,7 +136,9 @@ def annotate_cmd(**opts: Any) -> None:
     coverage = "; ".join(
         f"{view} panel {c['present']}/{c['panel']} genes" for view, c in data["panel_coverage"].items()
     )
-    by_label = sorted(data["labels"].items(), key=lambda kv: (-kv[1], kv[0]))
+    from annotator import natural_key
+
+    by_label = sorted(data["labels"].items(), key=lambda kv: natural_key(kv[0]))  # "2" before "10"
     lines = [
         f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
         f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown",

@@ -152,6 +152,7 @@ def list_cmd(*, store: str, as_json: bool) -> None:
 @json_option
 def info_cmd(*, store: str, name: str, as_json: bool) -> None:
     """Show a reference's build record, versions, cells per label and datasets."""
+    from annotator import natural_key
     from indexer.reference import load_manifest, resolve_version, version_collection
 
     with open_cli_store(store, read_only=True, create=False) as st:
@@ -165,6 +166,7 @@ def info_cmd(*, store: str, name: str, as_json: bool) -> None:
             f"  v{v.version} [{v.status}] {v.n_cells} cells, mode={v.spec.mode}, encoder={v.spec.encoder},"
             f" refine={v.spec.refine.method}, created {v.created:%Y-%m-%d %H:%M}"
         )
-    lines.append("labels: " + ", ".join(f"{k}={c}" for k, c in sorted(rec.labels.items())))
+    lines.append("labels: " + ", ".join(f"{k}={c}" for k, c in sorted(rec.labels.items(),
+                                                                  key=lambda kv: natural_key(kv[0]))))
     lines.append("datasets: " + ", ".join(f"{k or '(none)'}={c}" for k, c in sorted(datasets.items())))
     emit(data, as_json=as_json, text="\n".join(lines))

@@ -155,14 +155,27 @@ def refit_cmd(*, store: str, name: str, as_json: bool, **options: Any) -> None:
 @_name_option
 @click.option("--out", "out_path", required=True, help="File to write (e.g. retina.cellvec).")
 @click.option("--version", "version", type=int, default=None, help="Version to export (default: current).")
+@click.option("--mode", "file_mode", default=None, metavar="OCTAL",
+              help="Permission bits of the file, e.g. 640 (default: 666 less the umask, so 644 under the "
+                   "usual umask 022: readable by the group).")
 @json_option
-def export_cmd(*, store: str, name: str, out_path: str, version: int | None, as_json: bool) -> None:
-    """Write one version of a reference to one portable file."""
+def export_cmd(*, store: str, name: str, out_path: str, version: int | None, file_mode: str | None,
+               as_json: bool) -> None:
+    """Write one version of a reference to one portable file (atomically: a temporary file, then a rename)."""
     from indexer import export_reference
 
+    mode = None
+    if file_mode is not None:
+        try:
+            mode = int(file_mode, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            msg = f"--mode {file_mode} is not an octal file mode; pass e.g. --mode 644 or --mode 640."
+            raise InputError(msg)
     with open_cli_store(store, read_only=True, create=False) as st:
         rec = _record(st, name) if version is None else None
-        path = export_reference(st, name, out_path, version=version)
+        path = export_reference(st, name, out_path, version=version, mode=mode)
     size = path.stat().st_size
     v = version if rec is None else rec.version
     emit({"reference": name, "version": v, "out": str(path), "bytes": size}, as_json=as_json,
@@ -172,14 +185,23 @@ def export_cmd(*, store: str, name: str, out_path: str, version: int | None, as_
 @reference.command("import")
 @store_option
 @click.option("--file", "file_path", required=True, help="File written by `cellvec reference export`.")
-@reference_option(required=False, help="Name in this store (default: the exported name).")
+@click.option("--as", "as_name", default=None, metavar="NEW",
+              help="Import under this name (default: the exported name).")
+@click.option("--replace", is_flag=True,
+              help="The store already has the reference: make the import its current version (older "
+                   "versions stay until `cellvec reference prune`).")
+@reference_option(required=False, help="Same as --as.")
 @json_option
-def import_cmd(*, store: str, file_path: str, name: str | None, as_json: bool) -> None:
-    """Load an exported reference into a store as a new version."""
+def import_cmd(*, store: str, file_path: str, as_name: str | None, replace: bool, name: str | None,
+               as_json: bool) -> None:
+    """Load an exported reference into a store; an existing reference of that name needs --as or --replace."""
     from indexer import import_reference
 
+    if as_name is not None and name is not None and as_name != name:
+        msg = f"--as {as_name} and --reference {name} disagree; pass one of them."
+        raise InputError(msg)
     with open_cli_store(store) as st:
-        rec = import_reference(st, file_path, name=name)
+        rec = import_reference(st, file_path, name=as_name or name, replace=replace)
     emit(_record_data(rec), as_json=as_json,
          text=f"imported reference '{rec.reference}' v{rec.version}: {rec.n_cells} cells, "
               f"{len(rec.labels)} labels")

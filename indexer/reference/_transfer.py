@@ -28,6 +28,7 @@ from indexer.reference._read import (
 from indexer.reference._versions import (
     check_reference_name,
     load_manifest,
+    manifest_key,
     resolve_version,
     save_manifest,
     version_collection,
@@ -112,7 +113,12 @@ def _load_npy(data: bytes, what: str) -> np.ndarray:
 
 
 def export_reference(
-    store: VectorStore, name: str, path: str | os.PathLike[str], *, version: int | None = None
+    store: VectorStore,
+    name: str,
+    path: str | os.PathLike[str],
+    *,
+    version: int | None = None,
+    mode: int | None = None,
 ) -> Path:
     """Write one version of a reference to one portable file (a zip; no pickle anywhere).
 
@@ -131,6 +137,10 @@ def export_reference(
         File to write (replaced atomically).
     version
         Version to export (default: current).
+    mode
+        Permission bits of the file (e.g. ``0o640``). Default: ``0o666`` less the process umask, as any
+        file the user creates (``0o644`` under the usual umask 022: readable by the group), not the
+        owner-only ``0o600`` of a temporary file.
 
     Returns
     -------
@@ -165,11 +175,16 @@ def export_reference(
         "n_cells": len(cols["cell_id"]),
         "files": {m: hashlib.sha256(b).hexdigest() for m, b in members.items()},
     }
+    if mode is not None and not 0 <= mode <= 0o777:
+        msg = f"mode {mode:#o} is not a file mode; pass permission bits such as 0o644."
+        raise InputError(msg)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".cellvec", dir=out.parent)
     os.close(fd)
     try:
+        # mkstemp makes the file owner-only; an export is meant to be shared, so give it the usual mode.
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
             z.writestr(_EXPORT_MANIFEST, json.dumps(manifest, indent=1))
             for m, b in members.items():
@@ -179,6 +194,13 @@ def export_reference(
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _default_mode() -> int:
+    """Return ``0o666`` less the process umask (the mode ``open()`` would give a new file)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _export_genes(store: VectorStore, record: BuildRecord) -> dict[str, bytes]:
@@ -200,11 +222,19 @@ def _export_genes(store: VectorStore, record: BuildRecord) -> dict[str, bytes]:
     }
 
 
-def import_reference(store: VectorStore, path: str | os.PathLike[str], *, name: str | None = None) -> BuildRecord:
+def import_reference(
+    store: VectorStore, path: str | os.PathLike[str], *, name: str | None = None, replace: bool = False
+) -> BuildRecord:
     """Load a file written by :func:`export_reference` into a store, as a new version of the reference.
 
     Every member is checked against the SHA-256 in the file's manifest. Gene vectors in the file are added
-    to the store's gene collection where it lacks them. A killed import is finished by running it again.
+    to the store's gene collection where it lacks them. A killed import is finished by running it again
+    (with the same ``replace``).
+
+    A store that already has a finished reference of that name is left as it is unless ``replace=True``:
+    importing would switch the version its users annotate against. With ``replace=True`` the import becomes
+    the reference's current version; the older versions stay (``version=`` reaches them) until
+    :func:`prune_versions` deletes them.
 
     Parameters
     ----------
@@ -214,10 +244,18 @@ def import_reference(store: VectorStore, path: str | os.PathLike[str], *, name: 
         Export file.
     name
         Name of the reference in the target store (default: the exported name).
+    replace
+        Import as a new current version of an existing reference of that name.
 
     Returns
     -------
     The build record of the imported version.
+
+    Raises
+    ------
+    InputError
+        When the store already has a finished reference of that name and ``replace`` is false, or the file
+        is not an intact export.
 
     Examples
     --------
@@ -232,6 +270,7 @@ def import_reference(store: VectorStore, path: str | os.PathLike[str], *, name: 
         msg = f"export file '{src}' has an invalid build record ({e}); export the reference again."
         raise InputError(msg) from e
     target = check_reference_name(name or record.reference)
+    _check_import_target(store, target, replace=replace)
     n = int(manifest["n_cells"])
     vectors = {v: _load_npy(members[f"vectors/{v}.npy"], f"vectors/{v}.npy") for v in manifest["vectors"]}
     cells = [json.loads(line) for line in members["cells.jsonl"].decode().splitlines() if line]
@@ -258,6 +297,23 @@ def import_reference(store: VectorStore, path: str | os.PathLike[str], *, name: 
         blobs=blobs,
         text_dim=record.text_dim,
     )
+
+
+def _check_import_target(store: VectorStore, target: str, *, replace: bool) -> None:
+    """Refuse to switch an existing reference's current version unless asked to (``replace``)."""
+    if replace or store.get_meta(manifest_key(target)) is None:
+        return
+    manifest = load_manifest(store, target)
+    ready = [v.version for v in manifest.versions if v.status == "ready"]
+    if not ready:  # only an interrupted build or import: this run finishes it
+        return
+    msg = (
+        f"store '{store.location}' already has reference '{target}' (versions {', '.join(map(str, ready))}, "
+        f"current {manifest.current}); pass --as NEW to import it under another name (name= in Python), or "
+        "--replace to make it the current version (replace=True; older versions stay until "
+        "`cellvec reference prune`)."
+    )
+    raise InputError(msg)
 
 
 def _read_export(src: Path) -> dict[str, bytes]:
