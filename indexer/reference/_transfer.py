@@ -184,7 +184,7 @@ def export_reference(
     os.close(fd)
     try:
         # mkstemp makes the file owner-only; an export is meant to be shared, so give it the usual mode.
-        os.chmod(tmp, _default_mode() if mode is None else mode)
+        Path(tmp).chmod(_default_mode() if mode is None else mode)
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
             z.writestr(_EXPORT_MANIFEST, json.dumps(manifest, indent=1))
             for m, b in members.items():
