@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from annotator._cell_search import label_centroids
+from annotator._markers import MARKER_NOTE, marker_contributions
 from annotator._result import UNKNOWN, AnnotationResult
 from indexer import CellVectors, VectorStore
 from indexer.cells import Artifacts
@@ -76,6 +77,13 @@ def explain_labels(
     ``result.extra["explain_unattributed"]``
         Per cell, the part of that cosine not attributed to any gene (0 up to rounding in ``"exact"``; NaN
         with ``"occlusion"``, which is not additive).
+    ``result.extra["explain_markers"]``
+        With a class head (the default hybrid mode, ``expression_head="pca+logistic"``): ``(genes,
+        contributions)``, two ``n_cells × top`` arrays (padded with ``""`` and NaN) of each cell's marker
+        genes, the genes whose exact share of the label's class-head score is largest
+        (:func:`annotator._markers.marker_contributions`); ``extra["explain_marker_note"]`` says so.
+        Unlike the text part, which favours the genes a cell expresses most (MALAT1, MT-*), these are
+        the genes that weigh for the label over the others.
 
     Parameters
     ----------
@@ -112,6 +120,11 @@ def explain_labels(
     result.explanations = explanations
     result.extra.update(explain_method=method, explain_note=_NOTES[method], explain_similarity=similarity,
                         explain_unattributed=unattributed)
+    if artifacts is None:
+        artifacts = load_artifacts(store, record)
+    markers = marker_contributions(result.labels, cells=cells, projection=artifacts.expression, top=top or 5)
+    if markers is not None:
+        result.extra.update(explain_markers=markers, explain_marker_note=MARKER_NOTE)
     if method == "none":
         return
     assert cells.weights is not None
@@ -135,8 +148,6 @@ def explain_labels(
     alpha = float(np.sqrt(spec.text_weight)) if spec.mode == "hybrid" else 1.0
     w = sp.csr_matrix(cells.weights[rows])
     w.sort_indices()
-    if artifacts is None:
-        artifacts = load_artifacts(store, record)
     gv = cells.gene_vectors.astype(np.float64)
     if artifacts.text is not None:
         # The projected text view is linear in the pooled vector (uncentred), so genes project the same way.

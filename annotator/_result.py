@@ -110,7 +110,10 @@ class AnnotationResult:
             ``text``, ``expression``): the reference's panel size, how many of its genes the query has and the
             fraction; and, with ``explain=True``, per-cell gene contributions: ``uns[key_added]['explain']['genes']``
             (strings) and ``['contributions']`` (float32), both ``n_cells × top``, padded with ``""`` and NaN for
-            cells explained by fewer genes (``Unknown`` cells: none).
+            cells explained by fewer genes (``Unknown`` cells: none); with a class head (the default
+            mode) also ``['marker_genes']`` and ``['marker_contributions']`` (same shape and padding): each
+            cell's marker genes, the exact shares of its label's class-head score, and
+            ``obs[f'{key_added}_marker_genes']``, the same genes joined by ``", "``.
 
         Parameters
         ----------
@@ -164,8 +167,41 @@ class AnnotationResult:
                 "genes": genes,
                 "contributions": contributions,
             }
+            markers = self.extra.get("explain_markers")
+            if markers is not None:
+                uns["explain"]["marker_genes"], uns["explain"]["marker_contributions"] = markers
+                uns["explain"]["marker_note"] = self.extra.get("explain_marker_note", "")
+                out.obs[f"{key_added}_marker_genes"] = self.marker_genes()
         out.uns[key_added] = uns
         return out
+
+    def marker_genes(self) -> np.ndarray:
+        """Return, per cell, its marker genes joined by ``", "`` (``""`` without ``explain=True`` or a head)."""
+        markers = self.extra.get("explain_markers")
+        if markers is None:
+            return np.full(self.labels.size, "", dtype=object)
+        return np.array([", ".join(g for g in row if g) for row in markers[0]], dtype=object)
+
+    def label_markers(self, top: int = 5) -> dict[str, list[str]]:
+        """Return, per label, the genes with the largest summed marker contribution over its cells.
+
+        Empty without ``explain=True`` or a class head; ``"Unknown"`` has none.
+        """
+        import pandas as pd
+
+        markers = self.extra.get("explain_markers")
+        if markers is None:
+            return {}
+        genes, values = markers
+        frame = pd.DataFrame({
+            "label": np.repeat(self.labels.astype(str), genes.shape[1]),
+            "gene": genes.ravel(),
+            "value": values.ravel().astype(np.float64),
+        })
+        frame = frame[frame["gene"] != ""]
+        total = frame.groupby(["label", "gene"], sort=True)["value"].sum().reset_index()
+        total = total.sort_values(["label", "value", "gene"], ascending=[True, False, True], kind="stable")
+        return {str(lab): g["gene"].head(top).tolist() for lab, g in total.groupby("label", sort=True)}
 
     def runner_up(self) -> np.ndarray:
         """Return, per cell, the decision's most probable other label (``""`` when none).

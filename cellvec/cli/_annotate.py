@@ -57,7 +57,10 @@ from schemas import DEFAULT_ENCODER
 @click.option("--encoder", default=None, help="Refuse to run unless the reference uses this encoder.")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
 @click.option("--key-added", default="cellvec", show_default=True, help="Prefix of the obs/obsm/uns keys.")
-@click.option("--explain", is_flag=True, help="Record the genes that pulled each cell toward its label.")
+@click.option("--explain", is_flag=True,
+              help="Record each cell's marker genes (exact shares of its label's class-head score, default "
+                   "mode) and the genes whose descriptions pulled it toward its label (text part); with --csv "
+                   "they are columns too.")
 @matrix_options
 @json_option
 def annotate_cmd(**opts: Any) -> None:
@@ -111,6 +114,9 @@ def annotate_cmd(**opts: Any) -> None:
             "runner_up": res.runner_up().astype(str),
             "reason": res.reasons.astype(str),
         })
+        if opts["explain"]:
+            table["marker_genes"] = res.marker_genes().astype(str)
+            table["text_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in res.explanations or []]
         write_atomic(opts["csv_path"], lambda tmp: table.to_csv(tmp, index=False), what="--csv")
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
@@ -138,11 +144,15 @@ def annotate_cmd(**opts: Any) -> None:
     )
     from annotator import natural_key
 
+    markers = res.label_markers()
+    if markers:
+        data["label_markers"] = markers
     by_label = sorted(data["labels"].items(), key=lambda kv: natural_key(kv[0]))  # "2" before "10"
     lines = [
         f"annotated {adata.n_obs} cells against '{opts['reference']}' v{res.params.version} in "
         f"{timer.steps['annotate']:.1f} s ({data['cells_per_s']:.0f} cells/s); {n_unknown} Unknown",
-        *(f"  {label:<30} {count:>7}" for label, count in by_label),
+        *(f"  {label:<30} {count:>7}" + (f"   markers: {', '.join(markers[label])}" if label in markers else "")
+          for label, count in by_label),
         f"embedded {data['embedded_genes']} genes"
         + (f" (stored {cached} for the next run)" if cached else "")
         + (f"; {coverage}" if coverage else ""),

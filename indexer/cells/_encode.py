@@ -73,6 +73,9 @@ class CellVectors:
     pca_scores
         Raw PCA scores of the expression view before normalising (``None`` without one): the decision
         rule's Mahalanobis novelty input.
+    expression
+        The log-normalised matrix every view read, columns named by ``symbols`` (explanations read the
+        class head's genes from it).
     """
 
     final: np.ndarray
@@ -91,6 +94,7 @@ class CellVectors:
     n_embedded: int = 0
     coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
     pca_scores: np.ndarray | None = None
+    expression: sp.csr_matrix | None = None
 
 
 def encode_cells(
@@ -258,6 +262,7 @@ def encode_cells(
         n_embedded=0 if index is None else index.total_embedded,
         coverage=coverage,
         pca_scores=pca_scores,
+        expression=x,
     )
     return cv, art
 
