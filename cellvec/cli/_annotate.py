@@ -61,6 +61,9 @@ from schemas import DEFAULT_ENCODER
               help="Record each cell's marker genes (exact shares of its label's class-head score, default "
                    "mode) and the genes whose descriptions pulled it toward its label (text part); with --csv "
                    "they are columns too.")
+@click.option("--plot", "plot_dir", default=None, metavar="DIR",
+              help="Write DIR/umap.png (UMAP of the query's cell vectors by label and by confidence, Unknown "
+                   "marked; PCA without umap-learn) and DIR/label_counts.png.")
 @matrix_options
 @json_option
 def annotate_cmd(**opts: Any) -> None:
@@ -73,6 +76,10 @@ def annotate_cmd(**opts: Any) -> None:
         check_out_path(opts["out_path"])
     if opts["csv_path"]:
         check_out_path(opts["csv_path"], what="--csv")
+    if opts["plot_dir"]:
+        from annotator import check_plot_dir
+
+        check_plot_dir(opts["plot_dir"])
     if not 0 <= opts["unknown_alpha"] <= 0.5:
         alpha = opts["unknown_alpha"]
         msg = f"--unknown-alpha {alpha:g} is outside [0, 0.5]; pass 0.01 (the default) or 0 to turn it off."
@@ -118,6 +125,12 @@ def annotate_cmd(**opts: Any) -> None:
             table["marker_genes"] = res.marker_genes().astype(str)
             table["text_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in res.explanations or []]
         write_atomic(opts["csv_path"], lambda tmp: table.to_csv(tmp, index=False), what="--csv")
+    plots: dict[str, str] = {}
+    if opts["plot_dir"]:
+        from annotator import plot_annotation
+
+        with timer.step("plot"), progress_bars(enabled=not as_json) as report:
+            plots = plot_annotation(res, opts["plot_dir"], progress=report)
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
     data = {
@@ -137,6 +150,7 @@ def annotate_cmd(**opts: Any) -> None:
         "embedded_genes": res.extra.get("embedded_genes", 0),
         "cached_genes": cached,
         "panel_coverage": res.extra.get("panel_coverage", {}),
+        "plots": plots,
     }
     species_lines = [r.summary() for r in (res.params.query_species, res.params.orthologs) if r is not None]
     coverage = "; ".join(
@@ -156,8 +170,10 @@ def annotate_cmd(**opts: Any) -> None:
         f"embedded {data['embedded_genes']} genes"
         + (f" (stored {cached} for the next run)" if cached else "")
         + (f"; {coverage}" if coverage else ""),
-        "wrote " + " and ".join(p for p in (opts["out_path"], opts["csv_path"]) if p)
-        if opts["out_path"] or opts["csv_path"]
+        "wrote " + " and ".join(p for p in (opts["out_path"], opts["csv_path"], plots.get("umap"),
+                                            plots.get("label_counts")) if p)
+        + (f" ({plots['embedding'].upper()} of the query's cell vectors)" if plots else "")
+        if opts["out_path"] or opts["csv_path"] or plots
         else "nothing was written (pass --out FILE.h5ad or --csv FILE.csv to save the labels)",
         *species_lines,
     ]

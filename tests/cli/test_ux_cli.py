@@ -117,3 +117,31 @@ def test_import_over_an_existing_reference_asks_for_as_or_replace(
     assert (last_json(out)["reference"], last_json(out)["version"]) == ("c", 2)
     out, _ = run(capsys, ["reference", "list", "--store", store, "--json"])
     assert {r["name"]: r["versions"] for r in last_json(out)["references"]} == {"c": [1, 2], "c2": [1]}
+
+
+def test_annotate_explain_csv_and_plot_in_the_default_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import anndata as ad
+    import pandas as pd
+
+    make_adata(10).write_h5ad(tmp_path / "ref.h5ad")
+    make_adata(2, seed=5).write_h5ad(tmp_path / "q.h5ad")  # 8 cells: the figure falls back to PCA (fast)
+    store = str(tmp_path / "store")
+    run(capsys, ["reference", "build", "--store", store, "--reference", "h", "--adata", str(tmp_path / "ref.h5ad"),
+                 "--label-key", "cell_type", "--encoder", FAST_ENCODER, "--json"])
+    base = ["annotate", "--store", store, "--reference", "h", "--adata", str(tmp_path / "q.h5ad"), "--k", "3",
+            "--out", str(tmp_path / "a.h5ad")]
+    _, err = run(capsys, [*base, "--plot", str(tmp_path / "no" / "figs")], code=2)
+    assert "--plot" in err
+    assert "does not exist; create it first" in err
+    assert not (tmp_path / "a.h5ad").exists()  # refused before the work
+    out, _ = run(capsys, [*base, "--explain", "--csv", str(tmp_path / "a.csv"), "--plot", str(tmp_path / "figs"),
+                          "--unknown-alpha", "0"])
+    assert "markers: " in out
+    assert "(PCA of the query's cell vectors)" in out
+    table = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
+    assert list(table.columns) == ["cell", "label", "confidence", "runner_up", "reason", "marker_genes",
+                                   "text_genes"]
+    assert (table["marker_genes"].str.len() > 0).all()
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["label_counts.png", "umap.png"]
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    assert back.uns["cellvec"]["explain"]["marker_genes"].shape == (8, 5)
