@@ -18,7 +18,7 @@ from annotator._natural import natural_key
 from indexer import InputError, Reference, VectorStore, encode_cells
 from indexer.cells import expression_matrix, log_normalise, select_expression
 from indexer.reference import CELL_VECTOR, decode_top_genes, gene_codes, load_artifacts
-from schemas import BuildRecord, GeneFrequency, LabelSummary, Neighbour, ReferenceCellPayload
+from schemas import BuildRecord, GeneEnrichment, GeneFrequency, LabelSummary, Neighbour, ReferenceCellPayload
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -160,7 +160,12 @@ def label_summary(
     top: int = 10,
     where: Mapping[str, str | Sequence[str]] | None = None,
 ) -> list[LabelSummary]:
-    """Return, per label, the number of reference cells and the genes most often in their top-20 lists.
+    """Return, per label, its number of reference cells, its distinctive genes and its most frequent genes.
+
+    Each reference cell stores its top genes (the 20 most expressed described genes). A label's distinctive
+    genes are those in the top genes of a larger share of its cells than of the other labels' cells (the
+    share averaged over the other labels, so a large label does not set the baseline), ranked by the
+    difference; its most frequent genes are mostly those every cell expresses (MALAT1, MT-*, ribosomal).
 
     Parameters
     ----------
@@ -171,7 +176,7 @@ def label_summary(
     version
         Reference version (default: the current one).
     top
-        Number of genes listed per label.
+        Number of genes listed per label (in each list).
     where
         Payload filter (see :func:`search_cells`), e.g. ``{"dataset": "donor1"}``.
 
@@ -182,7 +187,7 @@ def label_summary(
     Examples
     --------
     >>> summary = label_summary(reference="retina", store=store)  # doctest: +SKIP
-    >>> summary[0].top_genes[0].symbol  # doctest: +SKIP
+    >>> summary[0].distinctive_genes[0].symbol  # doctest: +SKIP
     'RHO'
     """
     import pandas as pd
@@ -203,15 +208,42 @@ def label_summary(
     frame = pd.DataFrame({"label": labels, "gene": genes}).explode("gene").dropna()
     counts = frame.groupby(["label", "gene"], sort=False).size().reset_index(name="n")
     counts = counts.sort_values(["label", "n", "gene"], ascending=[True, False, True], kind="stable")
+    distinctive = _distinctive_genes(counts, n_cells, top=top)
     out = []
     for label, group in counts.groupby("label", sort=True):
         n = int(n_cells[label])
         freq = [GeneFrequency(symbol=str(g), n_cells=int(c), fraction=int(c) / n)
                 for g, c in zip(group["gene"][:top], group["n"][:top], strict=True)]
-        out.append(LabelSummary(label=str(label), n_cells=n, top_genes=freq))
+        out.append(LabelSummary(label=str(label), n_cells=n, top_genes=freq,
+                                distinctive_genes=distinctive.get(str(label), [])))
     seen = {s.label for s in out}
     out.extend(LabelSummary(label=str(lab), n_cells=int(n)) for lab, n in n_cells.items() if lab not in seen)
     return sorted(out, key=lambda s: natural_key(s.label))
+
+
+def _distinctive_genes(counts: Any, n_cells: Any, *, top: int) -> dict[str, list[GeneEnrichment]]:
+    """Rank each label's genes by their share of its cells minus their mean share in the other labels."""
+    labels = [str(s) for s in n_cells.index]
+    if len(labels) < 2:
+        return {}
+    counts = counts.assign(label=counts["label"].astype(str))
+    n = counts.pivot_table(index="label", columns="gene", values="n", aggfunc="sum", fill_value=0)
+    n = n.reindex(labels, fill_value=0)
+    share = n.to_numpy(dtype=np.float64) / n_cells.reindex(labels).to_numpy(dtype=np.float64)[:, None]
+    other = (share.sum(axis=0, keepdims=True) - share) / (len(labels) - 1)
+    score = share - other
+    genes = np.asarray(n.columns, dtype=object)
+    out: dict[str, list[GeneEnrichment]] = {}
+    for i, label in enumerate(labels):
+        order = np.lexsort((genes.astype(str), -share[i], -score[i]))
+        order = order[score[i, order] > 0][:top]
+        out[label] = [
+            GeneEnrichment(symbol=str(genes[j]), n_cells=int(n.iat[i, j]), fraction=float(share[i, j]),
+                           other_fraction=float(other[i, j]),
+                           enrichment=float(score[i, j]))
+            for j in order
+        ]
+    return out
 
 
 def query_cell_vector(

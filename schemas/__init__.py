@@ -22,7 +22,7 @@ from schemas._reference import (
     RefineParams,
     Weighting,
 )
-from schemas._search import GeneFrequency, GeneHit, GeneSearch, LabelSummary
+from schemas._search import GeneEnrichment, GeneFrequency, GeneHit, GeneSearch, LabelSummary
 from schemas._species import Evidence, OrthologReport, SpeciesCall, SpeciesOption
 from schemas._training import EpochStats, TrainReport
 
@@ -42,6 +42,7 @@ __all__ = [
     "ExpressionParams",
     "FetchReport",
     "GeneCount",
+    "GeneEnrichment",
     "GeneFrequency",
     "GeneHit",
     "GeneMapping",

@@ -93,8 +93,33 @@ class GeneFrequency(Record):
     fraction: float = Field(ge=0, le=1)
 
 
+class GeneEnrichment(Record):
+    """A gene distinctive of a label: more often among its cells' top genes than among the other labels'.
+
+    Parameters
+    ----------
+    symbol
+        Gene symbol.
+    n_cells
+        Number of the label's cells that have the gene among their stored top genes.
+    fraction
+        ``n_cells`` divided by the label's number of cells.
+    other_fraction
+        The same fraction in the other labels, averaged over them (each label weighs the same, whatever
+        its size).
+    enrichment
+        ``fraction - other_fraction``: the ranking score (positive).
+    """
+
+    symbol: str
+    n_cells: int = Field(ge=0)
+    fraction: float = Field(ge=0, le=1)
+    other_fraction: float = Field(ge=0, le=1)
+    enrichment: float = Field(ge=-1, le=1)
+
+
 class LabelSummary(Record):
-    """One label of a reference: its cells and their most frequent top genes.
+    """One label of a reference: its cells, their distinctive genes and their most frequent top genes.
 
     Parameters
     ----------
@@ -103,9 +128,15 @@ class LabelSummary(Record):
     n_cells
         Number of reference cells with the label (matching the filter, when one was given).
     top_genes
-        The genes most often in the cells' stored top genes (top 20 by expression), most frequent first.
+        The genes most often in the cells' stored top genes (top 20 by expression), most frequent first:
+        mostly genes every cell expresses (MALAT1, MT-*, ribosomal proteins).
+    distinctive_genes
+        The genes whose share of the label's cells (among their stored top genes) most exceeds their share
+        in the other labels (:class:`GeneEnrichment`), most enriched first; empty when the summary covers
+        one label only.
     """
 
     label: str
     n_cells: int = Field(ge=0)
     top_genes: list[GeneFrequency] = Field(default_factory=list)
+    distinctive_genes: list[GeneEnrichment] = Field(default_factory=list)

@@ -66,7 +66,8 @@ def genes_cmd(**opts: Any) -> None:
               help="Instead of a query cell: the cells nearest to this label's centroid.")
 @click.option("--any-label", is_flag=True, help="With --label: search every cell, not only the label's own.")
 @click.option("--summary", is_flag=True,
-              help="Per label: number of cells and the genes most often in their top 20.")
+              help="Per label: number of cells and its distinctive genes (in the top 20 genes of more of its "
+                   "cells than of the other labels').")
 @click.option("--limit", type=int, default=10, show_default=True,
               help="Cells shown (genes per label with --summary).")
 @click.option("--where", "where_items", multiple=True, metavar="FIELD=VALUE",
@@ -119,9 +120,13 @@ def cells_cmd(**opts: Any) -> None:
             "seconds": timer.steps["search"]}
     if opts["summary"]:
         data = {**base, "labels": [s.model_dump(mode="json") for s in summary]}
-        lines = [f"reference '{reference}' v{record.version}: {len(summary)} labels"]
+        lines = [f"reference '{reference}' v{record.version}: {len(summary)} labels; distinctive genes "
+                 "(share of the label's cells with the gene in their top 20 vs the other labels' mean share)"]
         for s in summary:
-            genes = ", ".join(f"{g.symbol} ({g.fraction:.0%})" for g in s.top_genes)
+            genes = ", ".join(f"{g.symbol} ({g.fraction:.0%} vs {g.other_fraction:.0%})"
+                              for g in s.distinctive_genes)
+            if not genes:  # one label only: nothing to compare with
+                genes = "most frequent: " + ", ".join(f"{g.symbol} ({g.fraction:.0%})" for g in s.top_genes)
             lines.append(f"  {s.label} ({s.n_cells} cells): {genes}")
         emit(data, as_json=as_json, text="\n".join(lines))
         return

@@ -324,3 +324,33 @@ def test_references_that_store_gene_symbols_still_search_and_summarise(
     b = next(s for s in summary if s.label == "B cell")
     assert b.top_genes[0].n_cells == sum(b.top_genes[0].symbol in symbols[p] for p in symbols
                                          if p in set(adata.obs_names[adata.obs["cell_type"] == "B cell"]))
+
+
+def test_label_summary_ranks_distinctive_genes_over_the_other_labels(
+    edge_store: VectorStore, fast_spec: CellVectorSpec
+) -> None:
+    from tests.conftest import PROGRAMS, SHARED, make_adata
+
+    ref = make_adata(20, seed=7)
+    x = ref.X.toarray()
+    x[:, list(ref.var_names).index("MALAT1")] += 200  # the most expressed gene of every cell, as in real data
+    ref.X = sp.csr_matrix(x)
+    build_reference(ref, store=edge_store, name="ref", label_key="cell_type", spec=fast_spec)
+    summary = label_summary(reference="ref", store=edge_store, top=5)
+    payloads = _decoded_payloads(edge_store)
+    assert all("MALAT1" in p["top_genes"] for p in payloads)  # frequent everywhere, so distinctive nowhere
+    for s in summary:
+        assert len(s.distinctive_genes) == 5
+        assert {g.symbol for g in s.distinctive_genes} <= set(PROGRAMS[s.label])
+        assert not {g.symbol for g in s.distinctive_genes} & set(SHARED)
+        for g in s.distinctive_genes:
+            share = {lab: np.mean([g.symbol in p["top_genes"] for p in payloads if p["label"] == lab])
+                     for lab in PROGRAMS}
+            other = np.mean([v for lab, v in share.items() if lab != s.label])
+            assert g.fraction == pytest.approx(share[s.label])
+            assert g.other_fraction == pytest.approx(other)
+            assert g.enrichment == pytest.approx(share[s.label] - other)
+        scores = [g.enrichment for g in s.distinctive_genes]
+        assert scores == sorted(scores, reverse=True)
+    only = label_summary(reference="ref", store=edge_store, where={"label": "T cell"})
+    assert only[0].distinctive_genes == []  # nothing to compare with

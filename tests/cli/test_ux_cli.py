@@ -77,6 +77,10 @@ def test_annotate_table_lists_labels_in_natural_order(
     out, _ = run(capsys, ["search", "cells", "--store", str(files["store"]), "--reference", "c", "--summary",
                           "--json"])
     assert [s["label"] for s in last_json(out)["labels"]] == ["cluster 1", "cluster 2", "cluster 9", "cluster 10"]
+    assert all(s["distinctive_genes"] for s in last_json(out)["labels"])
+    out, _ = run(capsys, ["search", "cells", "--store", str(files["store"]), "--reference", "c", "--summary"])
+    assert "distinctive genes" in out.splitlines()[0]
+    assert " vs " in out.splitlines()[1]  # the label's share against the other labels'
 
 
 def test_unknown_option_suggests_the_close_one(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
