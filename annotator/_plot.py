@@ -80,7 +80,11 @@ def plot_annotation(
     if progress is not None:
         progress("plotting", 0, 2)  # the UMAP layout takes a while (numba compiles on first use)
     xy, method = embed_2d(result.vectors[valid], embedding=embedding, seed=seed)
-    step = (lambda d: None) if progress is None else (lambda d: progress("plotting", d, 2))
+
+    def step(done: int) -> None:
+        if progress is not None:
+            progress("plotting", done, 2)
+
     written = {"umap": out / "umap.png", "label_counts": out / "label_counts.png"}
     _save(_umap_figure(xy, labels[valid], result.confidence[valid], order, colours, method=method,
                        n_without=int((~valid).sum())), written["umap"])

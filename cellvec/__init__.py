@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         AnnotationResult,
         annotate,
         label_summary,
+        plot_annotation,
         search_cells,
         search_genes,
         typical_cells,
@@ -58,7 +59,8 @@ __version__ = "0.1.0"
 
 _HOMES: dict[str, str] = {
     **dict.fromkeys(
-        ["UNKNOWN", "AnnotationResult", "annotate", "label_summary", "search_cells", "search_genes", "typical_cells"],
+        ["UNKNOWN", "AnnotationResult", "annotate", "label_summary", "plot_annotation", "search_cells", "search_genes",
+         "typical_cells"],
         "annotator",
     ),
     **dict.fromkeys(
@@ -116,6 +118,7 @@ __all__ = [
     "label_summary",
     "list_references",
     "open_store",
+    "plot_annotation",
     "prune_versions",
     "refit",
     "relabel",

@@ -92,7 +92,11 @@ def _x_problem(x: object) -> str | None:
     """Say why a matrix is not counts or log-normalised expression (``None`` when it may be)."""
     if x is None:
         return "is missing"
-    values = x.data if sp.issparse(x) else np.asarray(x)
+    if sp.issparse(x):
+        compressed = isinstance(x, sp.csr_matrix | sp.csc_matrix | sp.csr_array | sp.csc_array)
+        values = (x if compressed else sp.csr_matrix(x)).data  # type: ignore[union-attr]
+    else:
+        values = np.asarray(x)
     if not np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_:
         return None  # expression_matrix names this problem
     sample = np.ravel(values)[:2_000_000]
@@ -112,4 +116,4 @@ def _with_matrix(adata: AnnData, x: object, *, var: object) -> AnnData:
     import pandas as pd
 
     # obs only: the matrix readers need the cells' names (and, for builds, their labels), nothing else.
-    return ad.AnnData(X=x, obs=adata.obs, var=pd.DataFrame(var).copy())  # type: ignore[arg-type]
+    return ad.AnnData(X=x, obs=adata.obs, var=pd.DataFrame(var).copy())
