@@ -90,7 +90,9 @@ def annotate(
     exact
         Search exhaustively instead of through the HNSW index (for checking recall).
     explain
-        Record, per cell, the genes that pulled it most toward its label.
+        Record, per cell, its marker genes (exact shares of its label's class-head score, in modes with a
+        class head) and the genes whose vectors pulled it most toward its label (the text view); see
+        :func:`annotator.explain_labels`.
     progress
         Progress callback ``(step, done, total)``.
     query_species
@@ -161,8 +163,10 @@ def annotate(
         msg = f"unknown_alpha must lie in [0, 0.5] (got {unknown_alpha:g}); 0.01 is the default, 0 turns it off."
         raise InputError(msg)
     art = ref.artifacts
+    source = select_expression(adata, layer=layer, use_raw=use_raw, what="query")
+    matrix = "X" if source is adata else (f"layers[{layer}]" if layer is not None else "raw.X")
     cells, _ = encode_cells(
-        select_expression(adata, layer=layer, use_raw=use_raw, what="query"),
+        source,
         spec=record.spec,
         store=store,
         artifacts=art,
@@ -250,6 +254,7 @@ def annotate(
         orthologs=cells.orthologs,
         unknown_alpha=unknown_alpha if cal is not None else 0.0,
         calibrated=cal is not None,
+        matrix=matrix,
     )
     result = AnnotationResult(
         labels=labels,

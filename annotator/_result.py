@@ -97,13 +97,17 @@ class AnnotationResult:
             Why a cell is ``"Unknown"`` (empty otherwise): ``"confidence below …"``, ``"unlike any reference
             cell of <label>"`` or ``"no described expressed gene"``.
         ``obs[f'{key_added}_top_genes']``
-            With ``explain=True``: the genes that pulled the cell toward its label.
+            With ``explain=True``: the genes that pulled the cell toward its label (text view).
+        ``obs[f'{key_added}_marker_genes']``
+            With ``explain=True`` and a class head (the default mode): the cell's marker genes, the largest
+            exact shares of its label's class-head score, joined by ``", "``.
         ``obsm[f'X_{key_added}']``
             Query cell vectors in the reference's space.
         ``uns[key_added]``
             ``params``: reference, version, k, ``min_confidence``, ``unknown_alpha``, ``calibrated`` (whether
-            the reference's calibration was used), cell vector spec, store; ``calibration_approximate``: what
-            edits since the calibration's fit left approximate (when any);
+            the reference's calibration was used), ``matrix`` (the query matrix read: ``X``, ``layers[NAME]``
+            or ``raw.X``), cell vector spec, store; ``calibration_approximate``: what edits since the
+            calibration's fit left approximate (when any);
             ``uns[key_added]['params']['query_species']`` holds the query's species call (species, share,
             evidence) and ``['params']['orthologs']`` the ortholog mapping of a cross-species query (genes
             mapped, one-to-one, share of expression); ``uns[key_added]['panel_coverage'][view]`` (``view``:
@@ -112,8 +116,8 @@ class AnnotationResult:
             (strings) and ``['contributions']`` (float32), both ``n_cells × top``, padded with ``""`` and NaN for
             cells explained by fewer genes (``Unknown`` cells: none); with a class head (the default
             mode) also ``['marker_genes']`` and ``['marker_contributions']`` (same shape and padding): each
-            cell's marker genes, the exact shares of its label's class-head score, and
-            ``obs[f'{key_added}_marker_genes']``, the same genes joined by ``", "``.
+            cell's marker genes and the exact shares of its label's class-head score, with
+            ``['marker_note']`` saying so.
 
         Parameters
         ----------

@@ -375,6 +375,9 @@ class AnnotationParams(Record):
         Novelty level: cells whose novelty p-value is below it are called ``"Unknown"`` (0: off).
     calibrated
         Whether the reference's calibration was used (``False``: the plain vote, no novelty check).
+    matrix
+        The query matrix read: ``"X"``, ``"layers[NAME]"`` or ``"raw.X"`` (asked, or the fallback from a
+        scaled ``.X``).
     """
 
     reference: str
@@ -387,3 +390,4 @@ class AnnotationParams(Record):
     orthologs: OrthologReport | None = None
     unknown_alpha: float = Field(default=0.0, ge=0, le=0.5)
     calibrated: bool = False
+    matrix: str = "X"

@@ -76,6 +76,7 @@ def test_build_annotate_and_search_read_the_chosen_matrix(edge_store, adata, que
                           var=query_adata.var, layers={"counts": query_adata.X.copy()})
     got = annotate(in_layer, reference="r", store=edge_store, k=5, layer="counts")
     np.testing.assert_array_equal(got.labels, want.labels)
+    assert got.params.matrix == "layers[counts]"
     np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-6)
     scaled = annotate(scaled_with_raw(query_adata), reference="r", store=edge_store, k=5)  # the fallback
     np.testing.assert_array_equal(scaled.labels, want.labels)
@@ -99,6 +100,7 @@ def test_pbmc68k_reduced_scaled_x_reads_its_log_normalised_raw(edge_store) -> No
     res = annotate(query, reference="pbmc", store=edge_store, k=10)
     explicit = annotate(query.raw.to_adata(), reference="pbmc", store=edge_store, k=10, use_raw=False)
     np.testing.assert_array_equal(res.labels, explicit.labels)
+    assert (res.params.matrix, explicit.params.matrix) == ("raw.X", "X")  # recorded in uns['cellvec']
     truth = query.obs["bulk_labels"].astype(str).to_numpy()
     assert np.mean(res.labels == truth) > 0.6
     with pytest.raises(InputError, match="negative values"):
