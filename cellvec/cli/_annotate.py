@@ -131,13 +131,15 @@ def annotate_cmd(**opts: Any) -> None:
 
         with timer.step("plot"), progress_bars(enabled=not as_json) as report:
             plots = plot_annotation(res, opts["plot_dir"], progress=report)
+    from annotator import natural_key
+
     labels, counts = np.unique(res.labels.astype(str), return_counts=True)
     n_unknown = int((res.labels == "Unknown").sum())
     data = {
         "n_cells": int(adata.n_obs),
         "reference": opts["reference"],
         "version": res.params.version,
-        "labels": dict(zip(labels.tolist(), counts.tolist(), strict=True)),
+        "labels": dict(sorted(zip(labels.tolist(), counts.tolist(), strict=True), key=lambda kv: natural_key(kv[0]))),
         "unknown": n_unknown,
         "novel": int(np.char.startswith(res.reasons.astype(str), "unlike any").sum()),
         "calibrated": res.params.calibrated,
@@ -156,8 +158,6 @@ def annotate_cmd(**opts: Any) -> None:
     coverage = "; ".join(
         f"{view} panel {c['present']}/{c['panel']} genes" for view, c in data["panel_coverage"].items()
     )
-    from annotator import natural_key
-
     markers = res.label_markers()
     if markers:
         data["label_markers"] = markers

@@ -71,6 +71,9 @@ def test_annotate_table_lists_labels_in_natural_order(
                           str(files["query"]), "--layer", "counts", "--k", "3", "--unknown-alpha", "0"])
     shown = [line.split("  ")[1].strip() for line in out.splitlines() if line.startswith("  cluster")]
     assert shown == ["cluster 1", "cluster 2", "cluster 9", "cluster 10"]
+    out, _ = run(capsys, ["annotate", "--store", str(files["store"]), "--reference", "c", "--adata",
+                          str(files["query"]), "--layer", "counts", "--k", "3", "--unknown-alpha", "0", "--json"])
+    assert list(last_json(out)["labels"]) == ["cluster 1", "cluster 2", "cluster 9", "cluster 10"]
     out, _ = run(capsys, ["reference", "info", "--store", str(files["store"]), "--reference", "c"])
     labels = next(line for line in out.splitlines() if line.startswith("labels: "))
     assert labels == "labels: cluster 1=10, cluster 2=10, cluster 9=10, cluster 10=10"
