@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PAYLOAD_FIELDS = tuple(ReferenceCellPayload.model_fields)
+_EPS = 0.01
+"""Added to both shares in the distinctive genes' log-ratio, so a gene absent elsewhere scores finitely."""
 
 
 def search_cells(
@@ -164,8 +166,10 @@ def label_summary(
 
     Each reference cell stores its top genes (the 20 most expressed described genes). A label's distinctive
     genes are those in the top genes of a larger share of its cells than of the other labels' cells (the
-    share averaged over the other labels, so a large label does not set the baseline), ranked by the
-    difference; its most frequent genes are mostly those every cell expresses (MALAT1, MT-*, ribosomal).
+    share averaged over the other labels, so a large label does not set the baseline), ranked by
+    ``share * ln((share + 0.01) / (other share + 0.01))``, which wants both: a gene in most of the label's
+    lists (not a rare one) and in few other labels' (not the genes in everyone's). Its most frequent genes
+    (``top_genes``) are mostly those every cell expresses (MALAT1, MT-*, ribosomal).
 
     Parameters
     ----------
@@ -222,7 +226,7 @@ def label_summary(
 
 
 def _distinctive_genes(counts: Any, n_cells: Any, *, top: int) -> dict[str, list[GeneEnrichment]]:
-    """Rank each label's genes by their share of its cells minus their mean share in the other labels."""
+    """Rank each label's genes by their share of its cells times its log-ratio to the other labels' share."""
     labels = [str(s) for s in n_cells.index]
     if len(labels) < 2:
         return {}
@@ -231,12 +235,12 @@ def _distinctive_genes(counts: Any, n_cells: Any, *, top: int) -> dict[str, list
     n = n.reindex(labels, fill_value=0)
     share = n.to_numpy(dtype=np.float64) / n_cells.reindex(labels).to_numpy(dtype=np.float64)[:, None]
     other = (share.sum(axis=0, keepdims=True) - share) / (len(labels) - 1)
-    score = share - other
+    score = share * np.log((share + _EPS) / (other + _EPS))  # share x log-ratio: frequent AND specific
     genes = np.asarray(n.columns, dtype=object)
     out: dict[str, list[GeneEnrichment]] = {}
     for i, label in enumerate(labels):
         order = np.lexsort((genes.astype(str), -share[i], -score[i]))
-        order = order[score[i, order] > 0][:top]
+        order = order[(score[i, order] > 0) & (share[i, order] > other[i, order])][:top]
         out[label] = [
             GeneEnrichment(symbol=str(genes[j]), n_cells=int(n.iat[i, j]), fraction=float(share[i, j]),
                            other_fraction=float(other[i, j]),

@@ -108,14 +108,16 @@ class GeneEnrichment(Record):
         The same fraction in the other labels, averaged over them (each label weighs the same, whatever
         its size).
     enrichment
-        ``fraction - other_fraction``: the ranking score (positive).
+        The ranking score, ``fraction * ln((fraction + 0.01) / (other_fraction + 0.01))``: large for a gene
+        in the top genes of most of the label's cells and of few other cells (positive: only genes more
+        frequent in the label than elsewhere are listed).
     """
 
     symbol: str
     n_cells: int = Field(ge=0)
     fraction: float = Field(ge=0, le=1)
     other_fraction: float = Field(ge=0, le=1)
-    enrichment: float = Field(ge=-1, le=1)
+    enrichment: float = Field(gt=0)
 
 
 class LabelSummary(Record):

@@ -349,7 +349,8 @@ def test_label_summary_ranks_distinctive_genes_over_the_other_labels(
             other = np.mean([v for lab, v in share.items() if lab != s.label])
             assert g.fraction == pytest.approx(share[s.label])
             assert g.other_fraction == pytest.approx(other)
-            assert g.enrichment == pytest.approx(share[s.label] - other)
+            assert share[s.label] > other
+            assert g.enrichment == pytest.approx(share[s.label] * np.log((share[s.label] + 0.01) / (other + 0.01)))
         scores = [g.enrichment for g in s.distinctive_genes]
         assert scores == sorted(scores, reverse=True)
     only = label_summary(reference="ref", store=edge_store, where={"label": "T cell"})
