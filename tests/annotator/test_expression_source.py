@@ -105,3 +105,20 @@ def test_pbmc68k_reduced_scaled_x_reads_its_log_normalised_raw(edge_store) -> No
     assert np.mean(res.labels == truth) > 0.6
     with pytest.raises(InputError, match="negative values"):
         annotate(query, reference="pbmc", store=edge_store, k=10, use_raw=False)
+
+
+def test_bench_reads_the_chosen_matrix_for_every_method(adata: ad.AnnData, tmp_path) -> None:
+    from benchmarks.accuracy import from_files
+
+    scaled_with_raw(adata).write_h5ad(tmp_path / "scaled.h5ad")
+    fallback = from_files(tmp_path / "scaled.h5ad", label_key="cell_type")  # the .raw fallback
+    assert fallback.adata.n_vars == adata.n_vars
+    assert fallback.adata.X.min() >= 0
+    layered = adata.copy()
+    layered.layers["counts"] = layered.X.copy()
+    layered.X = layered.X * 0
+    layered.write_h5ad(tmp_path / "layer.h5ad")
+    got = from_files(tmp_path / "layer.h5ad", label_key="cell_type", layer="counts")
+    assert (sp.csr_matrix(got.adata.X) != adata.X).nnz == 0
+    as_is = from_files(tmp_path / "scaled.h5ad", label_key="cell_type", use_raw=False)  # .X whatever it holds
+    assert as_is.adata.X.min() < 0
