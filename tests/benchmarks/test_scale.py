@@ -224,4 +224,5 @@ def test_capacity_reads_a_built_reference(
     assert 20 < out["payload_bytes"] < 2_000
     assert out["disk_bytes_per_cell"] > 0
     gb = [out["sizes"][s]["ram_float32_gb"] for s in ("1,000,000", "10,000,000", "100,000,000")]
-    assert gb[1] == pytest.approx(10 * gb[0]) and gb[2] == pytest.approx(100 * gb[0])
+    assert gb[1] == pytest.approx(10 * gb[0])
+    assert gb[2] == pytest.approx(100 * gb[0])

@@ -168,4 +168,5 @@ def test_build_in_chunks_from_the_cli(
     assert annotate_labels(capsys, files, files["store"])["n_cells"] == ad.read_h5ad(files["query"]).n_obs
     err = run_error(capsys, ["reference", "build", "--store", str(files["store2"]), "--reference", "pbmc",
                              "--adata", str(files["ref"]), "--label-key", "cell_type", "--chunk-size", "5"])
-    assert "--chunk-size" in err and "10" in err
+    assert "--chunk-size" in err
+    assert "10" in err
