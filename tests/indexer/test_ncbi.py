@@ -185,31 +185,66 @@ def test_batches_output_layout_and_catalog(ncbi: FakeNcbi, tmp_path: Path) -> No
     assert three.source == "full_name"
 
 
-def test_rate_limit_without_and_with_api_key(ncbi: FakeNcbi, tmp_path: Path) -> None:
+class FakeClock:
+    """Stands in for the ``time`` module of the HTTP session: time moves only when the session sleeps.
+
+    Request starts are then exact (the limiter's schedule), whatever the machine's load does to the real
+    gaps between the fake server's arrivals.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Patch the session's clock; return the (fake) time at which each request was released."""
+    import indexer.genes._http as http
+
+    fake = FakeClock()
+    monkeypatch.setattr(http, "time", fake)
+    starts: list[float] = []
+    real_wait = http.RateLimiter.wait
+
+    def wait(self: http.RateLimiter) -> None:
+        real_wait(self)
+        starts.append(fake.now)
+
+    monkeypatch.setattr(http.RateLimiter, "wait", wait)
+    return starts
+
+
+def test_rate_limit_without_and_with_api_key(ncbi: FakeNcbi, tmp_path: Path, clock: list[float]) -> None:
     ncbi.n_genes = 600
     _fetch(ncbi, tmp_path / "a", batch_size=100)
-    starts = [t for t, _, _ in ncbi.requests]
-    assert len(starts) == 6
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 1 / 3 - 0.02
-    ncbi.requests.clear()
+    assert len(ncbi.requests) == 6  # esummary batches (the id search before them is not recorded)
+    gaps = [b - a for a, b in itertools.pairwise(clock)]
+    assert gaps == pytest.approx([1 / 3] * (len(clock) - 1))  # 3 requests per second without a key
+    clock.clear()
     _fetch(ncbi, tmp_path / "b", batch_size=100, api_key="SECRET")
-    starts = [t for t, _, _ in ncbi.requests]
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.1 - 0.02
-    assert max(gaps) < 1 / 3 - 0.05  # faster than without a key
-    assert ncbi.requests[0][2]["api_key"] == ["SECRET"]
+    gaps = [b - a for a, b in itertools.pairwise(clock)]
+    assert gaps == pytest.approx([0.1] * (len(clock) - 1))  # 10 per second with one
+    assert ncbi.requests[-1][2]["api_key"] == ["SECRET"]
 
 
-def test_retries_429_with_retry_after_and_500(ncbi: FakeNcbi, tmp_path: Path) -> None:
+def test_retries_429_with_retry_after_and_500(ncbi: FakeNcbi, tmp_path: Path, clock: list[float]) -> None:
     ncbi.n_genes = 10
     ncbi.script = [(429, {"Retry-After": "0.6"}, b"Too Many Requests"), (500, {}, b"oops")]
     report = _fetch(ncbi, tmp_path, api_key="k")
     assert report.n_retries == 2
     assert report.n_summaries == 7
-    starts = [t for t, _, _ in ncbi.requests]
-    assert len(starts) == 3
-    assert starts[1] - starts[0] >= 0.6 - 0.02  # Retry-After honoured over the 0.01 s backoff
+    assert len(ncbi.requests) == 3
+    starts = clock[-3:]  # the esummary requests (the id search comes first)
+    assert starts[1] - starts[0] == pytest.approx(0.6)  # Retry-After honoured over the 0.01 s backoff
+    assert starts[2] - starts[1] == pytest.approx(0.1)  # then the backoff (0.02 s), spaced by the rate limit
 
 
 def test_client_error_is_not_retried(ncbi: FakeNcbi, tmp_path: Path) -> None:
