@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cellvec.cli._app import cli
-from cellvec.cli._common import emit, json_option, matrix_options
+from cellvec.cli._common import emit, json_option, matrix_options, write_atomic
 from indexer import InputError
 
 
@@ -45,7 +45,17 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 )
 @click.option(
     "--dataset",
-    type=click.Choice(["pbmc68k", "voigt-coarse", "voigt-fine", "voigt-cross-donor", "voigt-paper-sizes", "tran-rgc"]),
+    type=click.Choice(
+        [
+            "pbmc68k",
+            "voigt-coarse",
+            "voigt-fine",
+            "voigt-cross-donor",
+            "voigt-paper-sizes",
+            "voigt-rare",
+            "tran-rgc",
+        ]
+    ),
     default=None,
     help="A built-in task instead of --adata.",
 )
@@ -91,6 +101,19 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 @click.option("--no-umap", is_flag=True, help="Draw PCA instead of UMAP projections (faster).")
 @click.option("--n-jobs", type=int, default=2, show_default=True, help="Processes for CellTypist's fits.")
 @matrix_options
+@click.option(
+    "--open-set",
+    is_flag=True,
+    help="Unknown and calibration instead: leave each type with >= --min-cells reference cells out in turn "
+    "(missing-type rejection, known false rejection, novelty AUROC per type, known accuracy), rare-class "
+    "recall by reference size, ECE; beside CellTypist (Unassigned at p 0.5). Uses the first of --encoders.",
+)
+@click.option(
+    "--min-cells", type=int, default=20, show_default=True, help="--open-set: types left out need this many."
+)
+@click.option(
+    "--unknown-alpha", "alpha", type=float, default=0.01, show_default=True, help="--open-set: novelty level."
+)
 @json_option
 @click.pass_context
 def bench_cmd(ctx: click.Context, **opts: Any) -> None:
@@ -112,6 +135,15 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
         msg = f"--seeds {opts['seeds']} is not a number of splits; give 1 or more."
         raise InputError(msg)
     clusters = _csv(opts["clusters"])
+    rare = opts["dataset"] == "voigt-rare"
+    if rare and not opts["open_set"]:
+        msg = "--dataset voigt-rare is a task of the open-set benchmark; add --open-set."
+        raise InputError(msg)
+    if not 0 <= opts["alpha"] <= 0.5:
+        msg = f"--unknown-alpha {opts['alpha']:g} is outside [0, 0.5]; 0.01 is the default, 0 turns it off."
+        raise InputError(msg)
+    if rare:
+        opts["dataset"] = "voigt-fine"
     if opts["dataset"]:
         if opts["adata_path"]:
             msg = "--dataset and --adata were both given; use one of them."
@@ -132,6 +164,9 @@ def bench_cmd(ctx: click.Context, **opts: Any) -> None:
     else:
         msg = "nothing to benchmark: give --adata FILE --label-key KEY, or --dataset NAME."
         raise InputError(msg)
+    if opts["open_set"]:
+        _open_set(dataset, opts, rare=rare)
+        return
     config = BenchConfig(
         seeds=opts["seeds"],
         test_size=opts["test_size"],
@@ -169,6 +204,40 @@ def _print_summary(summary: dict[str, Any], out: Path, opts: dict[str, Any]) -> 
         },
         as_json=opts["as_json"],
         text="\n".join(lines),
+    )
+
+
+def _open_set(dataset: Any, opts: dict[str, Any], *, rare: bool) -> None:
+    """``cellvec bench --open-set``: run :func:`benchmarks.accuracy._open_set.run_open_set` and write it up."""
+    from benchmarks.accuracy._open_set import dump, report, run_open_set
+    from indexer import open_store
+
+    out = Path(opts["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    encoders = _csv(opts["encoders"]) or ("random:384",)
+    say = (lambda _m: None) if opts["as_json"] else (lambda m: click.echo(m, err=True))
+    rows = run_open_set(
+        dataset,
+        seeds=opts["seeds"],
+        store=open_store(opts["store"]),
+        encoder=encoders[0],
+        alpha=opts["alpha"],
+        min_cells=opts["min_cells"],
+        celltypist=True,
+        rare=rare,
+        n_jobs=opts["n_jobs"],
+        progress=say,
+    )
+    if rare:
+        for r in rows:
+            r["dataset"] = "voigt-rare"
+    text = report(rows)
+    write_atomic(out / "open_set.md", lambda p: p.write_text(f"# Open set: {dataset.name}\n\n{text}"))
+    write_atomic(out / "open_set.json", lambda p: p.write_text(dump(rows)))
+    emit(
+        {"out": str(out), "rows": len(rows)},
+        as_json=opts["as_json"],
+        text=f"{text}\nwrote {out / 'open_set.md'}, {out / 'open_set.json'}",
     )
 
 
