@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.accuracy._open_set import auroc, ece, recall_by_size, report
+from benchmarks.accuracy._open_set import auroc, ece, ece_null, recall_by_size, report
 from cellvec.cli import main
 from tests.conftest import FAST_ENCODER, make_adata
 
@@ -22,6 +22,10 @@ def test_auroc_and_ece_on_known_cases() -> None:
     # confidence 0.9 everywhere, right 9 times in 10: calibrated; right 5 times in 10: off by 0.4
     assert ece(np.full(10, 0.9), np.arange(10) < 9) == pytest.approx(0.0)
     assert ece(np.full(10, 0.9), np.arange(10) < 5) == pytest.approx(0.4)
+    # a calibrated confidence measured on few cells still shows an ECE: the floor shrinks with more cells
+    few, many = ece_null(np.full(50, 0.8)), ece_null(np.full(5000, 0.8))
+    assert few > 3 * many
+    assert many < 0.02
 
 
 def test_recall_by_size_bins_classes_by_reference_size() -> None:
@@ -95,6 +99,7 @@ def test_report_renders_means_with_missing_bins() -> None:
             "accuracy": 1.0,
             "macro_f1": 1.0,
             "ece": 0.0,
+            "ece_null": 0.0,
             "rejected": 0.0,
             "recall_1_5": float("nan"),
             "recall_6_20": 0.5,
@@ -103,4 +108,4 @@ def test_report_renders_means_with_missing_bins() -> None:
         },
     ]
     md = report(rows)
-    assert "| d | m | 1.000 | 1.000 | 0.000 | 0.000 | – | 0.500 | 1.000 | – |" in md
+    assert "| d | m | 1.000 | 1.000 | 0.000 | 0.000 | 0.000 | – | 0.500 | 1.000 | – |" in md
