@@ -178,3 +178,35 @@ def test_no_neighbours_and_bad_inputs(ref) -> None:
         decide(codes, scores, pca_scores=np.zeros((2, D + 1)), calibration=cal)
     with pytest.raises(InputError, match="alpha"):
         decide(codes, scores, pca_scores=np.zeros((2, D)), calibration=cal, alpha=1.5)
+
+
+def test_a_label_with_fewer_than_1_over_alpha_calibration_cells_can_still_reject() -> None:
+    """A label's own table of n cells bottoms out at p = 1/(n+1): such labels use the pooled scores."""
+    centres = np.random.default_rng(1).standard_normal((3, D))
+    raw, x, y = _blobs([400, 300, 60], centres, seed=1)
+    idx, s = _knn(x, x, 30, drop_self=True)
+    means, prec = fit_mahalanobis(raw, y, 3)
+    oof = mahalanobis(raw, y, means=means, precision=prec) * (1 + 1 / np.bincount(y)[y])
+    args = {
+        "label_names": NAMES,
+        "cell_ids": np.arange(len(y)).astype(str),
+        "method": "leave-self-out",
+        "oof_distance": oof,
+        "means": means,
+        "precision": prec,
+        "k": 10,
+    }
+    # Cells around label 2's centre, spread 2.3 times as wide as its reference cells: unlike them.
+    qraw = centres[2] + 0.8 * np.random.default_rng(2).standard_normal((20, D))
+    q = qraw / np.linalg.norm(qraw, axis=1, keepdims=True)
+    qi, qs = _knn(q, x, 30)
+    for m, expect in ((100, True), (50, False)):
+        cal = fit_calibration(y[idx], s, y, min_class_calibration=m, **args)
+        d = decide(y[qi], qs, calibration=cal, pca_scores=qraw, alpha=0.01)
+        assert (d.winner == 2).all()
+        if expect:
+            assert d.rejected.mean() >= 0.5
+        else:
+            assert not d.rejected.any()
+            assert d.novelty_p.min() >= 1 / 61  # the floor of a 60-cell table
+    assert Calibration.__dataclass_fields__["min_class_calibration"].default == 100
