@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from indexer import InputError, Settings, StoreError
+from indexer import InputError, StoreError
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -22,12 +22,18 @@ if TYPE_CHECKING:
     from indexer import IndexParams, VectorStore
 
 
+def _default_store() -> str:
+    from indexer import Settings  # pydantic-settings: only when a command runs without --store
+
+    return Settings().store
+
+
 def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--store`` (env ``CELLVEC_STORE``): a directory, an ``http(s)://`` URL or ``:memory:``."""
     return click.option(
         "--store",
         envvar="CELLVEC_STORE",
-        default=lambda: Settings().store,
+        default=_default_store,
         show_default="./cellvec-store or $CELLVEC_STORE",
         help="Store: a directory (embedded Qdrant Edge), an http(s):// Qdrant URL, or :memory:.",
     )(f)
@@ -126,18 +132,11 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def open_cli_store(
     location: str, *, read_only: bool = False, create: bool = True, index: IndexParams | None = None
 ) -> VectorStore:
-    """Open a store for a command, with the Qdrant API key from the settings."""
+    """Open a store for a command (a server's API key comes from the settings, ``CELLVEC_QDRANT_API_KEY``)."""
     from indexer import open_store
 
-    key = Settings().qdrant_api_key
     try:
-        return open_store(
-            location,
-            read_only=read_only,
-            create=create,
-            api_key=None if key is None else key.get_secret_value(),
-            index=index,
-        )
+        return open_store(location, read_only=read_only, create=create, index=index)
     except StoreError as e:
         cause = e.__cause__
         if isinstance(cause, OSError) and cause.errno == errno.EROFS:
