@@ -27,6 +27,7 @@ from indexer._errors import (
 from indexer._lazy import lazy_face
 
 if TYPE_CHECKING:
+    from indexer._progress import ProgressLines, log_progress
     from indexer._settings import Settings
     from indexer.cells import CellVectors, Progress, encode_cells
     from indexer.cells.supcon import SupConModel
@@ -72,6 +73,7 @@ __all__ = [
     "OrthologMappingError",
     "PanelCoverageWarning",
     "Progress",
+    "ProgressLines",
     "Reference",
     "Settings",
     "SpeciesMismatchError",
@@ -90,6 +92,7 @@ __all__ = [
     "import_reference",
     "infer_species",
     "list_references",
+    "log_progress",
     "open_store",
     "prune_versions",
     "refit",
@@ -100,6 +103,7 @@ __all__ = [
 
 
 _HOMES = {
+    **dict.fromkeys(["ProgressLines", "log_progress"], "indexer._progress"),
     "Settings": "indexer._settings",
     **dict.fromkeys(["CellVectors", "Progress", "encode_cells"], "indexer.cells"),
     "SupConModel": "indexer.cells.supcon",

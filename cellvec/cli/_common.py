@@ -213,17 +213,35 @@ def emit(data: dict[str, Any], *, as_json: bool, text: str) -> None:
 
 @contextmanager
 def progress_bars(*, enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """Yield a progress callback that draws one tqdm bar per step (on stderr) when enabled."""
+    """Yield a progress callback for a command's long steps, on stderr when ``enabled``.
+
+    On a terminal: one tqdm bar at a time (a new step closes the previous bar, so no bar is left behind
+    half drawn and no cursor-movement escape is written), its rate counted from the step's first report.
+    Otherwise (a log file, a pipe, a test): plain lines from :class:`indexer.ProgressLines`, one when a
+    step starts, one every 10 seconds and one when it ends, with no carriage return or escape.
+    """
+    import sys
+
+    if not enabled:
+        yield lambda step, done, total: None
+        return
+    if not sys.stderr.isatty():
+        from indexer import ProgressLines
+
+        yield ProgressLines(lambda line: click.echo(line, err=True), every=10.0)
+        return
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
 
     def report(step: str, done: int, total: int) -> None:
-        if not enabled:
-            return
         bar = bars.get(step)
-        if bar is None:
-            bar = bars[step] = tqdm(total=total, desc=step, unit="", leave=False)
+        if bar is None or (bar.n >= (bar.total or 0) > done):  # a new step, or this step started again
+            for old in bars.values():
+                old.close()
+            bars.clear()
+            # initial=done: the rate counts only what is done from now on (no "11184810.67/s" first rate)
+            bar = bars[step] = tqdm(total=total, initial=done, desc=step, unit="", dynamic_ncols=True)
         bar.total = total
         bar.n = done
         bar.refresh()

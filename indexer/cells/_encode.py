@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexer._errors import InputError, StoreError
+from indexer._progress import EpochProgress, Progress, progress_or_log
 from indexer.cells._expression import fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
 from indexer.cells._text_projection import fit_text_projection
@@ -27,8 +27,6 @@ from indexer.cells._artifacts import Artifacts
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-"""Progress callback: ``(step, done, total)``."""
 
 
 @dataclass
@@ -138,7 +136,8 @@ def encode_cells(
         Compute SupCon's second view (``housekeeping`` removed from the text part) also when not fitting a
         SupCon encoder: for cells added to a reference, whose second view a later refit trains on.
     progress
-        Progress callback.
+        Progress callback ``(step, done, total)``; ``None`` (default) logs progress lines at INFO
+        (:func:`indexer.log_progress`: shown with ``logging.basicConfig(level=logging.INFO)``).
     what
         Name of the input in error messages.
     query_species
@@ -163,6 +162,7 @@ def encode_cells(
         When a cross-species query maps too few genes or too little of its expression.
     """
     fitting = artifacts is None
+    progress = progress_or_log(progress, logger)
     art = Artifacts() if artifacts is None else artifacts
     x = log_normalise(expression_matrix(adata, what=what))
     x, symbols, spec, call, orthologs, unmapped = _genes_of(
@@ -240,7 +240,9 @@ def encode_cells(
             from indexer.cells.supcon import train_supcon
 
             ok = np.linalg.norm(inputs, axis=1) > 0
-            art.supcon, _ = train_supcon(inputs[ok], view2[ok], fit_labels[ok], params=spec.refine)
+            epochs = EpochProgress(progress, spec.refine.epochs)
+            art.supcon, _ = train_supcon(inputs[ok], view2[ok], fit_labels[ok], params=spec.refine, progress=epochs)
+            epochs.finish()
         final = art.supcon.encode(inputs)
     else:
         final = inputs
