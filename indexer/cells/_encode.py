@@ -297,7 +297,9 @@ def _genes_of(
     ref_species = spec.known_species()
     # Only evidence that could refute an explicit species sends a query across species.
     if call.species == ref_species or not (call.decisive or query_species != "auto"):
-        mapping = map_var_names(adata, species=ref_species, gene_column=gene_column, data_dir=data_dir)
+        # the call made above for these names is the mapping's when it agrees (no second inference)
+        mapping = map_var_names(adata, species=ref_species, gene_column=gene_column, data_dir=data_dir,
+                                species_call=call if call.species == ref_species else None)
         return x, np.asarray(mapping.symbols, dtype=object), spec, call, None, list(mapping.unmapped_examples)
     omap = OrthologMap.load(call.species, ref_species, data_dir=data_dir)
     ref_genes = GeneCatalog.load(ref_species, data_dir=data_dir).all_symbols()

@@ -328,3 +328,27 @@ def test_changed_data_files_are_read_again(tiny: Path, tmp_path: Path, monkeypat
     os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a newer download of the same file
     GeneCatalog._build("human", data)
     assert len(list((tmp_path / "cache" / "catalogs").glob("human-*.names.json"))) == 2
+
+
+def test_map_var_names_uses_a_species_call_it_is_given(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """annotate decides the query's species once; mapping its genes must not infer it a second time."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    import indexer.genes._ids as ids
+    from indexer.genes import map_var_names, resolve_species
+
+    names = ["RHO", "gapdh", "ENSG00000163914", "nope"]
+    adata = ad.AnnData(sp.csr_matrix(np.ones((2, len(names)), dtype=np.float32)))
+    adata.var_names = names
+    call = resolve_species(names, "human", data_dir=tiny)
+    inferred = map_var_names(adata, species="human", data_dir=tiny)
+
+    def no_second_inference(*args: object, **kwargs: object) -> None:
+        msg = "resolve_species was called again"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(ids, "resolve_species", no_second_inference)
+    given = map_var_names(adata, species="human", data_dir=tiny, species_call=call)
+    assert given.symbols.tolist() == inferred.symbols.tolist() == ["RHO", "GAPDH", "", ""]  # one row per symbol
+    assert given.species_call == call
