@@ -36,8 +36,10 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
                 "artefacts (no retraining)."),
         "build": ("cellvec.cli._reference", "Build (or resume) a new version of a labelled reference and make it "
                   "current."),
-        "export": ("cellvec.cli._reference_ops", "Write one version of a reference to one portable file."),
-        "import": ("cellvec.cli._reference_ops", "Load an exported reference into a store as a new version."),
+        "export": ("cellvec.cli._reference_ops", "Write one version of a reference to one portable file "
+                   "(atomically: a temporary file, then a rename)."),
+        "import": ("cellvec.cli._reference_ops", "Load an exported reference into a store; an existing reference "
+                   "of that name needs --as or --replace."),
         "info": ("cellvec.cli._reference", "Show a reference's build record, versions, cells per label and "
                  "datasets."),
         "list": ("cellvec.cli._reference", "List the references in a store with their current version."),
