@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from annotator._result import UNKNOWN, AnnotationResult
-from indexer import InputError, NoCalibrationWarning, Progress, Reference, VectorStore, encode_cells
+from indexer import (
+    InputError,
+    NoCalibrationWarning,
+    Progress,
+    Reference,
+    VectorStore,
+    encode_cells,
+    log_progress,
+)
 from indexer.cells import Calibration, decide, select_expression
 from indexer.reference import CELL_VECTOR
 from schemas import AnnotationParams, SpeciesOption
@@ -94,7 +102,8 @@ def annotate(
         class head) and the genes whose vectors pulled it most toward its label (the text view); see
         :func:`annotator.explain_labels`.
     progress
-        Progress callback ``(step, done, total)``.
+        Progress callback ``(step, done, total)``; ``None`` (default) logs progress lines at INFO
+        (:func:`indexer.log_progress`: shown with ``logging.basicConfig(level=logging.INFO)``).
     query_species
         The query's species; ``"auto"`` (default) infers it from the gene names. An explicit species that the
         names clearly contradict is an error.
@@ -138,6 +147,8 @@ def annotate(
     >>> result = annotate(query, reference="pbmc", store=open_store("./store"))  # doctest: +SKIP
     >>> result.to_adata(query)  # doctest: +SKIP
     """
+    if progress is None:
+        progress = log_progress(logger)
     ref = _open_reference(reference, store=store, version=version)
     store, record = ref.store, ref.record
     reference = ref.name

@@ -2,11 +2,11 @@
 
 The main names are re-exported here; each subject has its own subpackage with its own public names:
 :mod:`indexer.store`, :mod:`indexer.encoders`, :mod:`indexer.genes`, :mod:`indexer.cells` and
-:mod:`indexer.reference`. SupCon (:mod:`indexer.cells.supcon`) imports torch, so its names load on first
-use and importing :mod:`indexer` stays cheap.
+:mod:`indexer.reference`. Every name but the errors and warnings loads its module on first use (SupCon's
+imports torch, the genes' anndata and pandas), so importing :mod:`indexer` stays cheap.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from indexer._errors import (
     CellvecError,
@@ -24,27 +24,36 @@ from indexer._errors import (
     TruncationWarning,
     UnseenLabelWarning,
 )
-from indexer._settings import Settings
-from indexer.cells import CellVectors, Progress, encode_cells
-from indexer.encoders import Encoder, get_encoder
-from indexer.genes import GeneCatalog, GeneIndex, OrthologMap, fetch_gene_data, infer_species, resolve_species
-from indexer.reference import (
-    Reference,
-    add_cells,
-    build_reference,
-    drop_reference,
-    export_reference,
-    import_reference,
-    list_references,
-    prune_versions,
-    refit,
-    relabel,
-    remove_cells,
-)
-from indexer.store import IndexParams, VectorStore, open_store
+from indexer._lazy import lazy_face
 
 if TYPE_CHECKING:
+    from indexer._progress import ProgressLines, log_progress
+    from indexer._settings import Settings
+    from indexer.cells import CellVectors, Progress, encode_cells
     from indexer.cells.supcon import SupConModel
+    from indexer.encoders import Encoder, get_encoder
+    from indexer.genes import (
+        GeneCatalog,
+        GeneIndex,
+        OrthologMap,
+        fetch_gene_data,
+        infer_species,
+        resolve_species,
+    )
+    from indexer.reference import (
+        Reference,
+        add_cells,
+        build_reference,
+        drop_reference,
+        export_reference,
+        import_reference,
+        list_references,
+        prune_versions,
+        refit,
+        relabel,
+        remove_cells,
+    )
+    from indexer.store import IndexParams, VectorStore, open_store
 
 __all__ = [
     "CellVectors",
@@ -64,6 +73,7 @@ __all__ = [
     "OrthologMappingError",
     "PanelCoverageWarning",
     "Progress",
+    "ProgressLines",
     "Reference",
     "Settings",
     "SpeciesMismatchError",
@@ -82,6 +92,7 @@ __all__ = [
     "import_reference",
     "infer_species",
     "list_references",
+    "log_progress",
     "open_store",
     "prune_versions",
     "refit",
@@ -91,10 +102,33 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "SupConModel":
-        from indexer.cells.supcon import SupConModel
+_HOMES = {
+    **dict.fromkeys(["ProgressLines", "log_progress"], "indexer._progress"),
+    "Settings": "indexer._settings",
+    **dict.fromkeys(["CellVectors", "Progress", "encode_cells"], "indexer.cells"),
+    "SupConModel": "indexer.cells.supcon",
+    **dict.fromkeys(["Encoder", "get_encoder"], "indexer.encoders"),
+    **dict.fromkeys(
+        ["GeneCatalog", "GeneIndex", "OrthologMap", "fetch_gene_data", "infer_species", "resolve_species"],
+        "indexer.genes",
+    ),
+    **dict.fromkeys(
+        [
+            "Reference",
+            "add_cells",
+            "build_reference",
+            "drop_reference",
+            "export_reference",
+            "import_reference",
+            "list_references",
+            "prune_versions",
+            "refit",
+            "relabel",
+            "remove_cells",
+        ],
+        "indexer.reference",
+    ),
+    **dict.fromkeys(["IndexParams", "VectorStore", "open_store"], "indexer.store"),
+}
 
-        return SupConModel
-    msg = f"module 'indexer' has no attribute '{name}'"
-    raise AttributeError(msg)
+__getattr__, __dir__ = lazy_face(__name__, _HOMES)

@@ -23,6 +23,14 @@ def _default_data_dir() -> Path:
     return Path.home() / ".cellvec" / "data"
 
 
+def _default_cache_dir() -> Path:
+    """Return ``$XDG_CACHE_HOME/cellvec``, else ``~/.cache/cellvec`` (the XDG base-directory default)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cellvec"
+
+
 class Settings(BaseSettings):
     """Configuration of cellvec; every field can be set as ``CELLVEC_<FIELD>`` in the environment."""
 
@@ -30,6 +38,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     """Folder with NCBI gene descriptions, gene_info, orthologs and housekeeping lists."""
+
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """Folder for what cellvec can always rebuild: the parsed gene catalogs (``catalogs/``, one JSON file per
+    species and version of the data files). Deleting it only costs time."""
 
     store: str = "./cellvec-store"
     """Default store: a directory (embedded Qdrant Edge), an ``http(s)://`` URL or ``":memory:"``."""

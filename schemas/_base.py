@@ -11,4 +11,4 @@ SCHEMA_VERSION = 1
 class Record(BaseModel):
     """Frozen pydantic model that rejects unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)

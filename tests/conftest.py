@@ -93,9 +93,15 @@ def data_dir() -> Path:
     return Path(d)
 
 
+@pytest.fixture(scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cellvec-cache")
+
+
 @pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never reach a model hub from tests."""
+def _offline(monkeypatch: pytest.MonkeyPatch, _cache_dir: Path) -> None:
+    """Never reach a model hub from tests; keep cellvec's caches (parsed gene catalogs) out of ``~/.cache``."""
+    monkeypatch.setenv("CELLVEC_CACHE_DIR", str(_cache_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     if "CELLVEC_QDRANT_URL" not in os.environ:

@@ -10,9 +10,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 import click
-from pydantic import ValidationError
 
-from cellvec.cli import _commands  # noqa: F401  (registers the commands on the group)
 from cellvec.cli._app import cli
 from cellvec.cli._common import HIDDEN_ALIASES
 from indexer import CellvecError
@@ -87,11 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     except CellvecError as e:
         click.echo(f"error: {e}", err=True)
         return 2
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        click.echo(f"error: invalid value for {where}: {first['msg']}", err=True)
-        return 2
     except click.exceptions.Abort:
         click.echo("error: interrupted; the store is consistent and the next run resumes.", err=True)
         return 130
@@ -108,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("error: interrupted; the store is consistent and the next run resumes.", err=True)
         return 130
+    except Exception as e:
+        # pydantic is imported only by the commands that validate records (not by `cellvec --help`): a
+        # ValidationError can exist only once it has been imported.
+        pydantic = sys.modules.get("pydantic")
+        if pydantic is None or not isinstance(e, pydantic.ValidationError):
+            raise
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        click.echo(f"error: invalid value for {where}: {first['msg']}", err=True)
+        return 2
     return 0
 
 

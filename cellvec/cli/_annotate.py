@@ -212,6 +212,18 @@ def demo_split(adata: Any, label_key: str, *, test_size: float = 0.2, seed: int 
     return adata[ref_idx].copy(), adata[query_idx].copy()
 
 
+def _store_line(store: str) -> str:
+    """Say where the demo's store is and how to remove it (a server or :memory: store keeps no folder)."""
+    import shlex
+
+    if store == ":memory:" or "://" in store:
+        return f"store: {store}"
+    return (
+        f"store: {store} (kept so that the next run reuses its gene vectors; "
+        f"remove it with rm -rf {shlex.quote(store)})"
+    )
+
+
 @cli.command("demo")
 @click.option("--store", default="./cellvec-demo-store", show_default=True, help="Store for the demo.")
 @click.option(
@@ -255,6 +267,8 @@ def demo_cmd(*, store: str, encoder: str, mode: str | None, refine: str, seed: i
         species="human",  # type: ignore[arg-type]
         refine=RefineParams(method=refine, seed=seed),
     )  # type: ignore[arg-type]
+    # the folder the demo leaves behind (its gene vectors make the next run fast), named with how to remove it
+    store_path = store if store == ":memory:" or "://" in store else str(Path(store).resolve())
     with open_cli_store(store) as st, progress_bars(enabled=not as_json) as report:
         if any(m.name == "pbmc-demo" for m in list_references(st)):
             drop_reference(st, "pbmc-demo")
@@ -271,11 +285,13 @@ def demo_cmd(*, store: str, encoder: str, mode: str | None, refine: str, seed: i
         "refine": refine,
         "metrics": metrics,
         "seconds": timer.steps,
+        "store": store_path,
     }
     lines = [
         f"pbmc68k_reduced: {ref.n_obs} reference / {query.n_obs} query cells, {len(rec.labels)} labels; "
         f"mode={rec.spec.mode}, encoder={encoder}, refine={refine}, k=10",
         *(f"  {k:<12} {v:.3f}" for k, v in metrics.items()),
         *(f"  {k:<16} {v:6.1f} s" for k, v in timer.steps.items()),
+        _store_line(store_path),
     ]
     emit(data, as_json=as_json, text="\n".join(lines))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from indexer import InputError, Settings, StoreError
+from indexer import InputError, StoreError
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -22,12 +22,18 @@ if TYPE_CHECKING:
     from indexer import IndexParams, VectorStore
 
 
+def _default_store() -> str:
+    from indexer import Settings  # pydantic-settings: only when a command runs without --store
+
+    return Settings().store
+
+
 def store_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--store`` (env ``CELLVEC_STORE``): a directory, an ``http(s)://`` URL or ``:memory:``."""
     return click.option(
         "--store",
         envvar="CELLVEC_STORE",
-        default=lambda: Settings().store,
+        default=_default_store,
         show_default="./cellvec-store or $CELLVEC_STORE",
         help="Store: a directory (embedded Qdrant Edge), an http(s):// Qdrant URL, or :memory:.",
     )(f)
@@ -126,18 +132,11 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def open_cli_store(
     location: str, *, read_only: bool = False, create: bool = True, index: IndexParams | None = None
 ) -> VectorStore:
-    """Open a store for a command, with the Qdrant API key from the settings."""
+    """Open a store for a command (a server's API key comes from the settings, ``CELLVEC_QDRANT_API_KEY``)."""
     from indexer import open_store
 
-    key = Settings().qdrant_api_key
     try:
-        return open_store(
-            location,
-            read_only=read_only,
-            create=create,
-            api_key=None if key is None else key.get_secret_value(),
-            index=index,
-        )
+        return open_store(location, read_only=read_only, create=create, index=index)
     except StoreError as e:
         cause = e.__cause__
         if isinstance(cause, OSError) and cause.errno == errno.EROFS:
@@ -214,17 +213,35 @@ def emit(data: dict[str, Any], *, as_json: bool, text: str) -> None:
 
 @contextmanager
 def progress_bars(*, enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """Yield a progress callback that draws one tqdm bar per step (on stderr) when enabled."""
+    """Yield a progress callback for a command's long steps, on stderr when ``enabled``.
+
+    On a terminal: one tqdm bar at a time (a new step closes the previous bar, so no bar is left behind
+    half drawn and no cursor-movement escape is written), its rate counted from the step's first report.
+    Otherwise (a log file, a pipe, a test): plain lines from :class:`indexer.ProgressLines`, one when a
+    step starts, one every 10 seconds and one when it ends, with no carriage return or escape.
+    """
+    import sys
+
+    if not enabled:
+        yield lambda step, done, total: None
+        return
+    if not sys.stderr.isatty():
+        from indexer import ProgressLines
+
+        yield ProgressLines(lambda line: click.echo(line, err=True), every=10.0)
+        return
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
 
     def report(step: str, done: int, total: int) -> None:
-        if not enabled:
-            return
         bar = bars.get(step)
-        if bar is None:
-            bar = bars[step] = tqdm(total=total, desc=step, unit="", leave=False)
+        if bar is None or (bar.n >= (bar.total or 0) > done):  # a new step, or this step started again
+            for old in bars.values():
+                old.close()
+            bars.clear()
+            # initial=done: the rate counts only what is done from now on (no "11184810.67/s" first rate)
+            bar = bars[step] = tqdm(total=total, initial=done, desc=step, unit="", dynamic_ncols=True)
         bar.total = total
         bar.n = done
         bar.refresh()

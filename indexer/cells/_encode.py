@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexer._errors import InputError, StoreError
+from indexer._progress import EpochProgress, Progress, progress_or_log
 from indexer.cells._expression import fit_expression
 from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
 from indexer.cells._text_projection import fit_text_projection
@@ -27,8 +27,6 @@ from indexer.cells._artifacts import Artifacts
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
-"""Progress callback: ``(step, done, total)``."""
 
 
 @dataclass
@@ -138,7 +136,8 @@ def encode_cells(
         Compute SupCon's second view (``housekeeping`` removed from the text part) also when not fitting a
         SupCon encoder: for cells added to a reference, whose second view a later refit trains on.
     progress
-        Progress callback.
+        Progress callback ``(step, done, total)``; ``None`` (default) logs progress lines at INFO
+        (:func:`indexer.log_progress`: shown with ``logging.basicConfig(level=logging.INFO)``).
     what
         Name of the input in error messages.
     query_species
@@ -163,6 +162,7 @@ def encode_cells(
         When a cross-species query maps too few genes or too little of its expression.
     """
     fitting = artifacts is None
+    progress = progress_or_log(progress, logger)
     art = Artifacts() if artifacts is None else artifacts
     x = log_normalise(expression_matrix(adata, what=what))
     x, symbols, spec, call, orthologs, unmapped = _genes_of(
@@ -240,7 +240,9 @@ def encode_cells(
             from indexer.cells.supcon import train_supcon
 
             ok = np.linalg.norm(inputs, axis=1) > 0
-            art.supcon, _ = train_supcon(inputs[ok], view2[ok], fit_labels[ok], params=spec.refine)
+            epochs = EpochProgress(progress, spec.refine.epochs)
+            art.supcon, _ = train_supcon(inputs[ok], view2[ok], fit_labels[ok], params=spec.refine, progress=epochs)
+            epochs.finish()
         final = art.supcon.encode(inputs)
     else:
         final = inputs
@@ -295,7 +297,9 @@ def _genes_of(
     ref_species = spec.known_species()
     # Only evidence that could refute an explicit species sends a query across species.
     if call.species == ref_species or not (call.decisive or query_species != "auto"):
-        mapping = map_var_names(adata, species=ref_species, gene_column=gene_column, data_dir=data_dir)
+        # the call made above for these names is the mapping's when it agrees (no second inference)
+        mapping = map_var_names(adata, species=ref_species, gene_column=gene_column, data_dir=data_dir,
+                                species_call=call if call.species == ref_species else None)
         return x, np.asarray(mapping.symbols, dtype=object), spec, call, None, list(mapping.unmapped_examples)
     omap = OrthologMap.load(call.species, ref_species, data_dir=data_dir)
     ref_genes = GeneCatalog.load(ref_species, data_dir=data_dir).all_symbols()
@@ -323,8 +327,9 @@ def _text_view(
     from indexer.genes._index import GeneIndex
 
     catalog = GeneCatalog.load(spec.known_species(), data_dir=data_dir)
-    has_text = np.array([gt is not None for gt in catalog.gene_texts([s or "" for s in symbols])])
-    has_text &= symbols != ""
+    # gene_text is None exactly when the source is "none"; building every gene's text record to learn that
+    # cost ~1 s per 20,000 genes on each annotate
+    has_text = (catalog.sources([s or "" for s in symbols]) != "none") & (symbols != "")
     usable = has_text & ~excluded_genes(symbols, spec.pooling)
     top_n = None if spec.mode == "genept" else spec.pooling.top_n
     w = top_gene_weights(x, usable, top_n=top_n, weighting=spec.pooling.weighting)

@@ -118,11 +118,20 @@ def load_pretrained(load: Callable[..., Any], name: str, kind: str) -> Any:
     Going online is left to the user (``huggingface-cli download``): the Hub client retries for about a
     minute before failing when there is no network, which would make a typo cost a minute.
     """
+    from transformers.utils import logging as hf_logging
+
+    # transformers draws its own "Loading weights" bar: a stray bar beside cellvec's (and carriage
+    # returns in logs); loading a local model takes about a second, so it is hidden while loading.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         return load(local_files_only=True)
     except (OSError, ValueError) as e:
         msg = f"{_offline_hint(name, kind)}. Cause: {e}"
         raise EncoderError(msg) from e
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def to_cuda_dtype(model: Any, device: str) -> None:

@@ -9,7 +9,11 @@ written by ``cellvec genes fetch``.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,8 +22,11 @@ import numpy as np
 from indexer._errors import DataError
 from indexer.genes._files import (
     GENE_INFO_NAME,
+    ORTHOLOG_TABLE,
     GeneEntry,
+    gene_info_path,
     read_genes,
+    summaries_path,
 )
 from schemas import GeneText, Species
 
@@ -28,6 +35,8 @@ __all__ = ["GeneCatalog"]
 logger = logging.getLogger(__name__)
 
 _CATALOGS: dict[tuple[str, Path], GeneCatalog] = {}
+_CACHE_FORMAT = 1
+"""Bumped when the catalog's cached layout or the way files are read into it changes."""
 
 
 class GeneCatalog:
@@ -57,16 +66,17 @@ class GeneCatalog:
         self,
         species: Species,
         *,
-        genes: dict[str, GeneEntry],
+        genes: dict[str, GeneEntry] | None,
         exact: dict[str, str],
         upper: dict[str, str],
-        synonyms: dict[str, list[str]],
+        synonyms: dict[str, list[str]] | None,
     ) -> None:
         self.species: Species = species
-        self._genes = genes
+        self._genes_loaded = genes
         self._exact = exact
         self._upper = upper
-        self._synonyms = synonyms
+        self._synonyms_loaded = synonyms
+        self._cached_genes: Path | None = None  # set by _build: the entries come from this file on first use
         self._with_text: list[str] | None = None
 
     # ------------------------------------------------------------------ loading
@@ -106,7 +116,51 @@ class GeneCatalog:
 
     @classmethod
     def _build(cls, species: Species, data_dir: Path) -> GeneCatalog:
-        return cls._index(species, *read_genes(species, data_dir))
+        # Parsing gene_info, the summaries and (mouse) HCOP takes seconds, and every annotate needs the
+        # catalogs: the parsed catalog is kept in the cache folder, keyed by the files' paths, sizes and
+        # times, as two files: the name lookups (all that species inference needs) and the gene entries
+        # with their texts, read on first use.
+        names, entries = _cache_paths(species, data_dir)
+        if names is not None and entries is not None and names.is_file() and entries.is_file():
+            try:
+                data = json.loads(names.read_text())
+                catalog = cls(species, genes=None, exact=data["exact"], upper=data["upper"], synonyms=None)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                logger.warning("the cached gene catalog %s is unreadable (%s); reading the data files", names, e)
+            else:
+                catalog._cached_genes = entries
+                return catalog
+        catalog = cls._index(species, *read_genes(species, data_dir))
+        if names is not None and entries is not None:
+            _write_json(names, {"exact": catalog._exact, "upper": catalog._upper})
+            genes = [[g.symbol, g.entrez_id, g.full_name, g.summary, g.source] for g in catalog._genes.values()]
+            _write_json(entries, {"genes": genes, "synonyms": catalog._synonyms})
+        return catalog
+
+    def _load_entries(self) -> None:
+        path = self._cached_genes
+        try:
+            data = json.loads(path.read_text()) if path is not None else None
+            self._genes_loaded = {e[0]: GeneEntry(*e) for e in data["genes"]} if data else None
+            self._synonyms_loaded = data["synonyms"] if data else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            msg = f"the cached gene catalog {path} is unreadable ({e}); delete it and run again"
+            raise DataError(msg) from e
+        if self._genes_loaded is None or self._synonyms_loaded is None:
+            msg = f"the {self.species} gene catalog has no gene entries; delete {path} and run again"
+            raise DataError(msg)
+
+    @property
+    def _genes(self) -> dict[str, GeneEntry]:
+        if self._genes_loaded is None:
+            self._load_entries()
+        return self._genes_loaded  # type: ignore[return-value]
+
+    @property
+    def _synonyms(self) -> dict[str, list[str]]:
+        if self._synonyms_loaded is None:
+            self._load_entries()
+        return self._synonyms_loaded  # type: ignore[return-value]
 
     @classmethod
     def _index(
@@ -288,3 +342,39 @@ class GeneCatalog:
             close = difflib.get_close_matches(key, list(by_upper), n=limit, cutoff=0.75)
             found.extend(by_upper[c] for c in close)
         return list(dict.fromkeys(found))[:limit]
+
+
+def _cache_paths(species: Species, data_dir: Path) -> tuple[Path | None, Path | None]:
+    """Return the two cache files of a species' catalog read from ``data_dir`` (``None`` if a file is missing).
+
+    The names hash every file the catalog is read from (path, size, modification time), so new data
+    files are read again.
+    """
+    from indexer._settings import Settings
+
+    files = [gene_info_path(species), summaries_path(species)]
+    if species == "mouse":
+        files += [ORTHOLOG_TABLE, summaries_path("human")]
+    try:
+        stats = [(str(data_dir / f), (data_dir / f).stat().st_size, (data_dir / f).stat().st_mtime_ns) for f in files]
+    except OSError:
+        return None, None  # read_genes raises the DataError that names the missing file
+    key = hashlib.sha256(json.dumps([_CACHE_FORMAT, species, stats]).encode()).hexdigest()[:20]
+    folder = Path(Settings().cache_dir).expanduser() / "catalogs"
+    return folder / f"{species}-{key}.names.json", folder / f"{species}-{key}.genes.json"
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Write a cache file atomically; a cache folder that cannot be written is skipped (logged)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, separators=(",", ":"))
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        logger.info("gene catalog not cached in %s (%s); the next process reads the files again", path, e)

@@ -16,7 +16,7 @@ from scipy import sparse
 from indexer._errors import InputError
 from indexer.genes._catalog import GeneCatalog
 from indexer.genes._species import resolve_species
-from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, SpeciesOption
+from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, SpeciesCall, SpeciesOption
 
 __all__ = ["IdKind", "coverage_report", "detect_id_kind", "map_var_names"]
 
@@ -77,6 +77,7 @@ def map_var_names(
     gene_column: str | None = None,
     data_dir: Path | None = None,
     option: str | None = None,
+    species_call: SpeciesCall | None = None,
 ) -> GeneMapping:
     """Map a dataset's genes to official symbols of one species.
 
@@ -94,6 +95,10 @@ def map_var_names(
     option
         The command-line option that sets the species, named in errors (``"--species"``); ``None`` where
         there is none (the library, ``cellvec annotate``).
+    species_call
+        The species already decided for these same names (:func:`indexer.resolve_species`): it is used as
+        it is, instead of inferring it again (which reads both species' catalogs); ``species`` is then not
+        read.
 
     Returns
     -------
@@ -128,7 +133,7 @@ def map_var_names(
         names = [str(n) for n in adata.var_names]
     where = f"var[{gene_column!r}]" if gene_column else "var_names"
     id_kind = detect_id_kind(names)
-    call = resolve_species(names, species, data_dir=data_dir, where=where, option=option)
+    call = species_call or resolve_species(names, species, data_dir=data_dir, where=where, option=option)
     species = call.species
     catalog = GeneCatalog.load(species, data_dir=data_dir)
     symbols = catalog.resolve(names)

@@ -1,29 +1,31 @@
-"""References: versions and the :class:`Reference` handle, building, editing, export and import."""
+"""References: versions and the :class:`Reference` handle, building, editing, export and import.
 
-from indexer.reference._build import build_reference, drop_reference, reference_vectors
-from indexer.reference._edit import add_cells, relabel, remove_cells
-from indexer.reference._gene_codes import (
-    GeneCodes,
-    decode_top_genes,
-)
-from indexer.reference._read import (
-    gene_codes,
-    vector_names,
-)
-from indexer.reference._refit import refit
-from indexer.reference._transfer import export_reference, import_reference, prune_versions
-from indexer.reference._versions import (
-    CELL_VECTOR,
-    INPUT_VECTOR,
-    TOP_GENES_FILE,
-    VIEW2_VECTOR,
-    Reference,
-    list_references,
-    load_artifacts,
-    load_manifest,
-    resolve_version,
-    version_collection,
-)
+Each name loads its module on first use (:mod:`indexer._lazy`): listing references needs no scikit-learn.
+"""
+
+from typing import TYPE_CHECKING
+
+from indexer._lazy import lazy_face
+
+if TYPE_CHECKING:
+    from indexer.reference._build import build_reference, drop_reference, reference_vectors
+    from indexer.reference._edit import add_cells, relabel, remove_cells
+    from indexer.reference._gene_codes import GeneCodes, decode_top_genes
+    from indexer.reference._read import gene_codes, vector_names
+    from indexer.reference._refit import refit
+    from indexer.reference._transfer import export_reference, import_reference, prune_versions
+    from indexer.reference._versions import (
+        CELL_VECTOR,
+        INPUT_VECTOR,
+        TOP_GENES_FILE,
+        VIEW2_VECTOR,
+        Reference,
+        list_references,
+        load_artifacts,
+        load_manifest,
+        resolve_version,
+        version_collection,
+    )
 
 __all__ = [
     "CELL_VECTOR",
@@ -51,3 +53,29 @@ __all__ = [
     "vector_names",
     "version_collection",
 ]
+
+_HOMES = {
+    **dict.fromkeys(["build_reference", "drop_reference", "reference_vectors"], "indexer.reference._build"),
+    **dict.fromkeys(["add_cells", "relabel", "remove_cells"], "indexer.reference._edit"),
+    **dict.fromkeys(["GeneCodes", "decode_top_genes"], "indexer.reference._gene_codes"),
+    **dict.fromkeys(["gene_codes", "vector_names"], "indexer.reference._read"),
+    **dict.fromkeys(["refit"], "indexer.reference._refit"),
+    **dict.fromkeys(["export_reference", "import_reference", "prune_versions"], "indexer.reference._transfer"),
+    **dict.fromkeys(
+        [
+            "CELL_VECTOR",
+            "INPUT_VECTOR",
+            "Reference",
+            "TOP_GENES_FILE",
+            "VIEW2_VECTOR",
+            "list_references",
+            "load_artifacts",
+            "load_manifest",
+            "resolve_version",
+            "version_collection",
+        ],
+        "indexer.reference._versions",
+    ),
+}
+
+__getattr__, __dir__ = lazy_face(__name__, _HOMES)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer._errors import InputError
+from indexer._progress import progress_or_log
 from indexer._settings import Settings
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._source import select_expression
@@ -107,7 +108,8 @@ def build_reference(
         At most this many cells (stratified by label) fit the calibration; 0 stores none (annotation then
         uses the plain vote).
     progress
-        Progress callback ``(step, done, total)``.
+        Progress callback ``(step, done, total)``; ``None`` (default) logs progress lines at INFO
+        (:func:`indexer.log_progress`: shown with ``logging.basicConfig(level=logging.INFO)``).
     chunk_size
         Pool and write this many cells at a time, so that memory stays bounded at any reference size (every
         mode and spec). What the spec fits on the reference (the expression view's gene panel, PCA and class
@@ -150,6 +152,7 @@ def build_reference(
     check_reference_name(name)
     adata = select_expression(adata, layer=layer, use_raw=use_raw, what="reference")
     spec = spec or CellVectorSpec(encoder=Settings().encoder)
+    progress = progress_or_log(progress, logger)
     labels = labels_of(adata, label_key)
     datasets = _datasets(adata, dataset_key, dataset)
     cell_ids = np.asarray(adata.obs_names, dtype=object)  # unique: checked with the expression matrix

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer._errors import InputError, UnseenLabelWarning
+from indexer._progress import progress_or_log
 from indexer.cells._calibration import Calibration, calibration_file
 from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._source import select_expression
@@ -145,7 +146,8 @@ def add_cells(
     gene_column
         ``var`` column with gene names, instead of ``var_names``.
     progress
-        Progress callback ``(step, done, total)``.
+        Progress callback ``(step, done, total)``; ``None`` (default) logs progress lines at INFO
+        (:func:`indexer.log_progress`: shown with ``logging.basicConfig(level=logging.INFO)``).
     layer, use_raw
         Which matrix holds the expression, as in :func:`build_reference`.
 
@@ -167,6 +169,7 @@ def add_cells(
     --------
     >>> rec = add_cells(batch2, store=store, name="pbmc", label_key="cell_type")  # doctest: +SKIP
     """
+    progress = progress_or_log(progress, logger)
     record = resolve_version(load_manifest(store, name))
     adata = select_expression(adata, layer=layer, use_raw=use_raw, what="adata")
     labels = _labels_of_batch(adata, label_key)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from indexer._errors import InputError
+from indexer._progress import EpochProgress, Progress, progress_or_log
 from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibration_file
-from indexer.cells._encode import Progress
 from indexer.reference._calibrate import recalibrate_neighbours
 from indexer.reference._read import (
     read_artifact,
@@ -58,7 +58,8 @@ def refit(
         SupCon hyper-parameters (default: the current version's, or the defaults when it was not refined);
         ``method`` is set to ``"supcon"``.
     progress
-        Progress callback ``(step, done, total)``.
+        Progress callback ``(step, done, total)``; ``None`` (default) logs progress lines at INFO
+        (:func:`indexer.log_progress`: shown with ``logging.basicConfig(level=logging.INFO)``).
 
     Returns
     -------
@@ -70,6 +71,7 @@ def refit(
     """
     from indexer.cells.supcon import train_supcon
 
+    progress = progress_or_log(progress, logger)
     record = resolve_version(load_manifest(store, name))
     refined = record.spec.refine.method != "none"
     if params is None:
@@ -84,7 +86,9 @@ def refit(
     if np.unique(labels).size < 2:
         msg = f"reference '{name}' has fewer than two labels; SupCon needs at least two to refit."
         raise InputError(msg)
-    model, report = train_supcon(view1, view2, labels, params=params)
+    epochs = EpochProgress(progress, params.epochs)
+    model, report = train_supcon(view1, view2, labels, params=params, progress=epochs)
+    epochs.finish()
     logger.info("refit %s: %d epochs, validation %s", name, report.epochs_run, report)
     final = model.encode(view1)
     spec = record.spec.model_copy(update={"refine": params})

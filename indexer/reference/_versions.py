@@ -9,10 +9,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from indexer._errors import InputError, StoreError
-from indexer.cells._artifacts import Artifacts
 from schemas import BuildRecord, ReferenceManifest
 
 if TYPE_CHECKING:
+    from indexer.cells._artifacts import Artifacts
     from indexer.store._protocol import VectorStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -127,6 +127,8 @@ def save_manifest(store: VectorStore, manifest: ReferenceManifest) -> None:
 
 def load_artifacts(store: VectorStore, record: BuildRecord) -> Artifacts:
     """Load and verify the fitted artefacts of a reference version."""
+    from indexer.cells._artifacts import Artifacts  # scipy and scikit-learn: not needed to list references
+
     blobs = {f: store.get_blob(artifact_key(record.reference, record.version, f)) for f in record.artifacts}
     return Artifacts.from_blobs(blobs, record.artifacts)
 

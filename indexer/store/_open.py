@@ -54,18 +54,20 @@ def open_store(
     ...     store.collections()
     ['genes']
     """
-    if location is None or api_key is None:
+    if location is None:
         from indexer._settings import Settings
 
         settings = Settings()
-        if location is None:
-            location = settings.qdrant_url or settings.store
-        if api_key is None and settings.qdrant_api_key is not None:
-            api_key = settings.qdrant_api_key.get_secret_value()
+        location = settings.qdrant_url or settings.store
     loc = os.fspath(location)
     if loc == ":memory:" or loc.startswith(("http://", "https://")):
         from indexer.store._client import ClientStore
 
+        if api_key is None:  # the settings (pydantic-settings) are read only for a server: a directory needs none
+            from indexer._settings import Settings
+
+            key = Settings().qdrant_api_key
+            api_key = None if key is None else key.get_secret_value()
         return ClientStore(loc, read_only=read_only, api_key=api_key, index=index)
     from indexer.store._edge import EdgeStore
 

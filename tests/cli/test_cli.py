@@ -103,6 +103,19 @@ def test_demo_prints_four_metrics(tmp_path, capsys):
     assert out["reference_cells"] == 560
     assert out["query_cells"] == 140
     assert out["metrics"]["accuracy"] > 0.5
+    assert out["store"] == str((tmp_path / "demo").resolve())
+
+
+def test_demo_names_its_store_folder_and_how_to_remove_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["demo", "--encoder", FAST_ENCODER])
+    out = capsys.readouterr().out
+    assert code == 0
+    folder = tmp_path / "cellvec-demo-store"
+    assert folder.is_dir()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"store: {folder}")
+    assert last.endswith(f"remove it with rm -rf {folder})")
 
 
 def test_user_error_is_one_line_and_exit_2(files, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 import anndata as ad
 import pytest
 
-import cellvec.cli._search  # noqa: F401  (registers `search genes|cells` until _commands imports it)
+import cellvec.cli._search  # noqa: F401  (registers `search genes|cells`)
 from cellvec.cli import main
 from indexer import GeneCatalog, GeneIndex, build_reference, get_encoder, open_store
 from schemas import CellVectorSpec

@@ -288,3 +288,67 @@ def test_real_resolve_of_many_lower_cased_names(real_human: GeneCatalog) -> None
     names = [s.lower() for s in real_human.symbols()[:30_000]]
     got = real_human.resolve(names)
     assert np.mean(got != "") > 0.95
+
+
+@pytest.mark.parametrize("species", ["human", "mouse"])
+def test_a_catalog_read_back_from_the_cache_answers_as_the_files_do(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, species: str
+) -> None:
+    """The parsed catalog is cached (names apart from texts); a later process reads it instead of the files."""
+    monkeypatch.setenv("CELLVEC_CACHE_DIR", str(tmp_path / "cache"))
+    fresh = GeneCatalog._build(species, tiny)  # type: ignore[arg-type]
+    cached_files = sorted(p.name.split("-")[0] + p.suffixes[0] for p in (tmp_path / "cache" / "catalogs").iterdir())
+    assert cached_files == [f"{species}.genes", f"{species}.names"]
+    reads: list[str] = []
+    import indexer.genes._catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "read_genes", lambda *a: reads.append("files"))
+    again = GeneCatalog._build(species, tiny)  # type: ignore[arg-type]
+    assert reads == []
+    assert again._genes_loaded is None  # entries (texts) are read only when asked for
+    names = ["RHO", "rho", "ENSG00000163914.12", "6010", "COX1", "Rbpms", "rbpms", "Gapdh", "OPN2", "x"]
+    assert again.resolve(names).tolist() == fresh.resolve(names).tolist()
+    assert again._genes_loaded is None  # resolving names (all species inference needs) reads no text
+    assert again.gene_texts(fresh.all_symbols()) == fresh.gene_texts(fresh.all_symbols())
+    assert again.sources(fresh.all_symbols()).tolist() == fresh.sources(fresh.all_symbols()).tolist()
+    assert again.suggest("gapdh") == fresh.suggest("gapdh")
+    assert len(again) == len(fresh)
+
+
+def test_changed_data_files_are_read_again(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    monkeypatch.setenv("CELLVEC_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    GeneCatalog._build("human", data)
+    info = data / "gene_text" / "Homo_sapiens.gene_info.gz"
+    st = info.stat()
+    os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a newer download of the same file
+    GeneCatalog._build("human", data)
+    assert len(list((tmp_path / "cache" / "catalogs").glob("human-*.names.json"))) == 2
+
+
+def test_map_var_names_uses_a_species_call_it_is_given(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """annotate decides the query's species once; mapping its genes must not infer it a second time."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    import indexer.genes._ids as ids
+    from indexer.genes import map_var_names, resolve_species
+
+    names = ["RHO", "gapdh", "ENSG00000163914", "nope"]
+    adata = ad.AnnData(sp.csr_matrix(np.ones((2, len(names)), dtype=np.float32)))
+    adata.var_names = names
+    call = resolve_species(names, "human", data_dir=tiny)
+    inferred = map_var_names(adata, species="human", data_dir=tiny)
+
+    def no_second_inference(*args: object, **kwargs: object) -> None:
+        msg = "resolve_species was called again"
+        raise AssertionError(msg)
+
+    monkeypatch.setattr(ids, "resolve_species", no_second_inference)
+    given = map_var_names(adata, species="human", data_dir=tiny, species_call=call)
+    assert given.symbols.tolist() == inferred.symbols.tolist() == ["RHO", "GAPDH", "", ""]  # one row per symbol
+    assert given.species_call == call
