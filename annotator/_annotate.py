@@ -222,12 +222,15 @@ def annotate(
         if progress is not None:
             progress("searching", min(start + _QUERY_BATCH, rows.size), rows.size)
     cal = _usable_calibration(art.calibration, labs, ref=ref)
+    balanced: Calibration | None = None
     if cal is not None and cells.orthologs is not None:
         # The calibration is fitted on the reference's own species. A query mapped through orthologs sits
         # apart from every reference cell: measured on a mouse query against a human reference, the calibrated
         # rule labelled 9% of NK cells right (the vote > 50%) and the novelty check called most cells novel.
-        logger.info("cross-species query: labelled by the plain vote (the calibration is within-species)")
-        cal = None
+        # What still holds across species is the calibration's neighbour count and class balance
+        # (docs/species.md, "Measured"): the vote reads its k neighbours, each vote weighted n_c ** -gamma.
+        logger.info("cross-species query: labelled by the class-balanced vote (the calibration is within-species)")
+        balanced, cal = cal, None
     if cal is None:
         # Labels present among the neighbours (labels added since the build included), coded in one pass.
         names, inverse = np.unique(labs.astype(str), return_inverse=True)
@@ -235,7 +238,12 @@ def annotate(
         if names.size and names[0] == "":
             codes -= 1  # "" (no neighbour) sorts first: it becomes -1
             names = names[1:]
-        d = decide(codes[:, :k_wanted], np.nan_to_num(scores[:, :k_wanted]), n_labels=max(len(names), 1))
+        n_vote, weights = k_wanted, None
+        if balanced is not None:
+            n_vote, weights = k, _balance_weights(balanced, names)
+        d = decide(
+            codes[:, :n_vote], np.nan_to_num(scores[:, :n_vote]), n_labels=max(len(names), 1), class_weights=weights
+        )
     else:
         names = np.asarray(cal.labels, dtype=str)
         order = np.argsort(names)
@@ -306,6 +314,12 @@ def _open_reference(reference: str | Reference, *, store: VectorStore | None, ve
         msg = f"annotate: reference '{reference}' is a name, so pass store=...; or pass a Reference handle."
         raise InputError(msg)
     return Reference.open(store, reference, version=version)
+
+
+def _balance_weights(cal: Calibration, names: np.ndarray) -> np.ndarray:
+    """Vote weight ``n_c ** -gamma`` of each label in ``names``, from the calibration's class sizes."""
+    size = dict(zip(cal.labels, np.asarray(cal.class_sizes, dtype=np.float64), strict=True))
+    return np.array([max(size.get(str(n), 1.0), 1.0) ** -cal.gamma for n in names], dtype=np.float64)
 
 
 def _usable_calibration(cal: Calibration | None, labs: np.ndarray, *, ref: Reference) -> Calibration | None:

@@ -89,6 +89,7 @@ def decide(
     alpha: float = 0.01,
     pca_scores: np.ndarray | None = None,
     n_labels: int | None = None,
+    class_weights: np.ndarray | None = None,
 ) -> Decision:
     """Label cells from their neighbours: today's vote, or the calibrated rule with novelty.
 
@@ -109,6 +110,9 @@ def decide(
         calibration has a PCA part).
     n_labels
         Number of label codes without a calibration (default: the largest code + 1).
+    class_weights
+        Without a calibration: one weight per label code multiplying its votes (a class-balanced vote, e.g.
+        ``n_c ** -gamma``); ``None`` counts every vote as 1. The vote share stays the unweighted one.
 
     Returns
     -------
@@ -120,7 +124,9 @@ def decide(
     codes = np.asarray(codes)
     if calibration is None:
         L = int(codes.max()) + 1 if n_labels is None and codes.size else int(n_labels or 0)
-        return _vote(*_check(codes, scores, max(L, 1)))
+        if class_weights is not None:
+            L = max(L, len(class_weights))
+        return _vote(*_check(codes, scores, max(L, 1)), class_weights=class_weights)
     cal = calibration
     L = cal.n_labels
     c, s = _check(codes, scores, L)
@@ -180,14 +186,21 @@ def decide(
     )
 
 
-def _vote(codes: np.ndarray, scores: np.ndarray) -> Decision:
-    """Majority vote, ties to the larger summed similarity (cellvec's rule before issue 14)."""
+def _vote(codes: np.ndarray, scores: np.ndarray, *, class_weights: np.ndarray | None = None) -> Decision:
+    """Majority vote, ties to the larger summed similarity (cellvec's rule before issue 14), optionally weighted."""
     n, k = codes.shape
     present = codes >= 0
     L = max(int(codes.max()) + 1 if codes.size else 1, 1)
+    if class_weights is not None:
+        L = max(L, len(class_weights))
     counts, sims = _counts(codes, np.where(present, scores, 0.0), L)
     # Summed similarity lies in [-k, k]; mapped into [0, 1) it breaks count ties without overriding counts.
     key = counts + (sims + k) / (2 * k + 1)
+    if class_weights is not None:
+        w = np.ones(L)
+        w[: len(class_weights)] = np.asarray(class_weights, dtype=np.float64)
+        # Weighted counts are not integers: the tie-break shrinks to a fraction of the smallest weight.
+        key = counts * w + (sims + k) / (2 * k + 1) * 1e-6 * float(w.min())
     key[counts == 0] = -1.0
     rows = np.arange(n)
     winner = np.argmax(key, axis=1)
