@@ -80,6 +80,9 @@ class BenchDataset:
         One paragraph for the report.
     details
         Extra facts for ``results.json`` (cluster selection, sizes, …).
+    native_query
+        A cross-species query over its own species' genes (``query`` is then the same cells mapped onto the
+        reference's genes): cellvec annotates it as users do, mapping it itself; the baselines read ``query``.
     """
 
     name: str
@@ -89,6 +92,7 @@ class BenchDataset:
     query: ad.AnnData | None = None
     description: str = ""
     details: dict[str, object] = field(default_factory=dict)
+    native_query: ad.AnnData | None = None
 
 
 def _check_labels(adata: ad.AnnData, label_key: str, source: str) -> None:
@@ -155,10 +159,16 @@ def from_files(
     ref = clean_labels(ref, label_key)
     species = infer_species([str(n) for n in ref.var_names]).species
     details: dict[str, object] = {"species": species}
+    native = None
     if query is not None:
+        native = query
         query, report = cross_species_query(ref, query, reference_species=species)
         if report is not None:
             details["orthologs"] = report.model_dump(mode="json")
+            ref = shared_gene_reference(ref, query)
+            details["shared_genes"] = int(ref.n_vars)
+        else:
+            native = None
     return BenchDataset(
         name=paths[0].stem,
         adata=ref,
@@ -167,6 +177,7 @@ def from_files(
         query=query,
         description=f"User data {paths[0].name}" + (f" → {paths[1].name}" if query_path else ""),
         details=details,
+        native_query=native,
     )
 
 
@@ -207,6 +218,34 @@ def cross_species_query(
     name_of = {sym: str(name) for sym, name in zip(symbols[::-1], ref.var_names[::-1], strict=True) if sym}
     mapped.var_names = [name_of[g] for g in mapped.var_names]
     return mapped, report
+
+
+def shared_gene_reference(ref: ad.AnnData, query: ad.AnnData) -> ad.AnnData:
+    """Return the reference log-normalised over its whole library, then cut to the genes the query has.
+
+    Every method of a cross-species run is then fitted on the same genes, cellvec included (the library's
+    ``build_reference(..., genes=query)`` makes the same cut). Normalising before the cut keeps each cell's
+    scale what it was over all its genes, as the mapped query's is (:func:`cross_species_query`).
+
+    Parameters
+    ----------
+    ref
+        Reference cells (counts or log-normalised).
+    query
+        Query cells over the reference's gene names (as :func:`cross_species_query` returns them).
+
+    Returns
+    -------
+    The reference over the shared genes, ln(1 + CP10k).
+    """
+    import scipy.sparse as sp
+
+    from indexer.cells import log_normalise
+
+    keep = ref.var_names.isin(query.var_names)
+    x = log_normalise(sp.csr_matrix(ref.X, dtype=np.float32))
+    out = ad.AnnData(X=x[:, np.flatnonzero(keep)], obs=ref.obs.copy(), var=ref.var.iloc[np.flatnonzero(keep)].copy())
+    return out
 
 
 def load_pbmc68k() -> BenchDataset:

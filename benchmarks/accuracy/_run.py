@@ -341,7 +341,10 @@ def _run_one(
                 )
                 k = select_k(run.cv)
             run.k = k
-            pred, run.annotate_s = timed(lambda: method.predict(query, k=k))
+            # cellvec maps a cross-species query itself, as users run it; the baselines get it mapped.
+            native = dataset.native_query if isinstance(method, CellvecMethod) else None
+            q = query if native is None else native
+            pred, run.annotate_s = timed(lambda: method.predict(q, k=k))
         for w in caught:
             if not issubclass(w.category, UserWarning):
                 continue  # library deprecation notices say nothing about this benchmark's data
