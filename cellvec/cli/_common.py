@@ -167,6 +167,30 @@ def read_h5ad(path: str | Path, *, what: str = "--adata") -> AnnData:
         raise InputError(msg) from e
 
 
+def read_gene_names(path: str | Path, *, what: str = "--genes-of") -> list[str]:
+    """Read gene names: an h5ad's ``var_names`` (its matrix is not loaded), else one name per line of a text file."""
+    p = Path(path)
+    if not p.is_file():
+        msg = f"{what} file '{p}' does not exist; pass the query cells (.h5ad) or a text file of gene names."
+        raise InputError(msg)
+    if p.suffix.lower() != ".h5ad":
+        return [line.strip() for line in p.read_text(errors="replace").splitlines() if line.strip()]
+    import anndata as ad
+
+    try:
+        backed = ad.read_h5ad(p, backed="r")
+    except Exception as e:  # h5py and anndata raise many types for bad files
+        msg = (
+            f"{what} file '{p}' cannot be read as h5ad ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "write it again with `adata.write_h5ad()`, or pass a text file of gene names."
+        )
+        raise InputError(msg) from e
+    try:
+        return [str(n) for n in backed.var_names]
+    finally:
+        backed.file.close()
+
+
 def check_out_path(path: str | Path, *, what: str = "--out") -> Path:
     """Refuse, before any work, an output path whose folder is missing or not writable."""
     p = Path(path)

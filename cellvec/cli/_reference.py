@@ -16,6 +16,7 @@ from cellvec.cli._common import (
     matrix_options,
     open_cli_store,
     progress_bars,
+    read_gene_names,
     read_h5ad,
     reference_option,
     store_option,
@@ -50,6 +51,13 @@ from cellvec.cli._spec_options import spec_from_options, spec_options
     "text projection and calibration are fitted on.",
 )
 @matrix_options
+@click.option(
+    "--genes-of",
+    "genes_path",
+    default=None,
+    help="Restrict the reference to the genes this query (.h5ad, or a text file of names) has, mapped through "
+    "orthologs when it is of the other species: for queries with few of the reference's genes.",
+)
 @spec_options
 @index_options
 @json_option
@@ -69,6 +77,8 @@ def build_cmd(**opts: Any) -> None:
     # Chosen here, before the housekeeping list below reads the gene names of the matrix that is built.
     adata = select_expression(adata, layer=opts.pop("layer"), use_raw=opts.pop("use_raw"), what="--adata")
     spec = spec_from_options(opts, species=opts["species"])
+    genes_path = opts.pop("genes_path")
+    genes = None if genes_path is None else read_gene_names(genes_path)
     hk_path = opts.pop("hk_path")
     hk = None
     if hk_path:
@@ -97,7 +107,15 @@ def build_cmd(**opts: Any) -> None:
                 chunk_size=opts["chunk_size"],
                 fit_cells=opts["fit_cells"],
                 use_raw=False,  # already chosen above
+                genes=genes,
+                genes_what=f"--genes-of {genes_path}",
             )
+        n_used = None
+        if genes is not None:
+            from indexer import Reference
+
+            subset = Reference.open(store, rec.reference, version=rec.version).artifacts.gene_subset
+            n_used = None if subset is None else int(len(subset))
     data = {
         "reference": rec.reference,
         "version": rec.version,
@@ -110,6 +128,9 @@ def build_cmd(**opts: Any) -> None:
         "seconds": timer.steps,
     }
     species_line = rec.species_call.summary() if rec.species_call else f"species: {rec.spec.species}"
+    if n_used is not None:
+        data["genes_used"] = n_used
+        species_line += f"\ngenes: restricted to {n_used:,} genes that {genes_path} has"
     emit(
         data,
         as_json=as_json,

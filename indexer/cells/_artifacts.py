@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from indexer.cells.supcon import SupConModel
 
 
+GENE_SUBSET_FILE = "gene_subset.npz"
+"""Artefact holding the genes a restricted reference reads (:attr:`Artifacts.gene_subset`)."""
+
+
 @dataclass
 class Artifacts:
     """What a reference version fitted on its cells and what every query reuses.
@@ -40,6 +44,9 @@ class Artifacts:
     calibration
         The decision rule's calibration (``calibration.json``), else ``None`` (references built before
         issue 14: annotation falls back to the plain vote).
+    gene_subset
+        Reference-species symbols the reference was restricted to (``build_reference(..., genes=...)``), else
+        ``None``: every view of the reference and of its queries reads only these genes.
     """
 
     idf: dict[str, float] | None = None
@@ -49,6 +56,7 @@ class Artifacts:
     supcon: SupConModel | None = None
     text_panel: np.ndarray | None = None
     calibration: Calibration | None = None
+    gene_subset: np.ndarray | None = None
 
     def blobs(self) -> dict[str, bytes]:
         """Return every artefact serialised (no pickle), keyed by artefact file name."""
@@ -70,6 +78,8 @@ class Artifacts:
             out["text_panel.npz"] = _npz(genes=np.asarray(self.text_panel, dtype=str))
         if self.calibration is not None:
             out[CALIBRATION_FILE] = self.calibration.to_json()
+        if self.gene_subset is not None:
+            out[GENE_SUBSET_FILE] = _npz(genes=np.asarray(self.gene_subset, dtype=str))
         return out
 
     @classmethod
@@ -97,6 +107,8 @@ class Artifacts:
             art.whiten_mean = _load_npz(blobs["whiten.npz"])["mean"]  # type: ignore[arg-type]
         if "text_panel.npz" in hashes:
             art.text_panel = _load_npz(blobs["text_panel.npz"])["genes"].astype(object)  # type: ignore[arg-type]
+        if GENE_SUBSET_FILE in hashes:
+            art.gene_subset = _load_npz(blobs[GENE_SUBSET_FILE])["genes"].astype(object)  # type: ignore[arg-type]
         if "expression.npz" in hashes:
             art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
         if "text_pca.npz" in hashes:

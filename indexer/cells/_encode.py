@@ -111,6 +111,7 @@ def encode_cells(
     query_species: SpeciesOption = "auto",
     min_ortholog_genes: int = 200,
     option: str | None = None,
+    genes: np.ndarray | None = None,
 ) -> tuple[CellVectors, Artifacts]:
     """Turn cells into vectors as ``spec`` says, fitting artefacts on them when none are given.
 
@@ -149,6 +150,11 @@ def encode_cells(
         Fewest query genes that must map onto reference-species genes (cross-species queries).
     option
         Command-line option that sets the species, named in errors (``"--species"`` for ``reference build``).
+    genes
+        Reference builds only (``artifacts`` not given): reference-species symbols the reference is restricted
+        to (:func:`indexer.genes.genes_covered`). Other genes are left out of every view, but each cell is
+        still normalised over its whole library, as a mapped query is. Stored as ``artifacts.gene_subset``,
+        which every later encoding with these artefacts applies.
 
     Returns
     -------
@@ -177,6 +183,7 @@ def encode_cells(
         option=option,
         what=what,
     )
+    symbols = _restricted(symbols, art, genes=genes if fitting else None, what=what)
     coverage: dict[str, dict[str, Any]] = {}
     if not fitting:
         from indexer.cells._coverage import check_panel_coverage, panel_coverage
@@ -267,6 +274,25 @@ def encode_cells(
         expression=x,
     )
     return cv, art
+
+
+def _restricted(symbols: np.ndarray, art: Artifacts, *, genes: np.ndarray | None, what: str) -> np.ndarray:
+    """Blank the symbols outside the reference's gene subset (fixing the subset when ``genes`` is given)."""
+    if genes is not None:
+        given = np.asarray(genes, dtype=str)
+        have = np.isin(given, symbols.astype(str))
+        if not have.any():
+            msg = (
+                f"none of the {given.size:,} genes the {what} is restricted to are among its genes; pass the genes "
+                "(or query) the reference is meant for."
+            )
+            raise InputError(msg)
+        art.gene_subset = np.unique(given[have]).astype(object)
+        logger.info("%s restricted to %d of its genes", what, int(have.sum()))
+    if art.gene_subset is None:
+        return symbols
+    keep = np.isin(symbols.astype(str), np.asarray(art.gene_subset, dtype=str))
+    return np.where(keep, symbols, "").astype(object)
 
 
 def _genes_of(

@@ -16,6 +16,7 @@ from indexer.genes._index import (
 from indexer.genes._mapping import check_mapping, map_adata
 from indexer.genes._ncbi import EUTILS_BASE, HCOP_URL, fetch_gene_data
 from indexer.genes._orthologs import OrthologMap
+from indexer.genes._restrict import GeneSubset, genes_covered
 from indexer.genes._species import infer_species, resolve_species
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "HCOP_URL",
     "GeneCatalog",
     "GeneIndex",
+    "GeneSubset",
     "OrthologMap",
     "PendingGenes",
     "check_mapping",
@@ -32,6 +34,7 @@ __all__ = [
     "fetch_gene_data",
     "gene_collection_name",
     "gene_point_id",
+    "genes_covered",
     "infer_species",
     "load_hcop",
     "load_housekeeping",

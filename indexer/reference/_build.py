@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,8 @@ def build_reference(
     species_option: str | None = None,
     layer: str | None = None,
     use_raw: bool | None = None,
+    genes: Sequence[str] | AnnData | None = None,
+    genes_what: str = "genes",
 ) -> BuildRecord:
     """Build a new version of a labelled reference in the store and make it current.
 
@@ -132,6 +135,16 @@ def build_reference(
         ``True``: read ``adata.raw.X`` (genes ``adata.raw.var_names``); ``False``: read ``.X``; ``None``
         (default): ``.X``, unless it looks scaled (negative values) and ``.raw`` exists, as CellTypist does
         (see :func:`indexer.cells.select_expression`).
+    genes
+        Restrict the reference to the genes these names cover: gene names, or the query AnnData itself
+        (its ``var_names``). Names of the other species are mapped through HCOP orthologs as ``annotate`` maps
+        a query (:func:`indexer.genes.genes_covered`). The expression view's panel and class head, the text
+        view's top genes and the calibration then read only genes the query has, which matters when a query
+        covers a small part of the reference's genes (a 765-gene human panel against a mouse transcriptome:
+        docs/species.md). Each cell is still normalised over its whole library. Stored with the version
+        (artefact ``gene_subset.npz``): queries and added cells read the same genes. ``None`` keeps every gene.
+    genes_what
+        Name of ``genes`` in error messages (``"--genes-of FILE"`` from the CLI).
 
     Returns
     -------
@@ -164,6 +177,13 @@ def build_reference(
         call = resolve_species(names, spec.species, data_dir=data_dir, where=where, option=species_option)
         logger.info(call.summary())
         spec = spec.model_copy(update={"species": call.species})
+    subset = None
+    if genes is not None and spec.species != "auto":
+        from indexer.genes import genes_covered
+
+        restriction = genes_covered(genes, species=spec.known_species(), data_dir=data_dir, what=genes_what)
+        logger.info(restriction.summary())
+        subset = restriction.symbols
     if housekeeping is None and spec.uses_text() and spec.species != "auto":
         housekeeping = _default_housekeeping(spec, data_dir=data_dir)
     if chunk_size is not None:
@@ -182,6 +202,7 @@ def build_reference(
             calibration_cells=calibration_cells,
             progress=progress,
             species_call=call,
+            genes=subset,
         )
     cells, art = encode_cells(
         adata,
@@ -195,6 +216,7 @@ def build_reference(
         progress=progress,
         what="reference",
         option=species_option,
+        genes=subset,
     )
     spec = cells.spec or spec
     keep = usable_rows(cells, what="reference")

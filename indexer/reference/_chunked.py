@@ -64,6 +64,7 @@ def _build_in_chunks(
     calibration_cells: int,
     progress: Progress | None,
     species_call: SpeciesCall | None,
+    genes: np.ndarray | None = None,
 ) -> BuildRecord:
     """Fit the artefacts on a stratified sample, then pool and write ``chunk_size`` cells at a time.
 
@@ -96,6 +97,7 @@ def _build_in_chunks(
         with_view2=spec.stores_view2(),
         progress=progress,
         what="reference",
+        genes=genes,
     )
     spec = fitted.spec or spec
     fit_rows = np.flatnonzero(fitted.valid)
