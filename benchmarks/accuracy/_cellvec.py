@@ -96,6 +96,8 @@ class CellvecMethod:
         )
         self.ref_name = reference_name(tag, f"s{seed}", mode, "" if mode == "expression" else encoder, suffix)
         self._built = False
+        self.genes: ad.AnnData | None = None
+        """Cross-species runs: the query in its own species; the reference is built with ``genes=`` it."""
 
     def fit(self, ref: ad.AnnData, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Build the reference; return its stored vectors and labels (cells without a vector are absent)."""
@@ -115,6 +117,7 @@ class CellvecMethod:
             label_key="label",
             spec=self.spec,
             data_dir=self.data_dir,
+            genes=self.genes,
         )
         vecs, labs, ids = reference_vectors(self.store, self.ref_name)
         self.ref_vectors_ = vecs

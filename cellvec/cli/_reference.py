@@ -115,7 +115,7 @@ def build_cmd(**opts: Any) -> None:
             from indexer import Reference
 
             subset = Reference.open(store, rec.reference, version=rec.version).artifacts.gene_subset
-            n_used = None if subset is None else int(len(subset))
+            n_used = None if subset is None else len(subset)
     data = {
         "reference": rec.reference,
         "version": rec.version,

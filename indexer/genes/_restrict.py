@@ -89,11 +89,11 @@ def genes_covered(
     if not names:
         msg = f"{what} holds no gene names; pass the query cells (.h5ad) or a list of gene names."
         raise InputError(msg)
-    call = resolve_species(names, "auto", data_dir=data_dir, where=what)
+    call = resolve_species(names, "auto", data_dir=data_dir, where=f"gene names of {what}")
     catalog = GeneCatalog.load(species, data_dir=data_dir)
     across = call.species != species and call.decisive
     if across:
-        omap = OrthologMap.load(call.species, species, data_dir=data_dir)  # type: ignore[arg-type]
+        omap = OrthologMap.load(call.species, species, data_dir=data_dir)
         ref = np.asarray(catalog.all_symbols(), dtype=object)
         m, _ = omap.matrix(names, ref.tolist())
         symbols = ref[np.asarray(m.getnnz(axis=0)).ravel() > 0]

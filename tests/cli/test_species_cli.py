@@ -52,3 +52,24 @@ def test_annotate_cross_species_refusal_is_one_line(tmp_path: Path, capsys: pyte
     assert len(err.splitlines()) == 1
     assert "of the human query's 48 genes map onto mouse genes" in err
     assert "--species" not in err
+
+
+def test_build_genes_of_a_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref, query = tmp_path / "ref.h5ad", tmp_path / "q.h5ad"
+    as_mouse(make_adata(10)).write_h5ad(ref)
+    make_adata(5, seed=2).write_h5ad(query)
+    assert main([*_build(tmp_path / "store", ref, "--genes-of", str(query)), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 30 < data["genes_used"] <= 48
+
+
+def test_build_genes_of_without_shared_genes_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref, names = tmp_path / "ref.h5ad", tmp_path / "genes.txt"
+    as_mouse(make_adata(10)).write_h5ad(ref)
+    names.write_text("NOT_A_GENE_1\nNOT_A_GENE_2\n")
+    assert main(_build(tmp_path / "store", ref, "--genes-of", str(names))) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"none of the 2 gene names of --genes-of {names} resolve to human or mouse genes" in err
+    assert main(_build(tmp_path / "store", ref, "--genes-of", str(tmp_path / "missing.h5ad"))) == 2
+    assert "--genes-of file" in capsys.readouterr().err

@@ -210,3 +210,19 @@ def test_a_label_with_fewer_than_1_over_alpha_calibration_cells_can_still_reject
             assert not d.rejected.any()
             assert d.novelty_p.min() >= 1 / 61  # the floor of a 60-cell table
     assert Calibration.__dataclass_fields__["min_class_calibration"].default == 100
+
+
+def test_class_weights_balance_the_vote() -> None:
+    # 6 of 10 neighbours are of a class of 400 cells, 4 of a class of 25: the plain vote takes the large class,
+    # weights n_c ** -0.5 (the cross-species rule) the small one; ties between equal weights go by similarity.
+    codes = np.array([[0] * 6 + [1] * 4, [0] * 5 + [1] * 5])
+    scores = np.array([[0.9] * 10, [0.5] * 5 + [0.9] * 5])
+    plain = decide(codes, scores)
+    assert plain.winner.tolist() == [0, 1]
+    w = np.array([400.0, 25.0]) ** -0.5
+    weighted = decide(codes, scores, class_weights=w)
+    assert weighted.winner.tolist() == [1, 1]
+    np.testing.assert_allclose(weighted.vote_share, [0.4, 0.5])  # the share stays the unweighted one
+    equal = decide(codes, scores, class_weights=np.array([1.0, 1.0]))
+    assert equal.winner.tolist() == plain.winner.tolist()
+    assert decide(np.array([[0, 0]]), np.array([[0.9, 0.8]]), class_weights=np.array([1.0, 9.0])).winner[0] == 0
