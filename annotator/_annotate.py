@@ -86,8 +86,9 @@ def annotate(
         Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about this
         share of reference-like cells is rejected, and 0-79% (mean about 20%) of a cell type the
         reference lacks (a low-recall flag). 0 turns it off. Cross-species queries (mapped through
-        orthologs) are labelled by the plain vote, unchecked: the calibration describes the reference's
-        own species; ``uns`` records it.
+        orthologs) are not checked for novelty and are labelled by a class-balanced vote (each of the
+        calibration's ``k`` neighbours weighted ``n_c ** -gamma``, both fitted on the reference): the
+        calibrated probabilities describe the reference's own species; ``uns`` records ``calibrated=False``.
     version
         Reference version (default: the current one).
     encoder

@@ -13,9 +13,22 @@ actinn ``cell_type`` as it is; its Granulocytes have no pbmc counterpart, so the
 (a Granulocyte call on a human cell counts as an error) and are dropped from the mouse query (932 cells).
 Macro-F1 is over the query's own classes.
 
+Each cellvec mode runs twice: on the reference's whole panel, and with the reference restricted to the genes the
+query has (``build_reference(..., genes=query)``, ``cellvec reference build --genes-of QUERY``), the setting
+the README recommends for such queries.
+
 Run (about 1 minute with random:384 on 2 cores)::
 
     OMP_NUM_THREADS=1 python -m benchmarks.accuracy.cross_species --encoder random:384
+
+The same comparison through ``cellvec bench`` (the table in docs/species.md): write the harmonised inputs, then
+one bench run per direction::
+
+    python -m benchmarks.accuracy.cross_species --write-inputs xs
+    cellvec bench --adata xs/mouse.h5ad --query-adata xs/human.h5ad --label-key label --seeds 1 \
+        --methods seurat-like,logreg,cellvec-hybrid,cellvec-expression --encoders minilm --no-supcon --out xs/m2h
+    cellvec bench --adata xs/human.h5ad --query-adata xs/mouse_query.h5ad --label-key label --seeds 1 \
+        --methods seurat-like,logreg,cellvec-hybrid,cellvec-expression --encoders minilm --no-supcon --out xs/h2m
 """
 
 from __future__ import annotations
@@ -132,6 +145,14 @@ def direction(name: str, ref: ad.AnnData, query: ad.AnnData, *, encoder: str, mo
         s = scores(truth, res.labels.astype(str))
         s["seconds"] = time.perf_counter() - t0
         out["results"][f"cellvec_{mode}"] = s
+        build_reference(
+            ref, store=store, name=f"cut{i}", label_key="label", spec=CellVectorSpec(mode=mode, encoder=encoder),
+            data_dir=data_dir, genes=query,
+        )
+        labels = annotate(query, reference=f"cut{i}", store=store, k=10, data_dir=data_dir).labels
+        cut = scores(truth, labels.astype(str))
+        out["results"][f"cellvec_{mode}_genes_of_query"] = cut
+        print(f"[{name}] cellvec {mode:<12} genes of the query: F1 {cut['macro_f1']:.3f} acc {cut['accuracy']:.3f}")
         assert rec.species_call is not None
         assert res.params.query_species is not None
         assert res.params.orthologs is not None
@@ -161,6 +182,24 @@ def direction(name: str, ref: ad.AnnData, query: ad.AnnData, *, encoder: str, mo
     return out
 
 
+def write_inputs(folder: Path, mouse: ad.AnnData, human: ad.AnnData) -> None:
+    """Write the bench inputs: the mouse reference, the mouse query (no Granulocytes) and the human cells.
+
+    Each file has the harmonised labels in ``obs['label']`` (:data:`PBMC_TO_COARSE`).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "mouse.h5ad": mouse,
+        "mouse_query.h5ad": mouse[mouse.obs["label"] != "Granulocyte"].copy(),
+        "human.h5ad": human,
+    }
+    for name, adata in files.items():
+        tmp = folder / f".{name}.tmp"
+        adata.write_h5ad(tmp)
+        tmp.replace(folder / name)  # a file is either absent or complete
+        print(f"wrote {folder / name}: {adata.n_obs} cells x {adata.n_vars} genes")
+
+
 def main() -> None:
     """Run both directions and print (and optionally write) the table."""
     from indexer import Settings
@@ -169,11 +208,20 @@ def main() -> None:
     parser.add_argument("--encoder", default="random:384", help="Gene text encoder (minilm for the default).")
     parser.add_argument("--modes", default="hybrid,expression", help="cellvec modes, comma-separated.")
     parser.add_argument("--out", default=None, help="Write the results as JSON here.")
+    parser.add_argument(
+        "--write-inputs",
+        default=None,
+        metavar="DIR",
+        help="Only write the harmonised inputs of `cellvec bench` (mouse.h5ad, mouse_query.h5ad, human.h5ad) here.",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data_dir = Settings().data_dir
     modes = args.modes.split(",")
     mouse, human = load_mouse(data_dir), load_human()
+    if args.write_inputs:
+        write_inputs(Path(args.write_inputs), mouse, human)
+        return
     print(f"mouse actinn {mouse.shape}, human pbmc68k harmonised {human.shape}, encoder {args.encoder}")
     results = {
         "encoder": args.encoder,
