@@ -160,6 +160,7 @@ def from_files(
     species = infer_species([str(n) for n in ref.var_names]).species
     details: dict[str, object] = {"species": species}
     native = None
+    across = ""
     if query is not None:
         native = query
         query, report = cross_species_query(ref, query, reference_species=species)
@@ -167,6 +168,11 @@ def from_files(
             details["orthologs"] = report.model_dump(mode="json")
             ref = shared_gene_reference(ref, query)
             details["shared_genes"] = int(ref.n_vars)
+            across = (
+                f". Across species: the {report.query_species} query is mapped onto the {species} reference's genes "
+                f"through HCOP orthologs, and every method is fitted on the {ref.n_vars:,} genes it covers "
+                "(cellvec: `--genes-of` the query)"
+            )
         else:
             native = None
     return BenchDataset(
@@ -175,7 +181,7 @@ def from_files(
         label_key=label_key,
         species=species,
         query=query,
-        description=f"User data {paths[0].name}" + (f" → {paths[1].name}" if query_path else ""),
+        description=f"User data {paths[0].name}" + (f" → {paths[1].name}" if query_path else "") + across,
         details=details,
         native_query=native,
     )
