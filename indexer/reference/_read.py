@@ -29,7 +29,7 @@ def vector_names(record: BuildRecord) -> list[str]:
     names = [CELL_VECTOR]
     if record.spec.refine.method != "none":
         names.append(INPUT_VECTOR)
-    if record.spec.uses_text():
+    if record.spec.stores_view2():
         names.append(VIEW2_VECTOR)
     return names
 

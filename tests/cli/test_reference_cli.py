@@ -170,3 +170,16 @@ def test_build_in_chunks_from_the_cli(
                              "--adata", str(files["ref"]), "--label-key", "cell_type", "--chunk-size", "5"])
     assert "--chunk-size" in err
     assert "10" in err
+
+
+def test_export_of_a_reference_without_second_views(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Built with --no-keep-views, the collection has only the cell vector: export must not ask for view2.
+    run_json(capsys, ["reference", "build", "--store", str(files["store"]), "--reference", "pbmc", "--adata",
+                      str(files["ref"]), "--label-key", "cell_type", "--encoder", FAST_ENCODER,
+                      "--no-keep-views"])
+    run_json(capsys, ["reference", "export", "--store", str(files["store"]), "--reference", "pbmc",
+                      "--out", str(files["export"])])
+    run_json(capsys, ["reference", "import", "--store", str(files["store2"]), "--file", str(files["export"])])
+    assert annotate_labels(capsys, files, files["store2"])["n_cells"] == ad.read_h5ad(files["query"]).n_obs
