@@ -4,9 +4,9 @@ Each candidate changes one setting of the default hybrid spec; the reference is 
 --query-adata`` builds it across species (cut to the query's genes: ``build_reference(..., genes=query)``), k
 is chosen by cross-validation on the reference's own vectors, and the query is annotated in its own species
 (mapped by ``annotate``; labelled by the class-balanced vote over the calibration's k neighbours). The head's
-C is set explicitly in every row, so the cross-species default (:data:`indexer.reference.CROSS_SPECIES_HEAD_C`)
-does not apply here. The candidates were scored on the two queries' labels: choosing among them is tuning on
-those labels, which is why the list is short and fixed.
+C is set explicitly in every row. The candidates were scored on the two queries' labels: choosing among them
+would be tuning on those labels, so none is the product's default (which keeps the within-species C = 1); the
+list shows how much the settings move the figures.
 
 Run after ``python -m benchmarks.accuracy.cross_species --write-inputs xs``::
 

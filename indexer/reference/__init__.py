@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from indexer._lazy import lazy_face
 
 if TYPE_CHECKING:
-    from indexer.reference._build import CROSS_SPECIES_HEAD_C, build_reference, drop_reference, reference_vectors
+    from indexer.reference._build import build_reference, drop_reference, reference_vectors
     from indexer.reference._edit import add_cells, relabel, remove_cells
     from indexer.reference._gene_codes import GeneCodes, decode_top_genes
     from indexer.reference._read import gene_codes, vector_names
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CELL_VECTOR",
-    "CROSS_SPECIES_HEAD_C",
     "INPUT_VECTOR",
     "TOP_GENES_FILE",
     "VIEW2_VECTOR",
@@ -57,7 +56,7 @@ __all__ = [
 
 _HOMES = {
     **dict.fromkeys(
-        ["CROSS_SPECIES_HEAD_C", "build_reference", "drop_reference", "reference_vectors"], "indexer.reference._build"
+        ["build_reference", "drop_reference", "reference_vectors"], "indexer.reference._build"
     ),
     **dict.fromkeys(["add_cells", "relabel", "remove_cells"], "indexer.reference._edit"),
     **dict.fromkeys(["GeneCodes", "decode_top_genes"], "indexer.reference._gene_codes"),

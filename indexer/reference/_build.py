@@ -46,14 +46,6 @@ from indexer.reference._versions import HOUSEKEEPING_FILE
 
 logger = logging.getLogger(__name__)
 
-CROSS_SPECIES_HEAD_C = 0.1
-"""Class head's inverse regularisation for a reference cut to a query of the other species (``genes=``).
-
-Chosen among C = 1 (the default), 0.3 and 0.1 on the only cross-species pair at hand, mouse actinn <->
-human pbmc68k_reduced, in both directions (docs/species.md, "Measured"): that is, on those queries' labels.
-A weaker head leans less on genes whose expression differs between the species."""
-
-
 def build_reference(
     adata: AnnData,
     *,
@@ -150,8 +142,6 @@ def build_reference(
         covers a small part of the reference's genes (a 765-gene human panel against a mouse transcriptome:
         docs/species.md). Each cell is still normalised over its whole library. Stored with the version
         (artefact ``gene_subset.npz``): queries and added cells read the same genes. ``None`` keeps every gene.
-        When the names are of the other species, the class head is fitted with ``C =``
-        :data:`CROSS_SPECIES_HEAD_C` unless ``spec.expression.c`` was given.
     genes_what
         Name of ``genes`` in error messages (``"--genes-of FILE"`` from the CLI).
 
@@ -193,7 +183,6 @@ def build_reference(
         restriction = genes_covered(genes, species=spec.known_species(), data_dir=data_dir, what=genes_what)
         logger.info(restriction.summary())
         subset = restriction.symbols
-        spec = _cross_species_head(spec, across=restriction.through_orthologs)
     if housekeeping is None and spec.uses_text() and spec.species != "auto":
         housekeeping = _default_housekeeping(spec, data_dir=data_dir)
     if chunk_size is not None:
@@ -258,17 +247,6 @@ def build_reference(
         species_call=cells.species_call or call,
         genes=_top_gene_vocabulary(cells.symbols, spec, data_dir=data_dir),
     )
-
-
-def _cross_species_head(spec: CellVectorSpec, *, across: bool) -> CellVectorSpec:
-    """Give a reference cut to another species' genes the stronger-regularised class head, unless C was given."""
-    if not across or spec.expression is None or spec.expression.head != "pca+logistic":
-        return spec
-    if "c" in spec.expression.model_fields_set:
-        return spec
-    logger.info("cross-species genes: class head regularised with C=%g", CROSS_SPECIES_HEAD_C)
-    expression = spec.expression.model_copy(update={"c": CROSS_SPECIES_HEAD_C})
-    return spec.model_copy(update={"expression": expression})
 
 
 def _default_housekeeping(spec: CellVectorSpec, *, data_dir: Path | None) -> frozenset[str] | None:

@@ -10,7 +10,6 @@ from annotator import annotate
 from indexer import InputError, Reference, build_reference
 from indexer.cells import log_normalise
 from indexer.genes import genes_covered
-from indexer.reference import CROSS_SPECIES_HEAD_C
 from schemas import CellVectorSpec, ExpressionParams
 from tests.conftest import FAST_ENCODER, PROGRAMS, SHARED, as_mouse, make_adata
 
@@ -86,7 +85,7 @@ def test_mouse_reference_restricted_to_a_human_query(edge_store, data_dir) -> No
     )
     assert rec.spec.species == "mouse"
     assert rec.spec.expression is not None
-    assert rec.spec.expression.c == CROSS_SPECIES_HEAD_C  # the other species' genes: the weaker head
+    assert rec.spec.expression.c == ExpressionParams().c  # no setting tuned on a query's labels
     subset = Reference.open(edge_store, "m").artifacts.gene_subset
     assert subset is not None
     covered = genes_covered(human, species="mouse", data_dir=data_dir)
@@ -114,11 +113,3 @@ def test_covered_genes_absent_from_the_reference_refused(store, data_dir) -> Non
             make_adata(), store=store, name="r", label_key="cell_type", spec=_spec(), genes=["TP53", "EGFR"]
         )
 
-
-def test_explicit_head_c_is_kept_across_species(store, data_dir) -> None:  # type: ignore[no-untyped-def]
-    spec = CellVectorSpec(mode="hybrid", encoder=FAST_ENCODER, expression=ExpressionParams(c=1.0))
-    rec = build_reference(
-        as_mouse(make_adata()), store=store, name="m", label_key="cell_type", spec=spec, genes=make_adata(5)
-    )
-    assert rec.spec.expression is not None
-    assert rec.spec.expression.c == 1.0
