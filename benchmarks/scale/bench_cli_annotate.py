@@ -19,13 +19,13 @@ import argparse
 import json
 import os
 import pstats
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.scale.bench_cli_start import run_timed
 
 #: (label, file suffix, function) of the steps reported from the profile; missing ones print "-".
 STEPS = [
@@ -55,16 +55,8 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 def _timed(argv: list[str]) -> tuple[float, float, dict]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        msg = f"annotate exited {proc.returncode}: {proc.stderr.strip()[-400:]}"
-        raise SystemExit(msg)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, json.loads(proc.stdout.strip().splitlines()[-1])
+    wall, cpu, out = run_timed(argv)
+    return wall, cpu, json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 
-def _run_once(argv: list[str]) -> tuple[float, float]:
-    """Run ``argv`` once; return its wall and CPU (user + system) seconds, failing on a non-zero exit."""
+def run_timed(argv: list[str]) -> tuple[float, float, str]:
+    """Run ``argv`` once; return its wall and CPU (user + system) seconds and its stdout, failing on a non-zero exit."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -35,6 +35,11 @@ def _run_once(argv: list[str]) -> tuple[float, float]:
         msg = f"{shlex.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
         raise SystemExit(msg)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.stdout
+
+
+def _run_once(argv: list[str]) -> tuple[float, float]:
+    wall, cpu, _ = run_timed(argv)
     return wall, cpu
 
 
