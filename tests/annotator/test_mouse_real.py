@@ -12,7 +12,7 @@ from annotator import annotate, search_cells
 from benchmarks.accuracy.cross_species import PBMC_TO_COARSE
 from indexer import PanelCoverageWarning, build_reference, open_store
 from indexer.cells import score, stratified_split
-from schemas import CellVectorSpec
+from schemas import CellVectorSpec, ExpressionParams
 from tests.conftest import FAST_ENCODER
 
 pytestmark = pytest.mark.slow
@@ -110,10 +110,10 @@ def test_mouse_reference_cut_to_the_human_query_genes(actinn: ad.AnnData, human:
             pred = res.labels.astype(str)
             f1[name] = float(f1_score(truth, pred, labels=sorted(set(truth)), average="macro"))
         assert rec.spec.expression is not None
-        assert rec.spec.expression.c == 0.1
+        assert rec.spec.expression.c == ExpressionParams().c  # the within-species head: nothing tuned on queries
         assert 650 < res.extra["panel_coverage"]["expression"]["present"] <= 765
         assert res.extra["panel_coverage"]["expression"]["fraction"] == 1.0
-    # Measured with random:384 vectors: about 0.75 on the whole panel, 0.92 cut to the query's genes.
+    # Measured with random:384 vectors (bench protocol): about 0.73 on the whole panel, 0.91 cut to the query's genes.
     assert f1["cut"] > 0.88, f1
     assert f1["cut"] > f1["whole"] + 0.05, f1
 
