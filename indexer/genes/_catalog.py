@@ -14,12 +14,14 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from indexer._errors import DataError
+from indexer._settings import Settings
 from indexer.genes._files import (
     GENE_INFO_NAME,
     ORTHOLOG_TABLE,
@@ -35,8 +37,12 @@ __all__ = ["GeneCatalog"]
 logger = logging.getLogger(__name__)
 
 _CATALOGS: dict[tuple[str, Path], GeneCatalog] = {}
-_CACHE_FORMAT = 1
-"""Bumped when the catalog's cached layout or the way files are read into it changes."""
+_CACHE_FORMAT = 2
+"""Bumped when the catalog's cached layout, the way files are read into it, or a memoised lookup changes."""
+_MEMO_MIN = 1000
+"""Lookups of at least this many names are memoised (:meth:`GeneCatalog._memo`); smaller ones are instant."""
+_MEMO_KEEP = 256
+"""At most this many memoised lookups are kept in the cache folder; the oldest go first."""
 
 
 class GeneCatalog:
@@ -51,9 +57,10 @@ class GeneCatalog:
     genes
         One entry per official symbol.
     exact
-        Exact-spelling lookup: symbols, Ensembl ids, Entrez ids, unambiguous synonyms.
+        Exact-spelling lookup: symbols, Ensembl ids, Entrez ids, unambiguous synonyms; ``None`` when it is
+        read from the cache on first use.
     upper
-        Upper-cased lookup for case differences, used when the exact lookup misses.
+        Upper-cased lookup for case differences, used when the exact lookup misses (``None`` like ``exact``).
 
     Examples
     --------
@@ -67,16 +74,20 @@ class GeneCatalog:
         species: Species,
         *,
         genes: dict[str, GeneEntry] | None,
-        exact: dict[str, str],
-        upper: dict[str, str],
+        exact: dict[str, str] | None,
+        upper: dict[str, str] | None,
         synonyms: dict[str, list[str]] | None,
     ) -> None:
         self.species: Species = species
         self._genes_loaded = genes
-        self._exact = exact
-        self._upper = upper
+        self._exact_loaded = exact
+        self._upper_loaded = upper
         self._synonyms_loaded = synonyms
-        self._cached_genes: Path | None = None  # set by _build: the entries come from this file on first use
+        # Set by _build from the cache folder: the name lookups and the entries come from these files on first
+        # use, and lookups of many names are memoised under the data files' stamp.
+        self._cached_names: Path | None = None
+        self._cached_genes: Path | None = None
+        self._stamp: str | None = None
         self._with_text: list[str] | None = None
 
     # ------------------------------------------------------------------ loading
@@ -104,8 +115,6 @@ class GeneCatalog:
             msg = f"species {species!r} is not supported; use 'human' or 'mouse'"
             raise DataError(msg)
         if data_dir is None:
-            from indexer._settings import Settings
-
             data_dir = Settings().data_dir
         key = (species, Path(data_dir).expanduser().resolve())
         cached = _CATALOGS.get(key)
@@ -118,24 +127,69 @@ class GeneCatalog:
     def _build(cls, species: Species, data_dir: Path) -> GeneCatalog:
         # Parsing gene_info, the summaries and (mouse) HCOP takes seconds, and every annotate needs the
         # catalogs: the parsed catalog is kept in the cache folder, keyed by the files' paths, sizes and
-        # times, as two files: the name lookups (all that species inference needs) and the gene entries
-        # with their texts, read on first use.
-        names, entries = _cache_paths(species, data_dir)
+        # times, as two files: the name lookups and the gene entries with their texts. Both are read on first
+        # use, and a lookup of many names (a dataset's var_names) is memoised, so a second annotate of the
+        # same genes reads neither (decoding them took ~1 s per annotate).
+        stamp = _stamp(species, data_dir)
+        names, entries = _cache_paths(species, stamp)
         if names is not None and entries is not None and names.is_file() and entries.is_file():
-            try:
-                data = json.loads(names.read_text())
-                catalog = cls(species, genes=None, exact=data["exact"], upper=data["upper"], synonyms=None)
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                logger.warning("the cached gene catalog %s is unreadable (%s); reading the data files", names, e)
-            else:
-                catalog._cached_genes = entries
-                return catalog
+            catalog = cls(species, genes=None, exact=None, upper=None, synonyms=None)
+            catalog._cached_names, catalog._cached_genes, catalog._stamp = names, entries, stamp
+            return catalog
         catalog = cls._index(species, *read_genes(species, data_dir))
         if names is not None and entries is not None:
-            _write_json(names, {"exact": catalog._exact, "upper": catalog._upper})
+            kept = _write_json(names, {"exact": catalog._exact, "upper": catalog._upper})
             genes = [[g.symbol, g.entrez_id, g.full_name, g.summary, g.source] for g in catalog._genes.values()]
-            _write_json(entries, {"genes": genes, "synonyms": catalog._synonyms})
+            kept = _write_json(entries, {"genes": genes, "synonyms": catalog._synonyms}) and kept
+            catalog._stamp = stamp if kept else None
         return catalog
+
+    def _load_names(self) -> None:
+        path = self._cached_names
+        try:
+            data = json.loads(path.read_text()) if path is not None else None
+            self._exact_loaded = dict(data["exact"]) if data else None
+            self._upper_loaded = dict(data["upper"]) if data else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            msg = f"the cached gene catalog {path} is unreadable ({e}); delete it and run again"
+            raise DataError(msg) from e
+        if self._exact_loaded is None or self._upper_loaded is None:
+            msg = f"the {self.species} gene catalog has no name lookups; delete {path} and run again"
+            raise DataError(msg)
+
+    @property
+    def _exact(self) -> dict[str, str]:
+        if self._exact_loaded is None:
+            self._load_names()
+        return self._exact_loaded  # type: ignore[return-value]
+
+    @property
+    def _upper(self) -> dict[str, str]:
+        if self._upper_loaded is None:
+            self._load_names()
+        return self._upper_loaded  # type: ignore[return-value]
+
+    def _memo(self, kind: str, values: Sequence[str], compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Return ``compute()``, a string array aligned with ``values``, memoised in the cache folder.
+
+        The key hashes the catalog's data stamp, ``kind`` and every value, so the same lookup of the same
+        names against the same files is answered from one small file; catalogs not read through the cache
+        folder, small lookups and an unwritable cache folder compute every time.
+        """
+        if self._stamp is None or len(values) < _MEMO_MIN:
+            return compute()
+        digest = hashlib.sha256(f"{self._stamp}\0{kind}\0".encode())
+        digest.update("\0".join(values).encode("utf-8", "surrogatepass"))
+        path = Path(Settings().cache_dir).expanduser() / "catalogs" / "memo" / f"{digest.hexdigest()[:32]}.npy"
+        try:
+            got = np.load(path, allow_pickle=False)
+            if got.shape == (len(values),):
+                return got.astype(object)
+        except (OSError, ValueError, EOFError):
+            pass  # not memoised yet (or a damaged file): compute and write it
+        out = compute()
+        _write_memo(path, np.asarray(out, dtype=str))
+        return out
 
     def _load_entries(self) -> None:
         path = self._cached_genes
@@ -223,11 +277,15 @@ class GeneCatalog:
         -------
         An object array of the same length: the official symbol for each name, ``""`` when unmapped.
         """
+        names = [str(n) for n in names]
+        return self._memo("resolve", names, lambda: self._resolve(names))
+
+    def _resolve(self, names: list[str]) -> np.ndarray:
         exact = self._exact
         upper = self._upper
         out = np.empty(len(names), dtype=object)
         for i, raw in enumerate(names):
-            name = str(raw).strip()
+            name = raw.strip()
             hit = exact.get(name)
             if hit is None and name.startswith("ENS") and "." in name:
                 hit = exact.get(name.split(".", 1)[0])
@@ -294,8 +352,36 @@ class GeneCatalog:
         -------
         An object array of the same length.
         """
-        genes = self._genes
-        return np.array([g.source if (g := genes.get(s)) is not None else "none" for s in symbols], dtype=object)
+        symbols = [str(s) for s in symbols]
+
+        def compute() -> np.ndarray:
+            genes = self._genes
+            return np.array([g.source if (g := genes.get(s)) is not None else "none" for s in symbols], dtype=object)
+
+        return self._memo("sources", symbols, compute)
+
+    def text_digests(self, symbols: Sequence[str]) -> np.ndarray:
+        """Return the SHA-256 of each symbol's description text (:meth:`gene_text`), ``""`` without one.
+
+        What a stored gene vector is checked against (:class:`indexer.GeneIndex`); memoised like
+        :meth:`resolve`, so checking a dataset's cached gene vectors again reads no description.
+
+        Parameters
+        ----------
+        symbols
+            Official symbols.
+
+        Returns
+        -------
+        An object array of hex digests, aligned with ``symbols``.
+        """
+        symbols = [str(s) for s in symbols]
+
+        def compute() -> np.ndarray:
+            texts = self.gene_texts(symbols)
+            return np.array([_sha256(t.text) if t is not None else "" for t in texts], dtype=object)
+
+        return self._memo("digests", symbols, compute)
 
     def symbols(self) -> list[str]:
         """Return every symbol that has some text (a summary or a full name), sorted.
@@ -344,37 +430,63 @@ class GeneCatalog:
         return list(dict.fromkeys(found))[:limit]
 
 
-def _cache_paths(species: Species, data_dir: Path) -> tuple[Path | None, Path | None]:
-    """Return the two cache files of a species' catalog read from ``data_dir`` (``None`` if a file is missing).
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    The names hash every file the catalog is read from (path, size, modification time), so new data
-    files are read again.
+
+def _stamp(species: Species, data_dir: Path) -> str | None:
+    """Return a key for the files a species' catalog is read from (``None`` if a file is missing).
+
+    It hashes every file's path, size and modification time (and :data:`_CACHE_FORMAT`), so new data files
+    are read again and nothing memoised from the old ones is used.
     """
-    from indexer._settings import Settings
-
     files = [gene_info_path(species), summaries_path(species)]
     if species == "mouse":
         files += [ORTHOLOG_TABLE, summaries_path("human")]
     try:
         stats = [(str(data_dir / f), (data_dir / f).stat().st_size, (data_dir / f).stat().st_mtime_ns) for f in files]
     except OSError:
-        return None, None  # read_genes raises the DataError that names the missing file
-    key = hashlib.sha256(json.dumps([_CACHE_FORMAT, species, stats]).encode()).hexdigest()[:20]
+        return None  # read_genes raises the DataError that names the missing file
+    return hashlib.sha256(json.dumps([_CACHE_FORMAT, species, stats]).encode()).hexdigest()[:20]
+
+
+def _cache_paths(species: Species, stamp: str | None) -> tuple[Path | None, Path | None]:
+    """Return the two cache files of a species' catalog with this data stamp (``None`` without a stamp)."""
+    if stamp is None:
+        return None, None
     folder = Path(Settings().cache_dir).expanduser() / "catalogs"
-    return folder / f"{species}-{key}.names.json", folder / f"{species}-{key}.genes.json"
+    return folder / f"{species}-{stamp}.names.json", folder / f"{species}-{stamp}.genes.json"
 
 
-def _write_json(path: Path, data: object) -> None:
-    """Write a cache file atomically; a cache folder that cannot be written is skipped (logged)."""
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> bool:
+    """Write a cache file atomically; a cache folder that cannot be written is skipped (logged, ``False``)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
+            with os.fdopen(fd, "wb") as f:
+                write(f)
             Path(tmp).replace(path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as e:
         logger.info("gene catalog not cached in %s (%s); the next process reads the files again", path, e)
+        return False
+    return True
+
+
+def _write_json(path: Path, data: object) -> bool:
+    return _write_atomic(path, lambda f: f.write(json.dumps(data, separators=(",", ":")).encode()))
+
+
+def _write_memo(path: Path, values: np.ndarray) -> None:
+    """Write one memoised lookup, then drop the oldest ones beyond :data:`_MEMO_KEEP`."""
+    if not _write_atomic(path, lambda f: np.save(f, values, allow_pickle=False)):
+        return
+    try:
+        memos = sorted(path.parent.glob("*.npy"), key=lambda p: p.stat().st_mtime_ns)
+        for old in memos[: max(0, len(memos) - _MEMO_KEEP)]:
+            old.unlink(missing_ok=True)
+    except OSError as e:  # another process pruned first
+        logger.debug("memoised gene lookups not pruned (%s)", e)

@@ -189,8 +189,10 @@ class GeneIndex:
         out = np.zeros((len(symbols), dim), dtype=np.float32)
         found = np.zeros(len(symbols), dtype=bool)
         wanted = sorted({s for s in symbols if s})
-        texts = dict(zip(wanted, self.catalog.gene_texts(wanted), strict=True))
-        with_text = [s for s in wanted if texts[s] is not None]
+        # Stored vectors are checked against the digests of today's texts (memoised by the catalog), so a
+        # dataset whose gene vectors are all stored reads no description text.
+        digests = dict(zip(wanted, self.catalog.text_digests(wanted).tolist(), strict=True))
+        with_text = [s for s in wanted if digests[s]]
         ids = {s: gene_point_id(self.species, s) for s in with_text}
         stored: dict[str, np.ndarray] = {}
         if self.store.has_collection(self.collection) and with_text:
@@ -199,10 +201,10 @@ class GeneIndex:
                     self.collection, [ids[s] for s in chunk], with_vectors=[GENE_VECTOR]
                 ):
                     sym = p.payload.get("symbol")
-                    gt = texts.get(sym)
-                    if gt is not None and p.payload.get("text_sha256") == text_sha256(gt.text):
+                    if digests.get(sym) and p.payload.get("text_sha256") == digests[sym]:
                         stored[sym] = p.vectors[GENE_VECTOR]
         todo = [s for s in with_text if s not in stored]
+        texts = dict(zip(todo, self.catalog.gene_texts(todo), strict=True))
         self.last_embedded = len(todo)
         self.total_embedded += len(todo)
         if todo:
