@@ -382,9 +382,9 @@ def _text_view(
                 msg = "the reference has no whitening mean although it was built with whitening; rebuild it."
                 raise StoreError(msg)
             art.whiten_mean = gene_vectors[described].mean(axis=0)
-        gene_vectors = l2_normalise(
-            np.where(described[:, None], gene_vectors - art.whiten_mean, 0.0).astype(np.float32)
-        )
+        # Only the described rows are non-zero: whitening them alone spares three passes over every gene.
+        gene_vectors = np.zeros_like(gene_vectors)
+        gene_vectors[described] = l2_normalise((vec_needed[found] - art.whiten_mean).astype(np.float32))
     if spec.pooling.idf:
         if art.idf is None:
             if not fitting:

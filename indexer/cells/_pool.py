@@ -85,23 +85,14 @@ def top_gene_weights(
     Cells × genes CSR of non-negative weights; each row sums to 1, or is empty when the cell has no usable
     expressed gene. Ties in expression are broken by gene order (lower column index first).
     """
-    n_cells, n_genes = x.shape
-    m = sp.csr_matrix(x @ sp.diags(usable.astype(np.float32)))
-    m.eliminate_zeros()
-    m.sort_indices()
-    indptr, indices, data = m.indptr, m.indices, m.data
-    lengths = np.diff(indptr)
-    if top_n is not None and lengths.size and lengths.max() > top_n:
-        row = np.repeat(np.arange(n_cells), lengths)
-        # Stable sorts: by value (descending) then by row; within a row equal values keep column order.
-        by_value = np.argsort(-data, kind="stable")
-        order = by_value[np.argsort(row[by_value], kind="stable")]
-        rank = np.arange(data.size) - indptr[row[order]]
-        keep = np.sort(order[rank < top_n])
-        kept_rows = row[keep]
-        new_indptr = np.zeros(n_cells + 1, dtype=np.int64)
-        np.cumsum(np.bincount(kept_rows, minlength=n_cells), out=new_indptr[1:])
-        m = sp.csr_matrix((data[keep], indices[keep], new_indptr), shape=(n_cells, n_genes))
+    x = sp.csr_matrix(x)
+    if not x.has_sorted_indices:
+        x = x.sorted_indices()
+    # The usable, expressed entries, kept in column order.
+    keep = usable[x.indices] & (x.data != 0)
+    m = _select(x, keep)
+    if top_n is not None and m.nnz and np.diff(m.indptr).max() > top_n:
+        m = _select(m, _top_entries(m.indptr, m.data, top_n))
     w = m.copy()
     if weighting == "mean":
         w.data = np.ones_like(w.data)
@@ -110,6 +101,44 @@ def top_gene_weights(
     sums = np.asarray(w.sum(axis=1)).ravel()
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ w)
+
+
+def _select(x: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """Return the CSR matrix of the stored entries where ``keep`` is true (same shape, same order)."""
+    row = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    indptr = np.zeros(x.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row[keep], minlength=x.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((x.data[keep], x.indices[keep], indptr), shape=x.shape)
+
+
+def _top_entries(indptr: np.ndarray, data: np.ndarray, top_n: int) -> np.ndarray:
+    """Mark each row's ``top_n`` largest entries; among equal values the earlier (lower column) ones win.
+
+    The same selection as a stable sort by decreasing value within each row, without sorting: each row's
+    ``top_n``-th largest value ``t`` comes from one partition of the rows laid side by side; every value
+    above ``t`` is kept, and the first values equal to ``t`` fill the rest.
+    """
+    n_rows = indptr.size - 1
+    lengths = np.diff(indptr)
+    row = np.repeat(np.arange(n_rows), lengths)
+    threshold = np.full(n_rows, -np.inf, dtype=np.float64)  # rows with at most top_n entries keep them all
+    width = int(lengths.max())
+    step = max(1, 4_000_000 // width)  # rows laid out side by side per block: at most ~4M values in memory
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        lo, hi = indptr[start], indptr[stop]
+        block = np.full((stop - start, width), np.inf, dtype=np.float64)
+        block[row[lo:hi] - start, np.arange(lo, hi) - indptr[row[lo:hi]]] = -data[lo:hi].astype(np.float64)
+        t = -np.partition(block, top_n - 1, axis=1)[:, top_n - 1]
+        threshold[start:stop] = np.where(lengths[start:stop] > top_n, t, -np.inf)
+    t = threshold[row]
+    above = data > t
+    tie = data == t
+    room = top_n - np.bincount(row[above], minlength=n_rows)
+    ties_seen = np.cumsum(tie)
+    ties_before_row = np.concatenate([[0], ties_seen])[indptr[:-1]]
+    tie_rank = ties_seen - ties_before_row[row]
+    return above | (tie & (tie_rank <= room[row]))
 
 
 def pool(weights: sp.csr_matrix, gene_vectors: np.ndarray) -> np.ndarray:
