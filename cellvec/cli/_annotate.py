@@ -17,9 +17,11 @@ from cellvec.cli._common import (
     matrix_options,
     open_cli_store,
     progress_bars,
+    read_cells,
     read_h5ad,
     store_option,
     write_atomic,
+    write_csv,
 )
 from indexer import InputError
 from schemas import DEFAULT_ENCODER
@@ -85,7 +87,10 @@ def annotate_cmd(**opts: Any) -> None:
         msg = f"--unknown-alpha {alpha:g} is outside [0, 0.5]; pass 0.01 (the default) or 0 to turn it off."
         raise InputError(msg)
     with timer.step("read"):
-        adata = read_h5ad(opts["adata_path"])
+        # Only --out writes the AnnData back, and only --gene-column reads its var table: otherwise the
+        # matrix and names are all annotate reads, without importing anndata.
+        need_anndata = bool(opts["out_path"] or opts["gene_column"])
+        adata = read_h5ad(opts["adata_path"]) if need_anndata else read_cells(opts["adata_path"])
     with (
         open_cli_store(opts["store"], read_only=True, create=False) as store,
         progress_bars(enabled=not as_json) as report,
@@ -107,24 +112,22 @@ def annotate_cmd(**opts: Any) -> None:
                 use_raw=opts["use_raw"],
             )
     cached = _cache_genes(opts["store"], res.extra.get("pending_genes"))
-    res.to_adata(adata, key_added=opts["key_added"])
     if opts["out_path"]:
+        res.to_adata(adata, key_added=opts["key_added"])
         with timer.step("write"):
             write_atomic(opts["out_path"], adata.write_h5ad)
     if opts["csv_path"]:
-        import pandas as pd
-
-        table = pd.DataFrame({
-            "cell": adata.obs_names.astype(str),
-            "label": res.labels.astype(str),
-            "confidence": np.round(res.confidence.astype(float), 4),
-            "runner_up": res.runner_up().astype(str),
-            "reason": res.reasons.astype(str),
-        })
+        table: dict[str, list[object]] = {
+            "cell": np.asarray(adata.obs_names).astype(str).tolist(),
+            "label": res.labels.astype(str).tolist(),
+            "confidence": np.round(res.confidence.astype(float), 4).tolist(),
+            "runner_up": res.runner_up().astype(str).tolist(),
+            "reason": res.reasons.astype(str).tolist(),
+        }
         if opts["explain"]:
-            table["marker_genes"] = res.marker_genes().astype(str)
+            table["marker_genes"] = res.marker_genes().astype(str).tolist()
             table["text_genes"] = [", ".join(g for g, _ in ex[:5]) for ex in res.explanations or []]
-        write_atomic(opts["csv_path"], lambda tmp: table.to_csv(tmp, index=False), what="--csv")
+        write_csv(opts["csv_path"], table)
     plots: dict[str, str] = {}
     if opts["plot_dir"]:
         from annotator import plot_annotation

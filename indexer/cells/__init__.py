@@ -11,6 +11,7 @@ from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_sample, stratified_split
 from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import ExpressionProjection, fit_expression
+from indexer.cells._h5ad import CellMatrix, read_cells
 from indexer.cells._knn import vote
 from indexer.cells._pool import l2_normalise, log_normalise, looks_like_counts, pool, top_gene_weights
 from indexer.cells._source import select_expression
@@ -22,6 +23,7 @@ __all__ = [
     "WARN_BELOW",
     "Artifacts",
     "Calibration",
+    "CellMatrix",
     "CellVectors",
     "Decision",
     "ExpressionProjection",
@@ -41,6 +43,7 @@ __all__ = [
     "mahalanobis",
     "panel_coverage",
     "pool",
+    "read_cells",
     "recall_at_k",
     "score",
     "select_expression",

@@ -1,9 +1,12 @@
-"""Which matrix of an AnnData holds the expression: ``.X``, a layer, or ``.raw`` (as CellTypist chooses)."""
+"""Which matrix of an AnnData holds the expression: ``.X``, a layer, or ``.raw`` (as CellTypist chooses).
+
+A :class:`indexer.cells.CellMatrix` (an .h5ad read without anndata) is chosen from the same way.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -66,7 +69,7 @@ def select_expression(
             msg = f"{what} has no layer '{layer}' (layers: {have}); pass one of them to --layer, or drop --layer."
             raise InputError(msg)
         logger.info("%s: reading expression from layers[%r]", what, layer)
-        return _with_matrix(adata, adata.layers[layer], var=adata.var)
+        return _with_matrix(adata, adata.layers[layer], genes=adata)
     if use_raw:
         if adata.raw is None:
             msg = f"{what} has no .raw (use_raw was asked); drop --use-raw, or pass --layer NAME."
@@ -108,12 +111,17 @@ def _x_problem(x: object) -> str | None:
 def _raw(adata: AnnData) -> AnnData:
     raw = adata.raw
     assert raw is not None
-    return _with_matrix(adata, raw.X, var=raw.var)
+    return _with_matrix(adata, raw.X, genes=raw)
 
 
-def _with_matrix(adata: AnnData, x: object, *, var: object) -> AnnData:
+def _with_matrix(adata: AnnData, x: object, *, genes: Any) -> AnnData:
+    """Return ``adata``'s cells with matrix ``x``, whose columns are the genes of ``genes`` (itself or ``.raw``)."""
+    from indexer.cells._h5ad import CellMatrix
+
+    if isinstance(adata, CellMatrix):
+        return adata.with_matrix(x, np.asarray(genes.var_names, dtype=object))  # type: ignore[return-value]
     import anndata as ad
     import pandas as pd
 
     # obs only: the matrix readers need the cells' names (and, for builds, their labels), nothing else.
-    return ad.AnnData(X=x, obs=adata.obs, var=pd.DataFrame(var).copy())
+    return ad.AnnData(X=x, obs=adata.obs, var=pd.DataFrame(genes.var).copy())
