@@ -191,11 +191,11 @@ class AnnotationResult:
 
         Empty without ``explain=True`` or a class head; ``"Unknown"`` has none.
         """
-        import pandas as pd
-
         markers = self.extra.get("explain_markers")
         if markers is None:
             return {}
+        import pandas as pd
+
         genes, values = markers
         frame = pd.DataFrame({
             "label": np.repeat(self.labels.astype(str), genes.shape[1]),

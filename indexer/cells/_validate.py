@@ -76,12 +76,11 @@ def expression_matrix(adata: AnnData, *, what: str = "adata") -> sp.csr_matrix:
 
 
 def _check_unique(names: object, *, kind: str, what: str, fix: str) -> None:
-    import pandas as pd
-
-    index = pd.Index(names)
-    if index.is_unique:
+    values = np.asarray(names, dtype=object)
+    uniq, first, counts = np.unique(values.astype(str), return_index=True, return_counts=True)
+    if uniq.size == values.size:
         return
-    dups = index[index.duplicated()].unique()[:5].tolist()
+    dups = values[np.sort(first[counts > 1])][:5].tolist()  # in order of first appearance
     msg = f"{what} has duplicate {kind} names (e.g. {', '.join(map(str, dups))}); {fix}."
     raise InputError(msg)
 

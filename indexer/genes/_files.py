@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import pandas as pd
 
 from indexer._errors import DataError
 from schemas import Species, TextSource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GENE_INFO_NAME: Final = {"human": "Homo_sapiens.gene_info.gz", "mouse": "Mus_musculus.gene_info.gz"}
 TAX_ID: Final = {"human": "9606", "mouse": "10090"}
@@ -93,6 +95,8 @@ def data_file(relative: str, *, species: Species, data_dir: Path) -> Path:
 
 
 def read_tsv(path: Path, *, usecols: Sequence[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         frame = pd.read_csv(
             path, sep="\t", dtype=str, keep_default_na=False, quoting=3, usecols=usecols, low_memory=False
@@ -158,6 +162,8 @@ def read_genes(species: Species, data_dir: Path) -> tuple[dict[str, GeneEntry], 
     The entry of each official symbol, the symbol of each Entrez and Ensembl id, and the symbols each
     alias (synonym or previous symbol) points to.
     """
+    import pandas as pd
+
     info_file = data_file(gene_info_path(species), species=species, data_dir=data_dir)
     summary_file = data_file(summaries_path(species), species=species, data_dir=data_dir)
     info = read_tsv(info_file)

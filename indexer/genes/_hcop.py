@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
 import numpy as np
-import pandas as pd
 
 from schemas import Species
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import pandas as pd
 
     from indexer.genes._orthologs import OrthologMap
 
@@ -59,6 +60,8 @@ def load_hcop(*, data_dir: Path | None = None) -> pd.DataFrame:
     DataError
         When the file is missing or unreadable (the message says how to fetch it).
     """
+    import pandas as pd
+
     from indexer._errors import DataError
     from indexer.genes._files import ORTHOLOG_TABLE, data_file
 
@@ -93,6 +96,8 @@ def load_hcop(*, data_dir: Path | None = None) -> pd.DataFrame:
 
 def _best_pairs(q: np.ndarray, r: np.ndarray, support: np.ndarray) -> pd.DataFrame:
     """Rank each query gene's orthologs (one-to-one, unique source, support, same name, name); keep the first."""
+    import pandas as pd
+
     pairs = pd.DataFrame({"q": q, "r": r, "s": support})
     n_targets = pairs.groupby("q")["r"].transform("size")
     n_sources = pairs.groupby("r")["q"].transform("size")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Final
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final
 
 from indexer._errors import DataError
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Session:
         backoff_s: float,
         timeout_s: float,
     ) -> None:
+        import httpx  # imported on use: it costs ~0.1 s, and most commands never go online
+
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0)))
         self.limiter = RateLimiter(rate)
         self.max_retries = max_retries
@@ -70,6 +73,8 @@ class Session:
 
     def call(self, what: str, send: Callable[[], httpx.Response], parse: Callable[[httpx.Response], Any]) -> Any:
         """Send a request until it succeeds and parses, or raise a DataError after the last retry."""
+        import httpx
+
         problem = ""
         last_response: httpx.Response | None = None
         for attempt in range(self.max_retries + 1):

@@ -6,17 +6,18 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import pandas as pd
-from anndata import AnnData
 from scipy import sparse
 
 from indexer._errors import InputError
 from indexer.genes._catalog import GeneCatalog
 from indexer.genes._species import resolve_species
 from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, SpeciesCall, SpeciesOption
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 __all__ = ["IdKind", "coverage_report", "detect_id_kind", "map_var_names"]
 
@@ -154,7 +155,9 @@ def map_var_names(
     exact = np.asarray(names, dtype=object) == symbols
     order = np.lexsort((np.arange(len(names)), ~exact))
     dup = np.zeros(len(names), dtype=bool)
-    dup[order] = pd.Series(symbols[order]).duplicated().to_numpy()
+    _, first = np.unique(symbols[order].astype(str), return_index=True)
+    dup[order] = True
+    dup[order[first]] = False  # the first row of each symbol, in that order, keeps it
     dup &= mapped
     duplicate_examples = list(dict.fromkeys(symbols[dup].tolist()))[:10]
     symbols = symbols.copy()

@@ -6,7 +6,6 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from indexer._errors import OrthologMappingError
@@ -104,6 +103,7 @@ def map_adata(
     The mapped AnnData (``obs`` copied; ``uns['cellvec_orthologs']`` holds the report) and the report.
     """
     import anndata as ad
+    import pandas as pd
 
     from indexer.cells import expression_matrix, log_normalise
 

@@ -14,14 +14,15 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
-
-import httpx
+from typing import TYPE_CHECKING, Final
 
 from indexer._errors import DataError, InputError
 from indexer.genes._files import ORTHOLOG_TABLE, TAX_ID, gene_info_path, summaries_path
 from indexer.genes._http import Malformed, Session
 from schemas import FetchReport, Species
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["EUTILS_BASE", "GENE_INFO_URLS", "HCOP_URL", "fetch_gene_data"]
 

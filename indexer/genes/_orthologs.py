@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from indexer._errors import InputError
@@ -40,6 +39,8 @@ from schemas import OrthologReport, Species
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    import pandas as pd
 
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class OrthologMap:
         InputError
             When the two species are the same or unsupported.
         """
+        import pandas as pd
+
         from indexer.genes._catalog import GeneCatalog
 
         if {query_species, reference_species} != {"human", "mouse"}:
@@ -169,6 +172,8 @@ class OrthologMap:
         -------
         The map.
         """
+        import pandas as pd
+
         frame = pd.DataFrame(list(pairs), columns=["q", "r", "s"])
         frame = frame.sort_values("s", ascending=False, kind="stable").drop_duplicates(["q", "r"])
         q = frame["q"].to_numpy(dtype=object)
@@ -210,6 +215,8 @@ class OrthologMap:
         Columns ``q`` (query symbol), ``r`` (chosen reference symbol), ``one_to_one``, ``one_to_many``,
         ``support``; one row per query symbol whose choice is in ``reference_genes``.
         """
+        import pandas as pd
+
         chosen = self.best
         return chosen[chosen["r"].isin(pd.Index([g for g in reference_genes if g]))]
 
@@ -230,6 +237,8 @@ class OrthologMap:
         ``M`` (CSR, float32, at most one 1 per row) and a dict of boolean row masks ``resolved``,
         ``with_ortholog``, ``one_to_one``, ``one_to_many``.
         """
+        import pandas as pd
+
         symbols = self.resolve_query(query_var_names)
         ref = np.asarray([str(g) for g in reference_genes], dtype=object)
         col_of = pd.Series(np.arange(ref.size), index=ref)
