@@ -162,11 +162,13 @@ def _index(frame: Any) -> np.ndarray:
     import h5py
 
     if not isinstance(frame, h5py.Group) or _encoding(frame) != "dataframe":
-        raise _Unsupported("not a dataframe group")
+        msg = "not a dataframe group"
+        raise _Unsupported(msg)
     name = frame.attrs["_index"]
     column = frame[name.decode() if isinstance(name, bytes) else str(name)]
     if not isinstance(column, h5py.Dataset) or _encoding(column) != "string-array":
-        raise _Unsupported("the index is not a string array")
+        msg = "the index is not a string array"
+        raise _Unsupported(msg)
     return np.asarray(column.asstr()[()], dtype=object)
 
 
@@ -177,10 +179,12 @@ def _matrix(node: Any) -> Any:
     kind = _encoding(node)
     if isinstance(node, h5py.Dataset):
         if kind not in ("array", ""):
-            raise _Unsupported(f"matrix encoding {kind!r}")
+            msg = f"matrix encoding {kind!r}"
+            raise _Unsupported(msg)
         return node[()]
     if kind not in ("csr_matrix", "csc_matrix"):
-        raise _Unsupported(f"matrix encoding {kind!r}")
+        msg = f"matrix encoding {kind!r}"
+        raise _Unsupported(msg)
     shape = tuple(int(v) for v in node.attrs["shape"])
     parts = (node["data"][()], node["indices"][()], node["indptr"][()])
     return sp.csr_matrix(parts, shape=shape) if kind == "csr_matrix" else sp.csc_matrix(parts, shape=shape)

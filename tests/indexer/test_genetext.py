@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -352,3 +354,49 @@ def test_map_var_names_uses_a_species_call_it_is_given(tiny: Path, monkeypatch: 
     given = map_var_names(adata, species="human", data_dir=tiny, species_call=call)
     assert given.symbols.tolist() == inferred.symbols.tolist() == ["RHO", "GAPDH", "", ""]  # one row per symbol
     assert given.species_call == call
+
+
+def test_lookups_of_many_names_are_memoised_under_the_data_stamp(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset's names are resolved once per data files; new files or a small lookup compute afresh."""
+    import os
+    import shutil
+
+    import indexer.genes._catalog as catalog_module
+
+    monkeypatch.setenv("CELLVEC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(catalog_module, "_MEMO_MIN", 5)
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    names = ["RHO", "rho", "ENSG00000163914.12", "6010", "OPN2", "nope"]
+    first = GeneCatalog._build("human", data)
+    expected = first.resolve(names).tolist()
+    sources = first.sources(expected).tolist()
+    digests = first.text_digests(expected).tolist()
+    memo = tmp_path / "cache" / "catalogs" / "memo"
+    assert len(list(memo.glob("*.npy"))) == 3
+    calls: list[int] = []
+    monkeypatch.setattr(GeneCatalog, "_resolve", lambda self, n: calls.append(len(n)) or np.array([""] * len(n)))
+    again = GeneCatalog._build("human", data)
+    assert again.resolve(names).tolist() == expected  # memoised: _resolve is not called
+    assert again.sources(expected).tolist() == sources
+    assert again.text_digests(expected).tolist() == digests
+    assert digests[0] == hashlib.sha256(first.gene_text("RHO").text.encode()).hexdigest()  # type: ignore[union-attr]
+    assert calls == []
+    assert again.resolve(names[:3]).tolist() == ["", "", ""]  # below _MEMO_MIN: computed (by the stand-in)
+    info = data / "gene_text" / "Homo_sapiens.gene_info.gz"
+    st = info.stat()
+    os.utime(info, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a newer download: the memo no longer applies
+    GeneCatalog._build("human", data).resolve(names)
+    assert calls == [3, len(names)]
+
+
+def test_memoised_lookups_are_pruned_oldest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import indexer.genes._catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "_MEMO_KEEP", 3)
+    for i in range(5):
+        catalog_module._write_memo(tmp_path / f"{i}.npy", np.array([str(i)]))
+        os.utime(tmp_path / f"{i}.npy", ns=(i * 10**9, i * 10**9))
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["2.npy", "3.npy", "4.npy"]
