@@ -13,7 +13,15 @@ import scipy.sparse as sp
 from indexer._errors import InputError, StoreError
 from indexer._progress import EpochProgress, Progress, progress_or_log
 from indexer.cells._expression import fit_expression
-from indexer.cells._pool import excluded_genes, inverse_frequency, l2_normalise, log_normalise, pool, top_gene_weights
+from indexer.cells._pool import (
+    excluded_genes,
+    inverse_frequency,
+    l2_normalise,
+    log_normalise,
+    pool,
+    reweight,
+    top_gene_weights,
+)
 from indexer.cells._text_projection import fit_text_projection
 from indexer.cells._validate import expression_matrix
 from schemas import CellVectorSpec, OrthologReport, SpeciesCall, SpeciesOption
@@ -396,15 +404,8 @@ def _text_view(
         # A gene never seen in the reference's top lists is as specific as the rarest one seen.
         top = max(art.idf.values()) if art.idf else 1.0
         gw = np.array([art.idf.get(str(s), top) for s in symbols], dtype=np.float32)
-        w = top_gene_weights(x, usable, top_n=top_n, weighting=spec.pooling.weighting, gene_weights=gw)
-        if w2 is not None:
-            w2 = top_gene_weights(
-                x,
-                usable & ~np.isin(symbols, list(housekeeping or ())),
-                top_n=top_n,
-                weighting=spec.pooling.weighting,
-                gene_weights=gw,
-            )
+        w = reweight(w, gw)
+        w2 = None if w2 is None else reweight(w2, gw)
     pooled = pool(w, gene_vectors)
     pooled2 = pool(w2, gene_vectors) if w2 is not None else None
     if not described.any():

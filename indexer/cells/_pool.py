@@ -96,8 +96,16 @@ def top_gene_weights(
     w = m.copy()
     if weighting == "mean":
         w.data = np.ones_like(w.data)
-    if gene_weights is not None:
-        w = sp.csr_matrix(w @ sp.diags(gene_weights.astype(np.float32)))
+    return reweight(w, gene_weights)
+
+
+def reweight(weights: sp.csr_matrix, gene_weights: np.ndarray | None) -> sp.csr_matrix:
+    """Multiply each selected gene's weight by ``gene_weights`` and make every non-empty row sum to 1 again.
+
+    ``top_gene_weights(x, ..., gene_weights=g)`` equals ``reweight(top_gene_weights(x, ...), g)``: the
+    selection does not depend on the gene weights, so the selected genes need not be found twice.
+    """
+    w = weights if gene_weights is None else sp.csr_matrix(weights @ sp.diags(gene_weights.astype(np.float32)))
     sums = np.asarray(w.sum(axis=1)).ravel()
     inv = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ w)
