@@ -231,8 +231,7 @@ class Calibration:
         if means is not None:
             grand = means.mean(axis=0) if means.size else np.zeros(means.shape[1])
             means = np.vstack([means, np.tile(grand, (L - self.n_labels, 1))])
-            for lab, total in (added_sums or {}).items():
-                s = np.asarray(total)[: means.shape[1]]  # the Mahalanobis part may use the leading components only
+            for lab, s in (added_sums or {}).items():
                 c = labels.index(lab)
                 n_add = max(int(sizes[c] - old[c]), 0)
                 if n_add and c >= self.n_labels:

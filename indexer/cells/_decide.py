@@ -133,12 +133,11 @@ def decide(
     n = len(c)
     if cal.uses_pca:
         assert cal.means is not None
-        shape = np.shape(pca_scores) if pca_scores is not None else ()
-        if len(shape) != 2 or shape[0] != n or shape[1] < cal.means.shape[1]:
+        if pca_scores is None or np.shape(pca_scores) != (n, cal.means.shape[1]):
             got = None if pca_scores is None else np.shape(pca_scores)
             msg = (
                 f"pca_scores has shape {got}; pass the raw PCA scores of the same {n} cells under the "
-                f"reference's projection (at least {cal.means.shape[1]} components)."
+                f"reference's projection ({cal.means.shape[1]} components)."
             )
             raise InputError(msg)
     k = min(cal.k, c.shape[1])

@@ -151,10 +151,6 @@ def fit_mahalanobis(pca_scores: np.ndarray, labels: np.ndarray, n_labels: int) -
 
 
 def mahalanobis(pca_scores: np.ndarray, label: np.ndarray, *, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Squared Mahalanobis distance of each row to the mean of its ``label``.
-
-    The model may use only the leading components (``means.shape[1]`` of them); the rest of each row is ignored.
-    """
-    r = means.shape[1]
-    d = np.asarray(pca_scores, dtype=np.float64)[:, :r] - means[np.maximum(label, 0)]
+    """Squared Mahalanobis distance of each row to the mean of its ``label``."""
+    d = np.asarray(pca_scores, dtype=np.float64) - means[np.maximum(label, 0)]
     return np.einsum("nd,de,ne->n", d, precision, d)

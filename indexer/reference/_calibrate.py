@@ -20,7 +20,6 @@ At most ``max_cells`` cells (default 10,000) are used, stratified by label: ever
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,9 +45,6 @@ MAX_CALIBRATION_CELLS = 10_000
 N_FOLDS = 5
 K_MAX = 30
 _MIN_PER_LABEL = 50
-STABLE_RATIO = 0.8
-"""A PCA component enters the Mahalanobis part when held-out cells keep at least this share of the fitted
-cells' within-label variance along it (cross-fitted; see :func:`stable_components`)."""
 
 
 def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
@@ -61,30 +57,6 @@ def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
         fold[idx] = (np.arange(idx.size) + offset) % n_folds
         offset += idx.size
     return fold
-
-
-def _variance_ratio(raw: np.ndarray, y: np.ndarray, tr: np.ndarray, he: np.ndarray, n_labels: int) -> np.ndarray:
-    """Per PCA component: held-out over fitted cells' mean squared distance to their label's fitted mean."""
-    sums = np.zeros((n_labels, raw.shape[1]))
-    np.add.at(sums, y[tr], raw[tr])
-    counts = np.bincount(y[tr], minlength=n_labels)
-    means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
-    ok = counts[y[he]] > 0
-    fitted = ((raw[tr] - means[y[tr]]) ** 2).mean(axis=0)
-    held = ((raw[he[ok]] - means[y[he[ok]]]) ** 2).mean(axis=0) if ok.any() else fitted
-    return np.divide(held, fitted, out=np.ones_like(fitted), where=fitted > 0)
-
-
-def stable_components(ratio: np.ndarray, *, threshold: float = STABLE_RATIO) -> int:
-    """Return how many leading PCA components the Mahalanobis part uses: as many as hold their variance.
-
-    ``ratio[j]`` is the cross-fitted ratio of held-out to fitted cells' within-label variance along
-    component ``j``: about 1 where the component is signal, well below 1 where it is fitted noise, along
-    which the cells the PCA was fitted on lie farther out than any other cell (on 300 synthetic cells,
-    0.3 from the fourth component on). The count of components at or above ``threshold`` is used rather
-    than the last such index: fitted noise's ratio creeps up towards the last components. At least one.
-    """
-    return max(int(np.sum(np.asarray(ratio) >= threshold)), 1)
 
 
 def exact_neighbours(
@@ -168,7 +140,6 @@ def calibrate(
         idx, sim = exact_neighbours(cells.final[sample], cells.final[rows], K_MAX, exclude=pick)
         codes[:, : idx.shape[1]], scores[:, : idx.shape[1]] = y_all[idx], sim
     oof = means = precision = None
-    ratios: list[np.ndarray] = []  # per fold: held-out / fitted within-label variance of each PCA component
     if with_pca:
         assert proj is not None
         assert cells.pca_scores is not None
@@ -180,7 +151,6 @@ def calibrate(
         fold = _folds(y, N_FOLDS, seed)
         oof = np.full(n, np.nan)
         available = np.zeros((n, len(names)), dtype=np.int64)
-        fold_raw: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         fold_labels = np.asarray(names, dtype=object)[y] if refit_view else None
         for f in range(N_FOLDS):
             tr, he = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
@@ -190,25 +160,20 @@ def calibrate(
                 x[tr], symbols, spec.expression, labels=None if fold_labels is None else fold_labels[tr], seed=seed
             )
             view, raw = fp.transform_with_scores(x, symbols)
+            m, prec = fit_mahalanobis(raw[tr], y[tr], len(names))
+            d = mahalanobis(raw[he], y[he], means=m, precision=prec)
             has = np.bincount(y[tr], minlength=len(names))
-            fold_raw.append((tr, he, raw, has))
-            ratios.append(_variance_ratio(raw, y, tr, he, len(names)))
+            oof[he] = np.where(has[y[he]] > 0, d, np.nan)
             available[he] = has
             if refit_view:
                 vec = view if text is None else np.hstack([we * view, text])
                 idx, sim = exact_neighbours(vec[he], vec[tr], K_MAX)
                 codes[he, : idx.shape[1]], scores[he, : idx.shape[1]] = y[tr][idx], sim
             logger.info("calibration fold %d/%d: %d held out, %d fitted", f + 1, N_FOLDS, he.size, tr.size)
-        n_pca = stable_components(np.mean(ratios, axis=0)) if ratios else int(cells.pca_scores.shape[1])
-        for tr, he, raw, has in fold_raw:
-            m, prec = fit_mahalanobis(raw[tr, :n_pca], y[tr], len(names))
-            d = mahalanobis(raw[he], y[he], means=m, precision=prec)
-            oof[he] = np.where(has[y[he]] > 0, d, np.nan)
-        logger.info("calibration: Mahalanobis part on %d of %d PCA components", n_pca, cells.pca_scores.shape[1])
         # A label absent from a fold's training part (a singleton) has no out-of-fold distance.
         ok = np.isfinite(oof)
         codes, scores, y, oof, available, sample = codes[ok], scores[ok], y[ok], oof[ok], available[ok], sample[ok]
-        means, precision = fit_mahalanobis(cells.pca_scores[rows, :n_pca], y_all, len(names))
+        means, precision = fit_mahalanobis(cells.pca_scores[rows], y_all, len(names))
     if available is None:
         available = sizes[None, :] - np.eye(len(names), dtype=np.int64)[y]
     cal = fit_calibration(
@@ -224,9 +189,6 @@ def calibrate(
         means=means,
         precision=precision,
     )
-    if ratios:
-        ratio = np.mean(ratios, axis=0)
-        cal = replace(cal, info=cal.info | {"pca_components": n_pca, "pca_variance_ratio": np.round(ratio, 3).tolist()})
     logger.info("calibration: k=%d, cross-fitted log-loss %s", cal.k, cal.info.get("cv_log_loss"))
     return cal
 
