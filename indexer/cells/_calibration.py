@@ -76,6 +76,13 @@ class Calibration:
         What edits since the fit changed without refitting (empty when exact).
     info
         Diagnostics (cross-fitted log-loss per ``k``, cells used).
+    own_neighbours, own_pca
+        The same calibration cells' *in-sample* scores: mean similarity of their ``k`` nearest stored vectors,
+        themselves included, and minus their squared Mahalanobis distance under the full reference's model
+        (``None`` in calibrations fitted before they existed). A query that is a stored reference cell (its
+        best neighbour is itself) is judged against these: the PCA and class head were fitted on it, so
+        along the PCA's fitted-noise components it lies about three times farther from its label's mean than
+        a cell they were not fitted on (docs/accuracy.md, "The reference's own cells").
     """
 
     labels: tuple[str, ...]
@@ -94,6 +101,8 @@ class Calibration:
     min_class_calibration: int = MIN_CLASS_CALIBRATION
     approximate: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
+    own_neighbours: np.ndarray | None = None
+    own_pca: np.ndarray | None = None
 
     @property
     def n_labels(self) -> int:
@@ -105,22 +114,30 @@ class Calibration:
         """Whether novelty needs the cells' raw PCA scores."""
         return self.means is not None
 
-    def _tables(self) -> dict[str, Any]:
-        """Sorted per-label calibration scores (computed once per object)."""
-        cached = self.__dict__.get("_cache")
+    @property
+    def has_own_scores(self) -> bool:
+        """Whether queries that are stored reference cells can be judged against in-sample scores."""
+        return self.own_neighbours is not None and (self.cal_pca is None or self.own_pca is not None)
+
+    def _tables(self, *, own: bool = False) -> dict[str, Any]:
+        """Sorted per-label calibration scores, cross-fitted or (``own``) in-sample; computed once per object."""
+        key = "_cache_own" if own else "_cache"
+        cached = self.__dict__.get(key)
         if cached is not None:
             return cached
+        nb_scores, pca_scores = (self.own_neighbours, self.own_pca) if own else (self.cal_neighbours, self.cal_pca)
+        if nb_scores is None:
+            msg = "this calibration has no in-sample scores; run `cellvec reference refit` to recompute it."
+            raise StoreError(msg)
         L, m = self.n_labels, self.min_class_calibration
         codes = self.cal_codes
-        nb = _by_label(self.cal_neighbours, codes, L)
+        nb = _by_label(nb_scores, codes, L)
         out: dict[str, Any] = {"nb": nb}
-        if self.cal_pca is not None:
-            pca = _by_label(self.cal_pca, codes, L)
-            comb = np.log(_conformal(self.cal_neighbours, codes, nb, m)) + np.log(
-                _conformal(self.cal_pca, codes, pca, m)
-            )
+        if self.cal_pca is not None and pca_scores is not None:
+            pca = _by_label(pca_scores, codes, L)
+            comb = np.log(_conformal(nb_scores, codes, nb, m)) + np.log(_conformal(pca_scores, codes, pca, m))
             out |= {"pca": pca, "comb": _by_label(comb, codes, L)}
-        object.__setattr__(self, "_cache", out)
+        object.__setattr__(self, key, out)
         return out
 
     # ---------------------------------------------------------------- serialisation
@@ -145,6 +162,8 @@ class Calibration:
             "min_class_calibration": self.min_class_calibration,
             "approximate": list(self.approximate),
             "info": self.info,
+            "own_neighbours": f(self.own_neighbours),
+            "own_pca": f(self.own_pca),
         }
         return json.dumps(d, separators=(",", ":")).encode()
 
@@ -178,6 +197,8 @@ class Calibration:
             min_class_calibration=int(d["min_class_calibration"]),
             approximate=tuple(d.get("approximate", ())),
             info=dict(d.get("info", {})),
+            own_neighbours=a(d.get("own_neighbours")),
+            own_pca=a(d.get("own_pca")),
         )
 
     # ---------------------------------------------------------------- edits

@@ -39,6 +39,10 @@ from indexer.cells._evidence import (
     mahalanobis,
 )
 
+SELF_SIMILARITY = 1 - 1e-4
+"""A neighbour this similar is the query itself: the query is a stored reference cell (float32 cosine of a
+vector with itself is 1 within 1e-6; two distinct cells of a 2,000-gene panel are never this close)."""
+
 # --------------------------------------------------------------------------------------------- records
 
 
@@ -159,17 +163,19 @@ def decide(
     votes = ev["votes"][rows, winner]
     share = np.divide(votes, ev["n_present"], out=np.zeros(n), where=~none)
     sim = np.divide(ev["sims"][rows, winner], votes, out=np.full(n, np.nan), where=votes > 0)
-    tables = cal._tables()
-    m = cal.min_class_calibration
-    p = _conformal(np.nan_to_num(ev["meank"], nan=-1.0), winner, tables["nb"], m)
+    nb_score = np.nan_to_num(ev["meank"], nan=-1.0)
+    pca_score = None
     if cal.uses_pca:
         assert cal.means is not None
         assert cal.precision is not None
         assert pca_scores is not None
-        p_pca = _conformal(
-            -mahalanobis(pca_scores, winner, means=cal.means, precision=cal.precision), winner, tables["pca"], m
-        )
-        p = _conformal(np.log(p) + np.log(p_pca), winner, tables["comb"], m)
+        pca_score = -mahalanobis(pca_scores, winner, means=cal.means, precision=cal.precision)
+    p = _novelty(cal, nb_score, pca_score, winner, own=False)
+    # A query that is a stored reference cell (its best neighbour is itself) was in the fit of the PCA and the
+    # head: it is exchangeable with the reference cells' in-sample scores, not with the cross-fitted ones.
+    own = (np.max(s, axis=1) >= SELF_SIMILARITY) & ~none if cal.has_own_scores else np.zeros(n, dtype=bool)
+    if own.any():
+        p[own] = _novelty(cal, nb_score[own], None if pca_score is None else pca_score[own], winner[own], own=True)
     winner = np.where(none, -1, winner)
     runner = np.where(none, -1, runner)
     p[none] = np.nan
@@ -184,6 +190,19 @@ def decide(
         novelty_p=p,
         rejected=rejected,
     )
+
+
+def _novelty(
+    cal: Calibration, nb_score: np.ndarray, pca_score: np.ndarray | None, winner: np.ndarray, *, own: bool
+) -> np.ndarray:
+    """Conformal novelty p-value against the cross-fitted (or, ``own``, the in-sample) calibration tables."""
+    tables = cal._tables(own=own)
+    m = cal.min_class_calibration
+    p = _conformal(nb_score, winner, tables["nb"], m)
+    if pca_score is not None:
+        p_pca = _conformal(pca_score, winner, tables["pca"], m)
+        p = _conformal(np.log(p) + np.log(p_pca), winner, tables["comb"], m)
+    return p
 
 
 def _vote(codes: np.ndarray, scores: np.ndarray, *, class_weights: np.ndarray | None = None) -> Decision:

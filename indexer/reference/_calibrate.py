@@ -20,6 +20,7 @@ At most ``max_cells`` cells (default 10,000) are used, stratified by label: ever
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -189,8 +190,21 @@ def calibrate(
         means=means,
         precision=precision,
     )
+    own_pca = None
+    if means is not None and precision is not None and cells.pca_scores is not None:
+        own_pca = -mahalanobis(cells.pca_scores[sample], y, means=means, precision=precision)
+    cal = replace(cal, own_neighbours=own_neighbours(cells.final[sample], cells.final[rows], cal.k), own_pca=own_pca)
     logger.info("calibration: k=%d, cross-fitted log-loss %s", cal.k, cal.info.get("cv_log_loss"))
     return cal
+
+
+def own_neighbours(cells: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """In-sample neighbour score of stored reference cells: mean similarity of their ``k`` nearest, self included.
+
+    What ``annotate`` computes for a query that is one of the stored cells (its best hit is itself).
+    """
+    _, sim = exact_neighbours(cells, reference, k)
+    return sim.astype(np.float64).mean(axis=1)
 
 
 def recalibrate_neighbours(
@@ -213,12 +227,14 @@ def recalibrate_neighbours(
     y_all = np.searchsorted(np.asarray(names), np.asarray(labels).astype(str))
     sizes = np.bincount(y_all, minlength=len(names))
     ids = np.asarray(cell_ids).astype(str)
-    oof = means = precision = None
+    oof = means = precision = own_pca = None
     if old is not None and old.cal_pca is not None and old.means is not None:
         pos = {c: i for i, c in enumerate(ids)}
         pairs = [(pos[c], i) for i, c in enumerate(old.cal_cells) if c in pos]
         pick = np.array([p for p, _ in pairs], dtype=np.int64)
         oof = -old.cal_pca[[i for _, i in pairs]]
+        if old.own_pca is not None:
+            own_pca = old.own_pca[[i for _, i in pairs]]
         # Class means follow the current labels (a relabel may have renamed or merged some).
         means = np.zeros((len(names), old.means.shape[1]))
         for c, lab in enumerate(names):
@@ -228,7 +244,7 @@ def recalibrate_neighbours(
     else:
         pick = stratified_sample(y_all, max_cells, seed=seed, floor=_MIN_PER_LABEL)
     idx, sim = exact_neighbours(vectors[pick], vectors, K_MAX, exclude=pick)
-    return fit_calibration(
+    cal = fit_calibration(
         y_all[idx],
         sim,
         y_all[pick],
@@ -241,3 +257,4 @@ def recalibrate_neighbours(
         means=means,
         precision=precision,
     )
+    return replace(cal, own_neighbours=own_neighbours(vectors[pick], vectors, cal.k), own_pca=own_pca)

@@ -164,7 +164,7 @@ def test_chunked_build_equals_one_call(tmp_path: Path, data_dir: Path, mode: str
         np.testing.assert_array_equal(res.labels, same.labels)  # chunked and one call decide alike
         np.testing.assert_allclose(res.novelty_p, same.novelty_p)
         known = res.labels != "Unknown"
-        assert known.sum() >= 10
+        assert known.sum() >= 19  # reference-like cells: about alpha of them Unknown (issue 14)
         assert (res.labels[known] == ref.obs["cell_type"].astype(str).to_numpy()[:20][known]).all()
 
 
