@@ -109,3 +109,19 @@ def test_report_renders_means_with_missing_bins() -> None:
     ]
     md = report(rows)
     assert "| d | m | 1.000 | 1.000 | 0.000 | 0.000 | 0.000 | – | 0.500 | 1.000 | – |" in md
+
+
+def test_exchangeability_compares_the_three_score_sets(data_dir: Path) -> None:
+    from benchmarks.accuracy.exchangeability import compare
+
+    ref, held = make_adata(60, seed=1), make_adata(20, seed=2)
+    y = ref.obs["cell_type"].astype(str).to_numpy()
+    r = compare(ref, y, held, encoder=FAST_ENCODER, alpha=0.01)
+    assert r["n_ref"] == ref.n_obs
+    assert r["held"]["p"].shape == (held.n_obs,)
+    assert r["own"]["mahalanobis"].shape == (ref.n_obs,)
+    assert r["cal"]["mahalanobis"].size > 0
+    assert 1 <= r["pca_components"] <= 50
+    # Reference-like cells, in the reference or not, are mostly known (about alpha of them Unknown).
+    assert r["own"]["unknown"].mean() <= 0.05
+    assert r["held"]["unknown"].mean() <= 0.05
