@@ -79,6 +79,9 @@ def test_build_stores_a_hashed_calibration(built) -> None:
     data = store.get_blob(artifact_key("ref", handle.version, CALIBRATION_FILE))
     assert hashlib.sha256(data).hexdigest() == handle.record.artifacts[CALIBRATION_FILE]
     assert Calibration.from_json(data).to_json() == data
+    back = Calibration.from_json(data)
+    assert back.own_neighbours is not None
+    np.testing.assert_array_equal(back.own_neighbours, cal.own_neighbours)
 
 
 def test_altered_calibration_is_refused(built) -> None:
@@ -181,6 +184,7 @@ def test_edits_keep_the_calibration_consistent() -> None:
     assert "T" in cal.labels
     assert "T cell" not in cal.labels
     assert not cal.approximate  # a rename is exact
+    assert cal.has_own_scores
     add_cells(_cells({"Erythroid": 20}, seed=4, prefix="a"), store=store, name="e", label_key="cell_type")
     cal = Reference.open(store, "e").artifacts.calibration
     assert cal.class_sizes[cal.labels.index("Erythroid")] == 20
@@ -188,6 +192,11 @@ def test_edits_keep_the_calibration_consistent() -> None:
     remove_cells(store, "e", label="B cell")
     cal = Reference.open(store, "e").artifacts.calibration
     assert cal.class_sizes[cal.labels.index("B cell")] == 0
+    # The in-sample scores follow the calibration cells through every edit.
+    assert cal.has_own_scores
+    assert cal.own_neighbours is not None
+    assert cal.own_pca is not None
+    assert cal.own_neighbours.shape == cal.own_pca.shape == cal.cal_codes.shape
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoCalibrationWarning)
         res = annotate(held, reference="e", store=store, unknown_alpha=0)
@@ -208,10 +217,13 @@ def test_refit_gives_an_old_reference_a_calibration() -> None:
     cal = Reference.open(store, "old").artifacts.calibration
     assert cal.method == "leave-self-out"
     assert not cal.uses_pca  # no expression data at refit time: neighbour evidence only
+    assert cal.has_own_scores  # the refit's in-sample neighbour scores
     with warnings.catch_warnings():
         warnings.simplefilter("error", NoCalibrationWarning)
         res = annotate(held, reference="old", store=store, unknown_alpha=0.01)
+        own = annotate(ref, reference="old", store=store, unknown_alpha=0.01)
     assert res.params.calibrated
+    assert (own.labels == UNKNOWN).mean() <= 0.05
 
 
 def test_explain_with_unknown_cells_writes_h5ad(built, tmp_path) -> None:

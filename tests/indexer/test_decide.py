@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -226,3 +228,26 @@ def test_class_weights_balance_the_vote() -> None:
     equal = decide(codes, scores, class_weights=np.array([1.0, 1.0]))
     assert equal.winner.tolist() == plain.winner.tolist()
     assert decide(np.array([[0, 0]]), np.array([[0.9, 0.8]]), class_weights=np.array([1.0, 9.0])).winner[0] == 0
+
+
+def test_a_calibration_without_in_sample_scores_judges_every_query_cross_fitted(ref) -> None:
+    import json
+
+    cal = ref[-1]
+    assert not cal.has_own_scores  # fitted before they existed (or without them)
+    codes, s, qraw, _ = _query(ref, [50, 50, 0], seed=3)
+    s = s.copy()
+    s[:, 0] = 1.0  # every query looks like a stored cell: nothing to judge it against but the cross-fitted tables
+    d = decide(codes, s, calibration=cal, alpha=0.01, pca_scores=qraw)
+    assert np.isfinite(d.novelty_p).all()
+    old = json.loads(cal.to_json())
+    del old["own_neighbours"], old["own_pca"]  # a calibration.json written before this change
+    back = Calibration.from_json(json.dumps(old).encode())
+    assert not back.has_own_scores
+    np.testing.assert_array_equal(decide(codes, s, calibration=back, pca_scores=qraw).novelty_p, d.novelty_p)
+    # With in-sample scores, such queries are judged against them instead.
+    with_own = replace(cal, own_neighbours=cal.cal_neighbours + 0.05, own_pca=cal.cal_pca)
+    assert with_own.has_own_scores
+    p_own = decide(codes, s, calibration=with_own, pca_scores=qraw).novelty_p
+    # Higher in-sample neighbour scores: the same cell looks less typical against them.
+    assert np.median(p_own) < np.median(d.novelty_p)
