@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     """Base URL of an OpenAI-compatible embeddings server (read from ``OPENAI_BASE_URL``)."""
 
+    search_processes: int | None = Field(default=None, ge=1)
+    """Processes that search a large query batch (annotate) of a read-only store on disk: ``1`` searches in
+    this process only; unset, the cores this process may use (at most 4)."""
+
     embed_batch_size: int = 64
     """Texts per encoder call for local models."""
 

@@ -25,6 +25,10 @@ flag files) even when nothing is written. Hence:
   store's filesystem (``TMPDIR``), and the rest is copied sparse (``cp --reflink=auto``). A collection
   copied in the middle of a write may miss the writes not yet flushed; writers that publish a new reference
   version into a new collection, then switch a meta key, give readers a consistent view.
+- ``query_batch`` holds the GIL, so a reader searches a large batch (:data:`PARALLEL_MIN_ROWS` rows or more)
+  with *reader processes* as well (``search_processes``, default the cores, at most 4): each loads its own
+  copy of the reader's private copy and searches the chunks it is sent; results come back in row order and
+  equal those of one process (:mod:`indexer.store._edge_readers`).
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import numpy as np
 import qdrant_edge as qe
 
 from indexer._errors import StoreError
+from indexer.store._edge_readers import Hits, ReaderPool, SearchSpec, edge_filter, search_shard
 from indexer.store._protocol import (
     PayloadIndexKind,
     SearchResult,
@@ -68,7 +73,6 @@ from indexer.store._shared import (
     os_errors,
     pad_scores,
     read_only_error,
-    where_conditions,
 )
 from schemas import IndexParams
 
@@ -115,22 +119,6 @@ def _left_by_init(path: Path) -> bool:
     return path.name == "collections" and path.is_dir() and not any(path.iterdir())
 
 
-def _filter(where: Where | None, ids: Sequence[str] | None = None) -> qe.Filter | Literal[False] | None:
-    """Build an Edge filter; ``False`` when nothing can match, ``None`` when everything matches."""
-    conds = where_conditions(where)
-    if conds is None:
-        return False
-    must: list[Any] = []
-    if ids is not None:
-        if not ids:
-            return False
-        must.append(qe.HasIdCondition(set(ids)))
-    for field, kind, value in conds:
-        match = qe.MatchValue(value) if kind == "value" else qe.MatchAny(value)
-        must.append(qe.FieldCondition(key=field, match=match))
-    return qe.Filter(must=must) if must else None
-
-
 def _to_point(rec: Any, with_vectors: Sequence[str]) -> StoredPoint:
     vec = rec.vector or {}
     return StoredPoint(
@@ -143,8 +131,12 @@ def _to_point(rec: Any, with_vectors: Sequence[str]) -> StoredPoint:
 class _Collection:
     """An open shard and what cellvec knows about it."""
 
-    def __init__(self, shard: Any, dims: dict[str, int], index: IndexParams, path: Path) -> None:
+    def __init__(
+        self, shard: Any, dims: dict[str, int], index: IndexParams, path: Path, private: Path | None = None
+    ) -> None:
         self.shard = shard
+        self.private = private
+        """The private copy a reader loaded (``None`` for a writer, which loads the store's own files)."""
         self.dims = dims
         self.index = index
         self.path = path
@@ -166,12 +158,19 @@ class EdgeStore:
         create: bool = True,
         read_only: bool = False,
         index: IndexParams | None = None,
+        search_processes: int | None = None,
     ) -> None:
         self.root = Path(root).absolute()
         self.location = str(self.root)
         self.read_only = read_only
         self.default_index = index or IndexParams()
         self._open: dict[str, _Collection] = {}
+        if search_processes is not None and search_processes < 1:
+            msg = f"search_processes must be at least 1 (got {search_processes}); pass 1 to search in one process"
+            raise StoreError(msg)
+        self.search_processes = search_processes
+        """Processes that search a large query batch of a read-only store (``None``: the default)."""
+        self._readers: dict[str, ReaderPool] = {}
         self._lock_fd: int | None = None
         self._tmp: Path | None = None
         self._closed = False
@@ -377,7 +376,13 @@ class EdgeStore:
         if not self._direct:
             shard_path = self._private_copy(name, path)
         shard = self._edge(path, "open collection", lambda: qe.EdgeShard.load(str(shard_path)))
-        coll = _Collection(shard, dict(info["vectors"]), IndexParams.from_json(info.get("index", {})), path)
+        coll = _Collection(
+            shard,
+            dict(info["vectors"]),
+            IndexParams.from_json(info.get("index", {})),
+            path,
+            None if self._direct else shard_path,
+        )
         self._open[name] = coll
         return coll
 
@@ -501,40 +506,64 @@ class EdgeStore:
         if limit < 1:
             msg = f"limit must be at least 1, got {limit}"
             raise StoreError(msg)
-        flt = _filter(where)
-        if flt is False:
+        if edge_filter(where) is False:
             return empty_result(len(q), limit)
-        with_payload: Any = True if payload_fields is None else (list(payload_fields) or False)
-        quant = (
-            qe.QuantizationSearchParams(rescore=coll.index.rescore, oversampling=coll.index.oversampling)
-            if coll.index.quantization == "int8"
-            else None
+        search = SearchSpec(
+            using=using,
+            limit=limit,
+            where=dict(where) if where is not None else None,
+            payload_fields=None if payload_fields is None else list(payload_fields),
+            with_ids=with_ids,
+            hnsw_ef=coll.index.search_ef if hnsw_ef is None else int(hnsw_ef),
+            exact=exact,
+            quantization=(coll.index.rescore, coll.index.oversampling) if coll.index.quantization == "int8" else None,
         )
-        ef = coll.index.search_ef if hnsw_ef is None else int(hnsw_ef)
-        params = qe.SearchParams(hnsw_ef=ef, exact=exact, quantization=quant)
-        ids: list[list[str]] = []
-        scores: list[list[float]] = []
-        pays: list[list[dict[str, Any]]] = []
-        rows = q.tolist()
-        for start in range(0, len(rows), QUERY_BATCH):
-            reqs = [
-                qe.QueryRequest(
-                    limit=limit,
-                    query=qe.Query.Nearest(v, using=using),
-                    filter=flt,
-                    with_payload=with_payload,
-                    with_vector=False,
-                    params=params,
-                )
-                for v in rows[start : start + QUERY_BATCH]
-            ]
-            batch = qe.QueryBatchRequest(reqs)
-            res = self._edge(coll.path, "query", lambda batch=batch: coll.shard.query_batch(batch))
-            for hits in res:
-                ids.append([str(h.id) for h in hits] if with_ids else [])
-                scores.append([h.score for h in hits])
-                pays.append([dict(h.payload or {}) for h in hits])
+        chunks = [q[start : start + QUERY_BATCH] for start in range(0, len(q), QUERY_BATCH)]
+        readers = self._readers_for(name, coll, len(q))
+        if readers is not None:
+            parts = readers.search(chunks, search, lambda c: self._search_here(coll, c, search))
+        else:
+            parts = [self._search_here(coll, c, search) for c in chunks]
+        ids = [row for part in parts for row in part[0]]
+        scores = [row for part in parts for row in part[1]]
+        pays = [row for part in parts for row in part[2]]
         return SearchResult(ids=ids, scores=pad_scores(scores, limit), payloads=pays)
+
+    def _search_here(self, coll: _Collection, rows: np.ndarray, search: SearchSpec) -> Hits:
+        return self._edge(coll.path, "query", lambda: search_shard(coll.shard, rows, search))
+
+    def _readers_for(self, name: str, coll: _Collection, n_rows: int) -> ReaderPool | None:
+        """Return the reader processes of collection ``name``, started on its first large enough query.
+
+        Only a read-only store has them (a writer's shard cannot be loaded twice, and it changes), and only
+        when :attr:`search_processes` (default :func:`default_search_processes`) is above 1.
+        """
+        pool = self._readers.get(name)
+        if pool is not None:
+            return pool if pool.readers else None
+        if self._direct or n_rows < PARALLEL_MIN_ROWS:
+            return None
+        n = self.search_processes if self.search_processes is not None else default_search_processes()
+        if n < 2 or coll.private is None:
+            return None
+        copies = []
+        for j in range(1, n):
+            dest = coll.private.parent / f"{coll.private.name}.reader-{j}"
+            try:
+                shutil.rmtree(dest, ignore_errors=True)
+                _copy_sparse(coll.private, dest)
+            except OSError as e:  # no room for another copy: search in this process
+                logger.warning("cannot copy collection %r for a search process (%s); searching in one", name, e)
+                break
+            copies.append(dest)
+        try:
+            pool = ReaderPool(copies) if copies else ReaderPool([])
+        except OSError as e:
+            logger.warning("cannot start a search process (%s); searching in one", e)
+            pool = ReaderPool([])
+        self._readers[name] = pool
+        logger.info("searching %r with %d processes", name, 1 + len(pool.readers))
+        return pool if pool.readers else None
 
     def scroll(
         self,
@@ -548,7 +577,7 @@ class EdgeStore:
         """Yield every (matching) point exactly once, in batches of ``batch_size``, ordered by id."""
         coll = self._coll(name)
         self._check_vector_names(name, coll, with_vectors)
-        flt = _filter(where)
+        flt = edge_filter(where)
         if flt is False:
             return
         wv: Any = list(with_vectors) if with_vectors else False
@@ -566,7 +595,7 @@ class EdgeStore:
     def count(self, name: str, *, where: Where | None = None) -> int:
         """Return the exact number of (matching) points."""
         coll = self._coll(name)
-        flt = _filter(where)
+        flt = edge_filter(where)
         if flt is False:
             return 0
         req = qe.CountRequest(exact=True, filter=flt)
@@ -576,7 +605,7 @@ class EdgeStore:
         if ids is None and where is None:
             msg = f"{what} needs ids=, where= or both; to empty a collection, drop it"
             raise StoreError(msg)
-        flt = _filter(where, None if ids is None else canonical_ids(ids))
+        flt = edge_filter(where, None if ids is None else canonical_ids(ids))
         return True if flt is None else flt
 
     def delete(self, name: str, *, ids: Sequence[str] | None = None, where: Where | None = None) -> None:
@@ -613,7 +642,7 @@ class EdgeStore:
     def facet(self, name: str, field: str, *, where: Where | None = None) -> dict[str, int]:
         """Return the exact number of (matching) points per value of ``field`` (values as strings)."""
         coll = self._coll(name)
-        flt = _filter(where)
+        flt = edge_filter(where)
         if flt is False:
             return {}
         n = self.count(name, where=where)
@@ -718,6 +747,9 @@ class EdgeStore:
         if self._closed:
             return
         errors: list[BaseException] = []
+        for pool in self._readers.values():
+            pool.close()
+        self._readers.clear()
         for coll in self._open.values():
             try:
                 if not self.read_only:
@@ -757,6 +789,34 @@ class EdgeStore:
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
         return f"EdgeStore('{self.location}', {mode})"
+
+
+PARALLEL_MIN_ROWS = 2048
+"""Query rows from which one ``query`` call of a read-only store starts reader processes (kept until
+``close()``): a reader needs about 0.5 s to start (Python, then its copy of the collection) on the other
+core, while this process goes on searching; smaller batches are searched in this process."""
+
+
+def default_search_processes() -> int:
+    """Return how many processes a read-only store searches a large batch with, by default.
+
+    ``CELLVEC_SEARCH_PROCESSES`` when set, else the cores this process may run on, at most
+    :data:`MAX_SEARCH_PROCESSES`.
+    """
+    from indexer._settings import Settings  # read once per store, when its first large query starts readers
+
+    chosen = Settings().search_processes
+    if chosen is not None:
+        return max(1, chosen)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_SEARCH_PROCESSES))
+
+
+MAX_SEARCH_PROCESSES = 4
+"""Default ceiling on search processes (each holds its own copy of the collection's payload indexes)."""
 
 
 MIN_FREE_BYTES = 8 * 1024 * 1024

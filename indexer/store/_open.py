@@ -16,6 +16,7 @@ def open_store(
     read_only: bool = False,
     api_key: str | None = None,
     index: IndexParams | None = None,
+    search_processes: int | None = None,
 ) -> VectorStore:
     """Open the store at ``location``.
 
@@ -35,6 +36,11 @@ def open_store(
         API key of the Qdrant server (default: ``CELLVEC_QDRANT_API_KEY``).
     index
         Default :class:`IndexParams` of collections created without their own.
+    search_processes
+        For a read-only directory: processes that search one large query batch (at least 2,048 rows), each
+        over its own private copy of the collection; ``1`` searches in this process only. Default
+        ``CELLVEC_SEARCH_PROCESSES``, else the cores this process may use (at most 4). Ignored for servers
+        and ``":memory:"``.
 
     Returns
     -------
@@ -71,4 +77,4 @@ def open_store(
         return ClientStore(loc, read_only=read_only, api_key=api_key, index=index)
     from indexer.store._edge import EdgeStore
 
-    return EdgeStore(Path(loc), create=create, read_only=read_only, index=index)
+    return EdgeStore(Path(loc), create=create, read_only=read_only, index=index, search_processes=search_processes)
