@@ -314,3 +314,25 @@ def test_a_readers_copy_links_the_large_segment_files_and_changes_no_byte(tmp_pa
         assert matrix.stat().st_size >= 3000 * 64 * 4
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()} == hashes
     assert all(p.stat().st_nlink == links[p] for p in big)  # the copy is gone
+
+
+def test_an_integer_payload_index_is_a_lookup_without_a_range_index(tmp_path: Path) -> None:
+    """Filters match integers, never ranges: no range index, which Edge rebuilds in memory on every load."""
+    root = tmp_path / "s"
+    ids, vecs = _points(300, 4)
+    with open_store(root) as w:
+        w.create_collection("c", vectors={"v": 4}, payload_indexes={"g": "integer"},
+                            index=IndexParams(indexing_threshold=1))
+        w.upsert("c", ids=ids, vectors={"v": vecs}, payloads=[{"g": [i % 7, 100 + i % 3]} for i in range(300)])
+        w.optimize("c")
+    with open_store(root, read_only=True) as r:
+        assert isinstance(r, EdgeStore)
+        params = r._coll("c").shard.info().payload_schema["g"].params
+        assert (params.lookup, params.range) == (True, False)
+        assert r.count("c", where={"g": 3}) == sum(i % 7 == 3 for i in range(300))
+        assert r.count("c", where={"g": [101, 5]}) == sum(i % 3 == 1 or i % 7 == 5 for i in range(300))
+        hits = r.query("c", vecs[:3], using="v", limit=5, where={"g": 102}, payload_fields=["g"])
+        assert all(102 in h["g"] for row in hits.payloads for h in row)
+    index_dirs = [p.name for p in (root / "collections" / "c").rglob("*") if p.is_dir() and "-g-" in p.name]
+    assert index_dirs
+    assert not any(n.endswith("-numeric") for n in index_dirs)
