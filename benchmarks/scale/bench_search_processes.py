@@ -8,7 +8,9 @@ point ids, batches of 4,096 rows) and prints, per ``N``:
   process searches);
 - queries/s of the whole set, median of ``--repeats`` runs (the settings alternate, as the machine may be
   shared), with process CPU / wall of this process;
-- whether the neighbours (scores and payloads) equal those of ``N = 1``.
+- whether the neighbours (scores and payloads) equal those of ``N = 1``;
+- each reader's resident memory (``RssAnon`` is its own; ``RssFile`` are pages of the collection's files,
+  shared with the parent through the hard links).
 
 Then faiss ``IndexHNSWFlat`` on the same stored vectors (same M, ef_construct and search ef as the collection)
 with 1 and 2 OpenMP threads, and the recall@10 of Edge and faiss against exact search (faiss ``IndexFlatIP``).
@@ -43,6 +45,15 @@ def _search(store: Any, collection: str, q: np.ndarray) -> tuple[np.ndarray, lis
         scores.append(res.scores)
         pays += res.payloads
     return np.vstack(scores), pays
+
+
+def _rss_mb(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    return fields
 
 
 def main() -> None:
@@ -91,6 +102,10 @@ def main() -> None:
                 wall = time.perf_counter() - t
                 walls[n].append(wall)
                 cpus[n].append((time.process_time() - c) / wall)
+        for n, st in stores.items():  # each reader's resident memory (anonymous: its own; file: shared pages)
+            for pool in getattr(st, "_readers", {}).values():
+                for j, r in enumerate(pool.readers):
+                    out[f"p{n}_reader{j + 1}_rss_mb"] = _rss_mb(r.proc.pid)
     finally:
         for st in stores.values():
             st.close()

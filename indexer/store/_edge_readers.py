@@ -171,6 +171,7 @@ class _Reader:
             [sys.executable, "-m", "indexer.store._edge_readers", str(shard_dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # its failures come back as messages; Ctrl-C must not print its traceback
             bufsize=0,  # unbuffered, so that select() sees every byte not yet read
             env=env,
         )
@@ -189,8 +190,11 @@ class _Reader:
         """Block until the reader has loaded its copy; return ``False`` if it exited instead."""
         if not self.ready:
             try:
-                _recv(self.stdout)
+                hello = _recv(self.stdout)
             except (EOFError, OSError, pickle.UnpicklingError):
+                return False
+            if hello != "ready":
+                logger.warning("a search process could not load its copy: %s", hello)
                 return False
             self.ready = True
         return True
@@ -324,9 +328,13 @@ class ReaderPool:
 
 
 def _serve(shard_dir: str) -> int:
-    shard = qe.EdgeShard.load(shard_dir)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     _widen(stdout)
+    try:
+        shard = qe.EdgeShard.load(shard_dir)
+    except Exception as e:  # told to the parent, which searches without this reader
+        _send(stdout, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 1
     _send(stdout, "ready")
     while True:
         try:
