@@ -7,7 +7,8 @@ collection of ``--reference``'s current version, the median of ``--repeats``:
 - ``copy_s``: :func:`indexer.store._edge._copy_sparse` into a temporary folder (``TMPDIR``; hard links need
   it on the store's filesystem), and the bytes (allocated on disk) copied versus linked;
 - ``load_s``: ``EdgeShard.load`` of that copy;
-- ``open_query_s``: ``open_store(..., read_only=True)`` then one query (copy, load and a search, end to end).
+- ``open_query_s``: ``open_store(..., read_only=True)`` then one query (copy, load and a search, end to end);
+- how many files of the copy the (first) load gave a new modification time, and how many it changed in bytes.
 
 With ``--lookup-copy DIR`` the store is also copied to ``DIR`` and each integer payload index of the collection
 is replaced by the lookup-only index ``create_collection`` makes since issue 17 (no range index), then measured
@@ -39,16 +40,25 @@ def measure(store: Path, collection: str, repeats: int) -> dict[str, Any]:
 
     src = store / "collections" / collection
     copies, loads, opens = [], [], []
-    for _ in range(repeats):
+    touched: dict[str, int] = {}
+    for rep in range(repeats):
         tmp = Path(tempfile.mkdtemp(prefix="bench-open-"))
         try:
             t = time.perf_counter()
             _copy_sparse(src, tmp / "c")
             copies.append(time.perf_counter() - t)
+            before = _state(tmp / "c") if rep == 0 else {}
             t = time.perf_counter()
             shard = qe.EdgeShard.load(str(tmp / "c"))
             loads.append(time.perf_counter() - t)
             shard.close()
+            if rep == 0:
+                after = _state(tmp / "c")
+                touched = {
+                    "files": len(after),
+                    "mtime_changed_by_load": sum(after[f][0] != before.get(f, (None, None))[0] for f in after),
+                    "bytes_changed_by_load": sum(after[f][1] != before.get(f, (None, None))[1] for f in after),
+                }
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         dim = json.loads((src / "cellvec-collection.json").read_text())["vectors"]["cell"]
@@ -62,12 +72,24 @@ def measure(store: Path, collection: str, repeats: int) -> dict[str, Any]:
 
     linked = sum(used(p) for p in files if p.name in READ_ONLY_FILES or p.parent.name == "wal")
     return {
+        **touched,
         "copy_s": round(statistics.median(copies), 3),
         "load_s": round(statistics.median(loads), 3),
         "open_query_s": round(statistics.median(opens), 3),
         "linked_mb": round(linked / 1e6, 1),
         "copied_mb": round((sum(used(p) for p in files) - linked) / 1e6, 1),
     }
+
+
+def _state(root: Path) -> dict[str, tuple[int, str]]:
+    """Modification time and SHA-256 of every file under ``root``."""
+    import hashlib
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
 
 
 def lookup_only(src: Path, dest: Path, collection: str) -> None:
