@@ -36,7 +36,7 @@ def measure(store: Path, collection: str, repeats: int) -> dict[str, Any]:
     import qdrant_edge as qe
 
     from indexer import open_store
-    from indexer.store._edge import READ_ONLY_FILES, _copy_sparse
+    from indexer.store._edge_copy import READ_ONLY_FILES, _copy_sparse
 
     src = store / "collections" / collection
     copies, loads, opens = [], [], []

@@ -2,9 +2,9 @@
 
 Opens a copy of a built reference read-only once per process count (``open_store(..., search_processes=N)``),
 searches ``--queries`` query vectors the way annotate does (``limit=10``, payload ``label`` and ``cell_id``, no
-point ids, batches of 4,096 rows) and prints, per ``N``:
+point ids, batches of 8,192 rows, as annotate) and prints, per ``N``:
 
-- ``first_s``: the first 4,096-row call, which starts the reader processes (they load their copies while this
+- ``first_s``: the first 8,192-row call, which starts the reader processes (they load their copies while this
   process searches);
 - queries/s of the whole set, median of ``--repeats`` runs (the settings alternate, as the machine may be
   shared), with process CPU / wall of this process;
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-BATCH = 4096
+BATCH = 8192
 
 
 def _search(store: Any, collection: str, q: np.ndarray) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:

@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from typing import IO, Any, Literal
 import numpy as np
 import qdrant_edge as qe
 
+from indexer.store._edge_copy import _copy_sparse
 from indexer.store._protocol import Where
 from indexer.store._shared import where_conditions
 
@@ -161,14 +163,14 @@ def _readable(f: IO[bytes]) -> bool:
 class _Reader:
     """One reader process and the chunks it has been sent but not answered."""
 
-    def __init__(self, shard_dir: Path) -> None:
+    def __init__(self, source: Path, shard_dir: Path) -> None:
         import indexer
 
         env = dict(os.environ)
         root = str(Path(indexer.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.store._edge_readers", str(shard_dir)],
+            [sys.executable, "-m", "indexer.store._edge_readers", str(source), str(shard_dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # its failures come back as messages; Ctrl-C must not print its traceback
@@ -217,11 +219,12 @@ class ReaderPool:
     Parameters
     ----------
     copies
-        One private shard directory per reader (made by the store from its own private copy).
+        Per reader, the store's private copy of the collection and the folder the reader copies it into
+        (with :func:`indexer.store._edge_copy._copy_sparse`) and loads.
     """
 
-    def __init__(self, copies: Sequence[Path]) -> None:
-        self.readers = [_Reader(c) for c in copies]
+    def __init__(self, copies: Sequence[tuple[Path, Path]]) -> None:
+        self.readers = [_Reader(src, dest) for src, dest in copies]
         self._call = 0
         self.answered = 0
         """Chunks whose results came from a reader process (the rest were searched in this process)."""
@@ -239,9 +242,10 @@ class ReaderPool:
         """Search every chunk, in this process (``here``) and in the readers; return the results in order.
 
         A reader is sent chunks while it has fewer than :data:`IN_FLIGHT` unanswered; this process searches
-        the next unsent chunk in between. When nothing is left to send, the chunks held by a reader that is
-        still loading its copy are searched here rather than waited for; its late replies are read and
-        dropped in a later call. A reader that fails is stopped and its chunks searched here.
+        the next unsent chunk in between. When nothing is left to send, this process searches the newest chunk
+        a reader holds beyond the one it is on, and every chunk of a reader still loading its copy, rather than
+        wait; the readers' late replies are read and dropped. A reader that fails is stopped and its chunks
+        searched here.
         """
         self._call += 1
         call = self._call
@@ -309,8 +313,12 @@ class ReaderPool:
             if not waiting:
                 break
             ready = [r for r in waiting if r.ready]
-            if ready:  # it answers within one chunk's time
-                collect(ready[0])
+            if ready:
+                held = max((mine(r) for r in ready), key=len)
+                if len(held) > 1:  # search the reader's newest chunk here rather than wait for both
+                    results[held[-1]] = here(chunks[held[-1]])
+                    continue
+                collect(next(r for r in ready if mine(r)))  # it answers within one chunk's time
                 continue
             for r in waiting:  # still loading its copy: search its chunks here instead of waiting
                 for i in mine(r):
@@ -327,10 +335,12 @@ class ReaderPool:
 # ------------------------------------------------------------------------------------------ the reader side
 
 
-def _serve(shard_dir: str) -> int:
+def _serve(source: str, shard_dir: str) -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     _widen(stdout)
     try:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        _copy_sparse(Path(source), Path(shard_dir))
         shard = qe.EdgeShard.load(shard_dir)
     except Exception as e:  # told to the parent, which searches without this reader
         _send(stdout, str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -354,4 +364,4 @@ def _serve(shard_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1]))
+    sys.exit(_serve(sys.argv[1], sys.argv[2]))

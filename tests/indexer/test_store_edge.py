@@ -288,7 +288,7 @@ def test_a_readers_copy_links_the_large_segment_files_and_changes_no_byte(tmp_pa
     """A reader's private copy shares the inodes of a closed segment's vectors and graph (no second copy)."""
     import hashlib
 
-    from indexer.store._edge import READ_ONLY_FILES
+    from indexer.store._edge_copy import READ_ONLY_FILES
 
     root = tmp_path / "s"
     ids, vecs = _points(3000, 64)

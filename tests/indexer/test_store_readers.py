@@ -142,7 +142,7 @@ def test_default_search_processes_follows_the_setting(monkeypatch: pytest.Monkey
 def test_a_reader_that_cannot_load_its_copy_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from indexer.store._edge_readers import ReaderPool
 
-    pool = ReaderPool([tmp_path / "no-such-shard"])
+    pool = ReaderPool([(tmp_path / "no-such-shard", tmp_path / "copy")])
     with caplog.at_level(logging.WARNING, logger="indexer.store._edge_readers"):
         assert pool.wait_ready() == 0
     assert "could not load its copy" in caplog.text
