@@ -15,6 +15,8 @@ from schemas import PoolingParams
 
 _MITO = re.compile(r"^(MT-|mt-|Mt-)")
 _RIBO = re.compile(r"^(RPL|RPS|Rpl|Rps)\d")
+_BLOCK_VALUES = 1 << 20
+"""Values laid out at once by the top-N selection (4 MB): small enough to stay in cache and be reused."""
 
 
 def looks_like_counts(x: sp.csr_matrix) -> bool:
@@ -131,12 +133,14 @@ def _top_entries(indptr: np.ndarray, data: np.ndarray, top_n: int) -> np.ndarray
     row = np.repeat(np.arange(n_rows), lengths)
     threshold = np.full(n_rows, -np.inf, dtype=np.float64)  # rows with at most top_n entries keep them all
     width = int(lengths.max())
-    step = max(1, 4_000_000 // width)  # rows laid out side by side per block: at most ~4M values in memory
+    step = max(1, _BLOCK_VALUES // width)  # rows laid side by side per block, in one reused buffer
+    buffer = np.empty(min(step, n_rows) * width, dtype=np.float32)
     for start in range(0, n_rows, step):
         stop = min(start + step, n_rows)
         lo, hi = indptr[start], indptr[stop]
-        block = np.full((stop - start, width), np.inf, dtype=np.float64)
-        block[row[lo:hi] - start, np.arange(lo, hi) - indptr[row[lo:hi]]] = -data[lo:hi].astype(np.float64)
+        block = buffer[: (stop - start) * width].reshape(stop - start, width)
+        block.fill(np.inf)
+        block[row[lo:hi] - start, np.arange(lo, hi) - indptr[row[lo:hi]]] = -data[lo:hi]
         t = -np.partition(block, top_n - 1, axis=1)[:, top_n - 1]
         threshold[start:stop] = np.where(lengths[start:stop] > top_n, t, -np.inf)
     t = threshold[row]
