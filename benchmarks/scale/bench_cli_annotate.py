@@ -31,7 +31,8 @@ from benchmarks.scale.bench_cli_start import run_timed
 STEPS = [
     ("whole command", "cellvec/cli/__init__.py", "main"),
     ("imports", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("read the h5ad", "cellvec/cli/_common.py", "read_h5ad"),
+    ("read the h5ad (anndata)", "cellvec/cli/_common.py", "read_h5ad"),
+    ("read the h5ad (h5py, no --out)", "indexer/cells/_h5ad.py", "read_cells"),
     ("open the store", "indexer/store/_edge.py", "__init__"),
     ("open collections (reader copies)", "indexer/store/_edge.py", "_coll"),
     ("close the store", "indexer/store/_edge.py", "close"),
