@@ -144,18 +144,21 @@ class GeneCatalog:
             catalog._stamp = stamp if kept else None
         return catalog
 
-    def _load_names(self) -> None:
-        path = self._cached_names
+    def _read_cached(self, path: Path | None, *, keys: tuple[str, str], what: str) -> dict:
+        """Return one cache file's JSON object, with a one-line error naming the file when it is unusable."""
         try:
             data = json.loads(path.read_text()) if path is not None else None
-            self._exact_loaded = dict(data["exact"]) if data else None
-            self._upper_loaded = dict(data["upper"]) if data else None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            msg = f"the cached gene catalog {path} is unreadable ({e}); delete it and run again"
+        except (OSError, ValueError) as e:
+            msg = f"the cached {self.species} gene catalog {path} is unreadable ({e}); delete it and run again"
             raise DataError(msg) from e
-        if self._exact_loaded is None or self._upper_loaded is None:
-            msg = f"the {self.species} gene catalog has no name lookups; delete {path} and run again"
+        if not isinstance(data, dict) or any(k not in data for k in keys):
+            msg = f"the cached {self.species} gene catalog {path} has no {what}; delete it and run again"
             raise DataError(msg)
+        return data
+
+    def _load_names(self) -> None:
+        data = self._read_cached(self._cached_names, keys=("exact", "upper"), what="name lookups")
+        self._exact_loaded, self._upper_loaded = dict(data["exact"]), dict(data["upper"])
 
     @property
     def _exact(self) -> dict[str, str]:
@@ -192,17 +195,13 @@ class GeneCatalog:
         return out
 
     def _load_entries(self) -> None:
-        path = self._cached_genes
+        data = self._read_cached(self._cached_genes, keys=("genes", "synonyms"), what="gene entries")
         try:
-            data = json.loads(path.read_text()) if path is not None else None
-            self._genes_loaded = {e[0]: GeneEntry(*e) for e in data["genes"]} if data else None
-            self._synonyms_loaded = data["synonyms"] if data else None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            msg = f"the cached gene catalog {path} is unreadable ({e}); delete it and run again"
+            self._genes_loaded = {e[0]: GeneEntry(*e) for e in data["genes"]}
+        except TypeError as e:
+            msg = f"the cached {self.species} gene catalog {self._cached_genes} has malformed entries ({e}); delete it"
             raise DataError(msg) from e
-        if self._genes_loaded is None or self._synonyms_loaded is None:
-            msg = f"the {self.species} gene catalog has no gene entries; delete {path} and run again"
-            raise DataError(msg)
+        self._synonyms_loaded = data["synonyms"]
 
     @property
     def _genes(self) -> dict[str, GeneEntry]:
