@@ -237,7 +237,12 @@ class ClientStore:
                 f"got {dict(vectors)}"
             )
             raise StoreError(msg)
-        kinds = {"keyword": qm.PayloadSchemaType.KEYWORD, "integer": qm.PayloadSchemaType.INTEGER}
+        # Integer fields are only matched exactly (never by range), as in the embedded store: a lookup index
+        # alone, without the range index a server would otherwise build and keep for them.
+        kinds: dict[str, Any] = {
+            "keyword": qm.PayloadSchemaType.KEYWORD,
+            "integer": qm.IntegerIndexParams(type=qm.IntegerIndexType.INTEGER, lookup=True, range=False),
+        }
         for field, kind in (payload_indexes or {}).items():
             if kind not in kinds:
                 msg = f"payload index kind for {field!r} must be 'keyword' or 'integer', got {kind!r}"

@@ -351,3 +351,18 @@ def test_unreachable_server() -> None:
         StoreError, match=r"cannot reach the Qdrant server at http://127.0.0.1:9: is it running"
     ):
         open_store("http://127.0.0.1:9")
+
+
+def test_a_server_gets_lookup_only_integer_indexes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integer payload fields are matched exactly, never by range: the server builds no range index for them."""
+    from indexer.store._client import ClientStore
+
+    store = ClientStore(":memory:")
+    asked: dict[str, object] = {}
+    monkeypatch.setattr(store, "local", False)  # local mode skips payload indexes; a server is asked for them
+    monkeypatch.setattr(store.client, "create_payload_index",
+                        lambda name, *, field_name, field_schema, wait: asked.update({field_name: field_schema}))
+    store.create_collection("c", vectors={"cell": 4}, payload_indexes={"top_genes": "integer", "label": "keyword"})
+    assert asked["label"] == "keyword"
+    assert (asked["top_genes"].lookup, asked["top_genes"].range) == (True, False)  # type: ignore[attr-defined]
+    store.close()
