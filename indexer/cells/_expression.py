@@ -170,11 +170,14 @@ def fit_expression(
     disp[~valid] = -np.inf
     n_genes = min(params.n_genes, int(valid.sum()))
     panel = np.sort(np.argsort(-disp, kind="stable")[:n_genes])
-    sub = x[:, panel].toarray()
-    mu = sub.mean(axis=0)
-    sd = sub.std(axis=0)
+    z = x[:, panel].toarray()
+    mu = z.mean(axis=0)
+    sd = z.std(axis=0)
     sd[sd < 1e-6] = 1.0
-    z = np.clip((sub - mu) / sd, -10, 10)
+    # Scaled in place: the dense panel (cells x 2,000 genes, 800 MB at 100k cells) is held once, not three times.
+    z -= mu
+    z /= sd
+    np.clip(z, -10, 10, out=z)
     n_comp = min(params.n_components, z.shape[0] - 1, z.shape[1])
     _, _, vt = randomized_svd(z, n_components=n_comp, random_state=seed)
     proj = ExpressionProjection(
