@@ -30,6 +30,7 @@ from indexer.genes._files import (
     read_genes,
     summaries_path,
 )
+from indexer.genes._index import text_sha256
 from schemas import GeneText, Species
 
 __all__ = ["GeneCatalog"]
@@ -378,7 +379,7 @@ class GeneCatalog:
 
         def compute() -> np.ndarray:
             texts = self.gene_texts(symbols)
-            return np.array([_sha256(t.text) if t is not None else "" for t in texts], dtype=object)
+            return np.array([text_sha256(t.text) if t is not None else "" for t in texts], dtype=object)
 
         return self._memo("digests", symbols, compute)
 
@@ -427,10 +428,6 @@ class GeneCatalog:
             close = difflib.get_close_matches(key, list(by_upper), n=limit, cutoff=0.75)
             found.extend(by_upper[c] for c in close)
         return list(dict.fromkeys(found))[:limit]
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _stamp(species: Species, data_dir: Path) -> str | None:
