@@ -10,8 +10,9 @@ anndata as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ class CellMatrix:
     var_names: np.ndarray
     obs_names: np.ndarray
     layers: Mapping[str, Any] = field(default_factory=dict)
-    _raw: Any = field(default=None, repr=False)
+    read_raw: Callable[[], CellMatrix] | None = field(default=None, repr=False)
+    """Reads the file's ``.raw`` (``None`` when it has none); :attr:`raw` calls it once."""
 
     @property
     def n_obs(self) -> int:
@@ -60,12 +62,10 @@ class CellMatrix:
         """``(n_obs, n_vars)``."""
         return self.n_obs, self.n_vars
 
-    @property
+    @cached_property
     def raw(self) -> CellMatrix | None:
         """The file's ``.raw`` (its matrix and gene names, the same cells), read on first use; ``None`` without."""
-        if callable(self._raw):
-            self._raw = self._raw()
-        return self._raw
+        return None if self.read_raw is None else self.read_raw()
 
     def with_matrix(self, x: Any, var_names: np.ndarray) -> CellMatrix:
         """Return the same cells with another matrix and its gene names (a layer, or ``.raw``)."""
@@ -131,12 +131,10 @@ def read_cells(path: str | Path) -> CellMatrix | None:
             if x.shape != (obs_names.size, var_names.size):
                 return None
             layers = _Layers(p, list(f["layers"].keys())) if "layers" in f else {}
-            raw = None
-            if "raw" in f:
-                raw = lambda: _read_raw(p, obs_names)  # noqa: E731  (read on first use)
+            read_raw = partial(_read_raw, p, obs_names) if "raw" in f else None
     except (OSError, KeyError, ValueError, TypeError, _Unsupported):
         return None
-    return CellMatrix(X=x, var_names=var_names, obs_names=obs_names, layers=layers, _raw=raw)
+    return CellMatrix(X=x, var_names=var_names, obs_names=obs_names, layers=layers, read_raw=read_raw)
 
 
 def _read_raw(path: Path, obs_names: np.ndarray) -> CellMatrix:
