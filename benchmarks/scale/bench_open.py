@@ -4,7 +4,7 @@ A read-only store never loads the store's own files (loading rewrites some of th
 (hard links to the large files of closed segments, copies of the rest) and loads that. This prints, for the
 collection of ``--reference``'s current version, the median of ``--repeats``:
 
-- ``copy_s``: :func:`indexer.store._edge._copy_sparse` into a temporary folder (``TMPDIR``; hard links need
+- ``copy_s``: :func:`indexer.store._edge_copy.copy_sparse` into a temporary folder (``TMPDIR``; hard links need
   it on the store's filesystem), and the bytes (allocated on disk) copied versus linked;
 - ``load_s``: ``EdgeShard.load`` of that copy;
 - ``open_query_s``: ``open_store(..., read_only=True)`` then one query (copy, load and a search, end to end);
@@ -36,7 +36,7 @@ def measure(store: Path, collection: str, repeats: int) -> dict[str, Any]:
     import qdrant_edge as qe
 
     from indexer import open_store
-    from indexer.store._edge_copy import READ_ONLY_FILES, _copy_sparse
+    from indexer.store._edge_copy import READ_ONLY_FILES, copy_sparse
 
     src = store / "collections" / collection
     copies, loads, opens = [], [], []
@@ -45,7 +45,7 @@ def measure(store: Path, collection: str, repeats: int) -> dict[str, Any]:
         tmp = Path(tempfile.mkdtemp(prefix="bench-open-"))
         try:
             t = time.perf_counter()
-            _copy_sparse(src, tmp / "c")
+            copy_sparse(src, tmp / "c")
             copies.append(time.perf_counter() - t)
             before = _state(tmp / "c") if rep == 0 else {}
             t = time.perf_counter()

@@ -49,7 +49,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from indexer._errors import StoreError
-from indexer.store._edge_copy import _copy_sparse
+from indexer.store._edge_copy import copy_sparse
 from indexer.store._edge_readers import Hits, ReaderPool, SearchSpec, edge_filter, search_shard
 from indexer.store._protocol import (
     PayloadIndexKind,
@@ -401,7 +401,7 @@ class EdgeStore:
         for _ in range(3):  # a writer may swap segments while we copy; try again
             shutil.rmtree(dest, ignore_errors=True)
             try:
-                _copy_sparse(path, dest)
+                copy_sparse(path, dest)
                 return dest
             except (OSError, shutil.Error) as e:
                 last = e

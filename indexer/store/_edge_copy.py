@@ -17,7 +17,7 @@ appends to it. The files Edge rewrites on load (``edge_config.json``, ``segment.
 payload indexes, which edits change in place while a reader may be reading them, are copied."""
 
 
-def _copy_sparse(src: Path, dest: Path) -> None:
+def copy_sparse(src: Path, dest: Path) -> None:
     """Make a private copy of a shard directory: links to what Edge only reads, sparse copies of the rest.
 
     Hard links to :data:`READ_ONLY_FILES` and the write-ahead log.

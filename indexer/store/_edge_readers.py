@@ -32,7 +32,7 @@ from typing import IO, Any, Literal
 import numpy as np
 import qdrant_edge as qe
 
-from indexer.store._edge_copy import _copy_sparse
+from indexer.store._edge_copy import copy_sparse
 from indexer.store._protocol import Where
 from indexer.store._shared import where_conditions
 
@@ -220,7 +220,7 @@ class ReaderPool:
     ----------
     copies
         Per reader, the store's private copy of the collection and the folder the reader copies it into
-        (with :func:`indexer.store._edge_copy._copy_sparse`) and loads.
+        (with :func:`indexer.store._edge_copy.copy_sparse`) and loads.
     """
 
     def __init__(self, copies: Sequence[tuple[Path, Path]]) -> None:
@@ -340,7 +340,7 @@ def _serve(source: str, shard_dir: str) -> int:
     _widen(stdout)
     try:
         shutil.rmtree(shard_dir, ignore_errors=True)
-        _copy_sparse(Path(source), Path(shard_dir))
+        copy_sparse(Path(source), Path(shard_dir))
         shard = qe.EdgeShard.load(shard_dir)
     except Exception as e:  # told to the parent, which searches without this reader
         _send(stdout, str(e).splitlines()[0] if str(e) else type(e).__name__)
