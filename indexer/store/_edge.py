@@ -22,7 +22,7 @@ flag files) even when nothing is written. Hence:
   write, and on a read-only filesystem, and sees each collection as it was when the reader first touched it.
   The copy is cheap: the large files of closed segments, which Edge and writers only read
   (:data:`READ_ONLY_FILES`: vectors, HNSW links), are hard-linked when the temporary directory is on the
-  store's filesystem (``TMPDIR``), and the rest is copied sparse (``cp --reflink=auto``). A collection
+  store's filesystem (``TMPDIR``), and the rest is copied sparse (``copy_file_range``). A collection
   copied in the middle of a write may miss the writes not yet flushed; writers that publish a new reference
   version into a new collection, then switch a meta key, give readers a consistent view.
 - ``query_batch`` holds the GIL, so a reader searches a large batch (:data:`PARALLEL_MIN_ROWS` rows or more)

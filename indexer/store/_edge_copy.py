@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -23,7 +24,7 @@ def copy_sparse(src: Path, dest: Path) -> None:
     Hard links to :data:`READ_ONLY_FILES` and the write-ahead log.
 
     Links need the copy on the store's filesystem (the temporary directory, ``TMPDIR``); elsewhere, or where
-    links fail, those files are copied too (``cp --reflink=auto``: nearly free on copy-on-write filesystems).
+    links fail, those files are copied too (``copy_file_range``: nearly free on copy-on-write filesystems).
     """
     linkable = src.stat().st_dev == dest.parent.stat().st_dev
     for folder, _dirs, files in os.walk(src):
@@ -44,14 +45,63 @@ def copy_sparse(src: Path, dest: Path) -> None:
 
 
 def _copy_files(files: list[Path], dest: Path) -> None:
-    """Copy files into a folder, keeping holes (Edge preallocates large mmap files), reflinked where possible."""
-    import subprocess
+    """Copy files into a folder, keeping holes (Edge preallocates large mmap files), with mode and times."""
+    for f in files:
+        target = dest / f.name
+        with open(f, "rb") as src, open(target, "wb") as out:
+            _copy_extents(src.fileno(), out.fileno(), os.fstat(src.fileno()).st_size)
+        shutil.copystat(f, target)
 
+
+def _copy_extents(src: int, dst: int, size: int) -> None:
+    """Copy the data extents of ``src`` into ``dst`` at the same offsets and leave the holes unwritten.
+
+    In this process, not through ``cp`` (a process per folder cost ~2 ms each, a third of opening a small
+    collection); ``copy_file_range`` lets the kernel copy (or share, on copy-on-write filesystems) each
+    extent. Where the filesystem cannot report holes, the whole file is copied.
+    """
     try:
-        subprocess.run(
-            ["cp", "-p", "--sparse=always", "--reflink=auto", *map(str, files), str(dest)],
-            check=True, capture_output=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        for f in files:
-            shutil.copy2(f, dest / f.name)
+        spans = _data_spans(src, size)
+    except (AttributeError, OSError):  # no SEEK_DATA here: one span
+        spans = [(0, size)]
+    for start, stop in spans:
+        _copy_span(src, dst, start, stop)
+    os.ftruncate(dst, size)
+
+
+def _data_spans(fd: int, size: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # only a hole from pos on
+                break
+            raise
+        stop = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        spans.append((start, stop))
+        pos = stop
+    return spans
+
+
+def _copy_span(src: int, dst: int, start: int, stop: int) -> None:
+    pos = start
+    while pos < stop:
+        try:
+            n = os.copy_file_range(src, dst, stop - pos, pos, pos)
+        except (AttributeError, OSError):
+            n = _copy_span_by_hand(src, dst, pos, stop)
+        if n == 0:
+            msg = f"file shrank while it was copied (at byte {pos})"
+            raise OSError(errno.EIO, msg)
+        pos += n
+
+
+def _copy_span_by_hand(src: int, dst: int, pos: int, stop: int) -> int:
+    data = os.pread(src, min(stop - pos, 1 << 24), pos)
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(dst, view[done:], pos + done)
+    return len(data)

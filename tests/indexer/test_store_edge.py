@@ -336,3 +336,41 @@ def test_an_integer_payload_index_is_a_lookup_without_a_range_index(tmp_path: Pa
     index_dirs = [p.name for p in (root / "collections" / "c").rglob("*") if p.is_dir() and "-g-" in p.name]
     assert index_dirs
     assert not any(n.endswith("-numeric") for n in index_dirs)
+
+
+def test_a_private_copy_keeps_bytes_holes_and_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copied files equal their sources byte for byte, keep their holes and mode; so does the fallback copy."""
+    from indexer.store import _edge_copy
+
+    src = tmp_path / "src"
+    (src / "seg").mkdir(parents=True)
+    sparse = src / "seg" / "page_0.dat"
+    with open(sparse, "wb") as f:  # data, an 8 MiB hole, data, and a hole at the end
+        f.write(b"a" * 5000)
+        f.seek(8 << 20)
+        f.write(b"b" * 3000)
+        f.truncate(16 << 20)
+    sparse.chmod(0o640)
+    (src / "seg" / "small.json").write_text('{"x": 1}')
+    (src / "empty.bin").write_bytes(b"")
+
+    def same(dest: Path) -> None:
+        for p in src.rglob("*"):
+            q = dest / p.relative_to(src)
+            assert q.is_dir() == p.is_dir()
+            if p.is_file():
+                assert q.read_bytes() == p.read_bytes()
+                assert q.stat().st_mode == p.stat().st_mode
+
+    _edge_copy.copy_sparse(src, tmp_path / "a")
+    same(tmp_path / "a")
+    copied = tmp_path / "a" / "seg" / "page_0.dat"
+    if sparse.stat().st_blocks * 512 < 4 << 20:  # this filesystem keeps holes: so must the copy
+        assert copied.stat().st_blocks * 512 < 4 << 20
+
+    def no_copy_file_range(*_a: object) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(_edge_copy.os, "copy_file_range", no_copy_file_range)
+    _edge_copy.copy_sparse(src, tmp_path / "b")
+    same(tmp_path / "b")
