@@ -48,7 +48,7 @@ def _copy_files(files: list[Path], dest: Path) -> None:
     """Copy files into a folder, keeping holes (Edge preallocates large mmap files), with mode and times."""
     for f in files:
         target = dest / f.name
-        with open(f, "rb") as src, open(target, "wb") as out:
+        with f.open("rb") as src, target.open("wb") as out:
             _copy_extents(src.fileno(), out.fileno(), os.fstat(src.fileno()).st_size)
         shutil.copystat(f, target)
 

@@ -345,7 +345,7 @@ def test_a_private_copy_keeps_bytes_holes_and_mode(tmp_path: Path, monkeypatch: 
     src = tmp_path / "src"
     (src / "seg").mkdir(parents=True)
     sparse = src / "seg" / "page_0.dat"
-    with open(sparse, "wb") as f:  # data, an 8 MiB hole, data, and a hole at the end
+    with sparse.open("wb") as f:  # data, an 8 MiB hole, data, and a hole at the end
         f.write(b"a" * 5000)
         f.seek(8 << 20)
         f.write(b"b" * 3000)
