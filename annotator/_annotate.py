@@ -26,6 +26,8 @@ from schemas import AnnotationParams, SpeciesOption
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from indexer.reference._points import PointTable
+
 logger = logging.getLogger(__name__)
 
 _QUERY_BATCH = 8192  # rows per store.query call: from 2,048 a read-only store searches on every core
@@ -200,26 +202,15 @@ def annotate(
     scores = np.full((n, k), np.nan, dtype=np.float32)
     labs = np.full((n, k), "", dtype=object)
     rows = np.flatnonzero(cells.valid)
+    table = ref.points
     for start in range(0, rows.size, _QUERY_BATCH):
         sel = rows[start : start + _QUERY_BATCH]
-        res = store.query(
-            collection,
-            cells.final[sel],
-            using=CELL_VECTOR,
-            limit=k,
-            payload_fields=["label", "cell_id"],
-            exact=exact,
-            with_ids=False,  # the cell ids come from the payloads
+        block_ids, block_labels, filled, block_scores = _search(
+            store, collection, cells.final[sel], k=k, exact=exact, table=table
         )
-        lens = np.array([len(h) for h in res.payloads], dtype=np.int64)
-        filled = np.arange(k)[None, :] < lens[:, None]
-        block = np.full((sel.size, k), "", dtype=object)
-        block[filled] = [h["cell_id"] for hits in res.payloads for h in hits]
-        ids[sel] = block
-        block = np.full((sel.size, k), "", dtype=object)
-        block[filled] = [h["label"] for hits in res.payloads for h in hits]
-        labs[sel] = block
-        scores[sel] = np.where(filled, res.scores[:, :k], np.nan)
+        ids[sel] = block_ids
+        labs[sel] = block_labels
+        scores[sel] = np.where(filled, block_scores, np.nan)
         if progress is not None:
             progress("searching", min(start + _QUERY_BATCH, rows.size), rows.size)
     cal = _usable_calibration(art.calibration, labs, ref=ref)
@@ -303,6 +294,42 @@ def annotate(
 
         explain_labels(result, cells=cells, store=store, artifacts=art)
     return result
+
+
+def _search(
+    store: VectorStore, collection: str, vectors: np.ndarray, *, k: int, exact: bool, table: PointTable | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Search one batch; return neighbour cell ids, labels, which slots hold a hit, and the scores.
+
+    With the version's point table the search returns point ids only and the table gives each hit's label
+    and cell id (a hit the table lacks, a cell added by an edit that did not finish, is read from its
+    payload); without one (versions built before it), from the payloads.
+    """
+    n = len(vectors)
+    fields = [] if table is not None else ["label", "cell_id"]
+    res = store.query(
+        collection, vectors, using=CELL_VECTOR, limit=k, payload_fields=fields, exact=exact, with_ids=table is not None
+    )
+    hits = res.ids if table is not None else res.payloads
+    lens = np.array([len(h) for h in hits], dtype=np.int64)
+    filled = np.arange(k)[None, :] < lens[:, None]
+    if table is not None:
+        flat = [i for row in res.ids for i in row]
+        labels, cell_ids, missing = table.lookup(flat)
+        if missing.any():
+            lost = [flat[j] for j in np.flatnonzero(missing)]
+            found = {p.id: p.payload for p in store.retrieve(collection, lost)}
+            for j, pid in zip(np.flatnonzero(missing).tolist(), lost, strict=True):
+                pay = found.get(pid, {})
+                labels[j], cell_ids[j] = str(pay.get("label", "")), str(pay.get("cell_id", ""))
+    else:
+        labels = [h["label"] for row in res.payloads for h in row]
+        cell_ids = [h["cell_id"] for row in res.payloads for h in row]
+    block_ids = np.full((n, k), "", dtype=object)
+    block_ids[filled] = cell_ids
+    block_labels = np.full((n, k), "", dtype=object)
+    block_labels[filled] = labels
+    return block_ids, block_labels, filled, res.scores[:, :k]
 
 
 def _open_reference(reference: str | Reference, *, store: VectorStore | None, version: int | None) -> Reference:

@@ -38,6 +38,7 @@ from indexer.cells._encode import Progress, encode_cells
 from indexer.cells._source import select_expression
 from indexer.cells._validate import labels_of
 from indexer.reference._build import _datasets, load_housekeeping_artifact
+from indexer.reference._points import PointTable, points_file, points_file_name
 from indexer.reference._read import (
     gene_codes,
     read_artifact,
@@ -81,26 +82,37 @@ def _update_counts(store: VectorStore, name: str, version: int) -> BuildRecord:
 
 
 def _edit_calibration(store: VectorStore, record: BuildRecord, edit: Callable[[Calibration], Calibration]) -> None:
-    """Rewrite a version's calibration through ``edit`` (no-op without one), safely against a kill.
-
-    The edited calibration is written under a new file name (``calibration-<sha12>.json``), then one manifest
-    write switches the build record to it, then the old file is deleted: a reader or a killed edit sees the
-    old calibration or the new one, each matching its recorded hash (a kill can leave an orphan blob).
-    """
+    """Rewrite a version's calibration through ``edit`` (no-op without one), safely against a kill."""
     old_file = calibration_file(record.artifacts)
     if old_file is None:
         return
-    cal = edit(Calibration.from_json(read_artifact(store, record, old_file)))
-    data = cal.to_json()
-    digest = hashlib.sha256(data).hexdigest()
-    new_file = f"calibration-{digest[:12]}.json"
+    data = edit(Calibration.from_json(read_artifact(store, record, old_file))).to_json()
+    _replace_artifact(store, record, old_file, f"calibration-{hashlib.sha256(data).hexdigest()[:12]}.json", data)
+
+
+def _edit_points(store: VectorStore, record: BuildRecord, edit: Callable[[PointTable], PointTable]) -> None:
+    """Rewrite a version's point table through ``edit`` (no-op without one), as :func:`_edit_calibration`."""
+    old_file = points_file(record.artifacts)
+    if old_file is None:
+        return
+    data = edit(PointTable.from_bytes(read_artifact(store, record, old_file))).to_bytes()
+    _replace_artifact(store, record, old_file, points_file_name(data), data)
+
+
+def _replace_artifact(store: VectorStore, record: BuildRecord, old_file: str, new_file: str, data: bytes) -> None:
+    """Replace artefact ``old_file`` of a version by ``data``, stored as ``new_file`` (named by its hash).
+
+    The new file is written first, then one manifest write switches the build record to it, then the old file
+    is deleted: a reader or a killed edit sees the old artefact or the new one, each matching its recorded
+    hash (a kill can leave an orphan blob).
+    """
     if new_file == old_file:
         return
     store.put_blob(artifact_key(record.reference, record.version, new_file), data)
     manifest = load_manifest(store, record.reference)
     rec = manifest.record(record.version)
     assert rec is not None
-    hashes = {f: h for f, h in rec.artifacts.items() if f != old_file} | {new_file: digest}
+    hashes = {f: h for f, h in rec.artifacts.items() if f != old_file} | {new_file: hashlib.sha256(data).hexdigest()}
     new = rec.model_copy(update={"artifacts": hashes})
     versions = [new if v.version == rec.version else v for v in manifest.versions]
     save_manifest(store, manifest.model_copy(update={"versions": versions}))
@@ -203,7 +215,7 @@ def add_cells(
             )
     collection = version_collection(name, record.version)
     _check_id_clashes(store, collection, name=name, cell_ids=cell_ids[keep], datasets=datasets[keep])
-    upsert_rows(
+    words = upsert_rows(
         store,
         collection,
         name=name,
@@ -224,6 +236,9 @@ def add_cells(
             sums[str(lab)] = cells.pca_scores[keep][added == lab].astype(np.float64).sum(axis=0)
     note = f"added {keep.size} cells: class sizes and means updated, weights and novelty scores not refitted"
     _edit_calibration(store, rec, lambda c: c.with_counts(rec.labels, note=note, added_sums=sums))
+    # after the collection: until the table has them, the new cells are looked up in their payloads
+    new_rows = PointTable.from_words(words, labels[keep], cell_ids[keep])
+    _edit_points(store, resolve_version(load_manifest(store, name), rec.version), lambda t: t.with_table(new_rows))
     rec = resolve_version(load_manifest(store, name), rec.version)
     logger.info("added %d cells to reference %s v%d", keep.size, name, record.version)
     return rec
@@ -319,6 +334,9 @@ def remove_cells(
     removed = before - rec.n_cells
     note = f"removed {removed} cells: class sizes updated, means and novelty scores still include them"
     _edit_calibration(store, rec, lambda c: c.with_counts(rec.labels, note=note))
+    # after the collection: a row of a removed cell is never reached by a search
+    left = [p.id for batch in store.scroll(collection, payload=False) for p in batch]
+    _edit_points(store, resolve_version(load_manifest(store, name), rec.version), lambda t: t.keeping(left))
     logger.info("removed %d cells from reference %s v%d", removed, name, record.version)
     return removed
 
@@ -356,8 +374,11 @@ def relabel(store: VectorStore, name: str, *, old: str, new: str) -> int:
         have = ", ".join(sorted(store.facet(collection, "label"))) or "none"
         msg = f"reference '{name}' has no cells labelled '{old}' (labels: {have}); check --from."
         raise InputError(msg)
+    # The table and the calibration before the payloads: a relabel killed between them already annotates with
+    # the new label (both renames are no-ops when the rerun comes to them again).
+    _edit_points(store, record, lambda t: t.renamed(old, new))
+    _edit_calibration(store, resolve_version(load_manifest(store, name), record.version), lambda c: c.renamed(old, new))
     store.set_payload(collection, {"label": new}, where={"label": old})
     store.flush()
-    rec = _update_counts(store, name, record.version)
-    _edit_calibration(store, rec, lambda c: c.renamed(old, new))
+    _update_counts(store, name, record.version)
     return n

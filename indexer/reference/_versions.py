@@ -13,6 +13,7 @@ from schemas import BuildRecord, ReferenceManifest
 
 if TYPE_CHECKING:
     from indexer.cells._artifacts import Artifacts
+    from indexer.reference._points import PointTable
     from indexer.store._protocol import VectorStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -128,9 +129,12 @@ def save_manifest(store: VectorStore, manifest: ReferenceManifest) -> None:
 def load_artifacts(store: VectorStore, record: BuildRecord) -> Artifacts:
     """Load and verify the fitted artefacts of a reference version."""
     from indexer.cells._artifacts import Artifacts  # scipy and scikit-learn: not needed to list references
+    from indexer.reference._points import points_file
 
-    blobs = {f: store.get_blob(artifact_key(record.reference, record.version, f)) for f in record.artifacts}
-    return Artifacts.from_blobs(blobs, record.artifacts)
+    # the point table is read by annotate alone (Reference.points), not by every handle
+    hashes = {f: h for f, h in record.artifacts.items() if points_file([f]) is None}
+    blobs = {f: store.get_blob(artifact_key(record.reference, record.version, f)) for f in hashes}
+    return Artifacts.from_blobs(blobs, hashes)
 
 
 class Reference:
@@ -198,6 +202,17 @@ class Reference:
     def artifacts(self) -> Artifacts:
         """The version's fitted artefacts (expression projection, SupCon encoder...), loaded and verified once."""
         return load_artifacts(self.store, self.record)
+
+    @cached_property
+    def points(self) -> PointTable | None:
+        """The version's point table (label and cell id by point id), verified; ``None`` for older versions."""
+        from indexer.reference._points import PointTable, points_file
+        from indexer.reference._read import read_artifact
+
+        file = points_file(self.record.artifacts)
+        if file is None:
+            return None
+        return PointTable.from_bytes(read_artifact(self.store, self.record, file, what="the table of its cells"))
 
     def reopen(self) -> Reference:
         """Return a fresh handle on the current version (after an edit made a new one)."""

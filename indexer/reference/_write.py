@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from indexer.cells._encode import CellVectors, Progress
     from indexer.store._protocol import VectorStore
 from indexer.reference._gene_codes import GeneCodes
+from indexer.reference._points import PointTable, id_words, points_file, points_file_name
 from indexer.reference._versions import CELL_VECTOR, INPUT_VECTOR, TOP_GENES_FILE, VIEW2_VECTOR
 
 logger = logging.getLogger(__name__)
@@ -204,7 +205,8 @@ class VersionWriter:
     ) -> None:
         self._store = store
         self._name = name
-        blobs = dict(blobs)
+        # a table of points is made by finish(), for these points (a refit's or an import's old one is not)
+        blobs = {f: b for f, b in blobs.items() if points_file([f]) is None}
         if TOP_GENES_FILE in blobs:
             self.codes: GeneCodes | None = GeneCodes.from_bytes(blobs[TOP_GENES_FILE])
         elif genes is not None:
@@ -214,6 +216,7 @@ class VersionWriter:
             self.codes = None
         self._cell_ids: list[np.ndarray] = []
         self._labels: list[np.ndarray] = []
+        self._words: list[np.ndarray] = []
         dims = dict(dims)
         hashes = {f: hashlib.sha256(b).hexdigest() for f, b in blobs.items()}
         manifest = manifest_or_new(store, name)
@@ -253,7 +256,7 @@ class VersionWriter:
         progress: Progress | None = None,
     ) -> None:
         """Write cells (see :func:`upsert_rows`); cells written twice keep their last write."""
-        upsert_rows(
+        words = upsert_rows(
             self._store,
             self.collection,
             name=self._name,
@@ -267,6 +270,7 @@ class VersionWriter:
         )
         self._cell_ids.append(np.asarray(cell_ids))
         self._labels.append(np.asarray(labels))
+        self._words.append(words)
 
     def finish(self) -> BuildRecord:
         """Delete stale points, build the index, check the count and make the version current."""
@@ -283,11 +287,16 @@ class VersionWriter:
             raise StoreError(msg)
         labels = np.concatenate(self._labels) if self._labels else np.array([], dtype=object)
         uniq, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
+        words = np.concatenate(self._words) if self._words else np.zeros((0, 2), dtype=np.uint64)
+        table = PointTable.from_words(words, labels, cell_ids).to_bytes()
+        table_file = points_file_name(table)
+        store.put_blob(artifact_key(name, version, table_file), table)
         done = self._record.model_copy(
             update={
                 "n_cells": n_stored,
                 "labels": {str(k): int(v) for k, v in zip(uniq, counts, strict=True)},
                 "status": "ready",
+                "artifacts": self._record.artifacts | {table_file: hashlib.sha256(table).hexdigest()},
             }
         )
         manifest = manifest_or_new(store, name)
@@ -354,12 +363,14 @@ def upsert_rows(
     top_genes: Sequence[Sequence[str]],
     codes: GeneCodes | None = None,
     progress: Progress | None = None,
-) -> None:
+) -> np.ndarray:
     """Write cells to a reference collection in idempotent batches (ids from ``(name, cell id)``).
 
-    With ``codes`` (the version's, see :func:`gene_codes`), ``top_genes`` are stored as gene ids.
+    With ``codes`` (the version's, see :func:`gene_codes`), ``top_genes`` are stored as gene ids. Returns the
+    point ids written, row by row, as :func:`~indexer.reference._points.id_words`.
     """
     total = len(cell_ids)
+    words: list[np.ndarray] = []
     for start in range(0, total, _UPSERT_BATCH):
         stop = min(start + _UPSERT_BATCH, total)
         ids = [str(c) for c in cell_ids[start:stop]]
@@ -371,14 +382,12 @@ def upsert_rows(
             {"reference": name, "cell_id": c, "label": str(lab), "dataset": str(ds), "top_genes": tg}
             for c, lab, ds, tg in zip(ids, labels[start:stop], datasets[start:stop], genes, strict=True)
         ]
-        store.upsert(
-            collection,
-            ids=[cell_point_id(name, c) for c in ids],
-            vectors={v: a[start:stop] for v, a in vectors.items()},
-            payloads=payloads,
-        )
+        pids = [cell_point_id(name, c) for c in ids]
+        store.upsert(collection, ids=pids, vectors={v: a[start:stop] for v, a in vectors.items()}, payloads=payloads)
+        words.append(id_words(pids))
         if progress is not None:
             progress("writing cells", stop, total)
+    return np.concatenate(words) if words else np.zeros((0, 2), dtype=np.uint64)
 
 
 def manifest_or_new(store: VectorStore, name: str) -> ReferenceManifest:
