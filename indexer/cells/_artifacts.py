@@ -21,6 +21,36 @@ if TYPE_CHECKING:
 GENE_SUBSET_FILE = "gene_subset.npz"
 """Artefact holding the genes a restricted reference reads (:attr:`Artifacts.gene_subset`)."""
 
+GENE_VECTORS_FILE = "gene_vectors.npz"
+"""Artefact holding the gene vectors a reference's queries pool (:attr:`Artifacts.gene_vectors`)."""
+
+
+@dataclass(frozen=True)
+class CarriedGenes:
+    """Gene vectors a reference version carries, with the digest of the text each was embedded from.
+
+    Attributes
+    ----------
+    symbols
+        Gene symbols, sorted.
+    vectors
+        Their vectors (float32), as the gene collection held them at build time.
+    digests
+        SHA-256 of each gene's description text (:func:`indexer.genes.text_sha256`).
+    """
+
+    symbols: np.ndarray
+    vectors: np.ndarray
+    digests: np.ndarray
+
+    def rows(self, symbols: list[str]) -> np.ndarray:
+        """Return each symbol's row, ``-1`` for a symbol not carried."""
+        want = np.asarray(symbols, dtype=str)
+        if not len(self.symbols):
+            return np.full(len(want), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.symbols, want), len(self.symbols) - 1)
+        return np.where(self.symbols[pos] == want, pos, -1).astype(np.int64)
+
 
 @dataclass
 class Artifacts:
@@ -47,6 +77,10 @@ class Artifacts:
     gene_subset
         Reference-species symbols the reference was restricted to (``build_reference(..., genes=...)``), else
         ``None``: every view of the reference and of its queries reads only these genes.
+    gene_vectors
+        Text modes: the vectors of the genes the reference pooled and of its expression panel (the genes its
+        queries pool, nearly all), so that annotate reads them here instead of opening the gene collection;
+        ``None`` for references built before it.
     """
 
     idf: dict[str, float] | None = None
@@ -57,6 +91,7 @@ class Artifacts:
     text_panel: np.ndarray | None = None
     calibration: Calibration | None = None
     gene_subset: np.ndarray | None = None
+    gene_vectors: CarriedGenes | None = None
 
     def blobs(self) -> dict[str, bytes]:
         """Return every artefact serialised (no pickle), keyed by artefact file name."""
@@ -76,6 +111,13 @@ class Artifacts:
             out.update(self.supcon.to_files())
         if self.text_panel is not None:
             out["text_panel.npz"] = _npz(genes=np.asarray(self.text_panel, dtype=str))
+        if self.gene_vectors is not None:
+            g = self.gene_vectors
+            out[GENE_VECTORS_FILE] = _npz(
+                symbols=np.asarray(g.symbols, dtype=str),
+                vectors=np.asarray(g.vectors, dtype=np.float32),
+                digests=np.asarray(g.digests, dtype=str),
+            )
         if self.calibration is not None:
             out[CALIBRATION_FILE] = self.calibration.to_json()
         if self.gene_subset is not None:
@@ -109,6 +151,9 @@ class Artifacts:
             art.text_panel = _load_npz(blobs["text_panel.npz"])["genes"].astype(object)  # type: ignore[arg-type]
         if GENE_SUBSET_FILE in hashes:
             art.gene_subset = _load_npz(blobs[GENE_SUBSET_FILE])["genes"].astype(object)  # type: ignore[arg-type]
+        if GENE_VECTORS_FILE in hashes:
+            z = _load_npz(blobs[GENE_VECTORS_FILE])  # type: ignore[arg-type]
+            art.gene_vectors = CarriedGenes(z["symbols"], z["vectors"], z["digests"])
         if "expression.npz" in hashes:
             art.expression = ExpressionProjection.from_bytes(blobs["expression.npz"])  # type: ignore[arg-type]
         if "text_pca.npz" in hashes:
