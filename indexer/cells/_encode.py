@@ -444,9 +444,9 @@ def _needed_gene_vectors(
     load and lookups, against reading a 5 MB artefact.
     """
     if carried is None:
-        index = make_index()
-        vectors, found = index.vectors(wanted, progress=progress)
-        return vectors, found, index
+        opened = make_index()
+        vectors, found = opened.vectors(wanted, progress=progress)
+        return vectors, found, opened
     digests = np.asarray(catalog.text_digests(wanted), dtype=object)
     rows = carried.rows(wanted)
     ok = rows >= 0
@@ -456,10 +456,12 @@ def _needed_gene_vectors(
     vectors[ok] = carried.vectors[rows[ok]]
     found = ok.copy()
     rest = np.flatnonzero(~ok & (digests != ""))
-    index = None
+    index: GeneIndex | None = None
     if rest.size:
         index = make_index()
-        more, more_found = index.vectors([wanted[i] for i in rest], progress=progress)
+        more, more_found = index.vectors(
+            [wanted[i] for i in rest], progress=progress, digests=[str(d) for d in digests[rest]]
+        )
         vectors[rest] = more
         found[rest] = more_found
     return vectors, found, index

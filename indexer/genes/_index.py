@@ -167,6 +167,7 @@ class GeneIndex:
         symbols: Sequence[str],
         *,
         progress: Callable[[int, int], None] | None = None,
+        digests: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return the vectors of the given genes, embedding only those not yet stored.
 
@@ -176,6 +177,9 @@ class GeneIndex:
             Official symbols (``""`` entries are skipped).
         progress
             Called with ``(n_done, n_total)`` while texts are embedded.
+        digests
+            The catalog's :meth:`~GeneCatalog.text_digests` of ``symbols``, when the caller has them (a
+            short list of names is not memoised, so computing them again would read the catalog).
 
         Returns
         -------
@@ -191,8 +195,11 @@ class GeneIndex:
         wanted = sorted({s for s in symbols if s})
         # Stored vectors are checked against the digests of today's texts (memoised by the catalog), so a
         # dataset whose gene vectors are all stored reads no description text.
-        digests = dict(zip(wanted, self.catalog.text_digests(wanted).tolist(), strict=True))
-        with_text = [s for s in wanted if digests[s]]
+        if digests is None:
+            digest_of = dict(zip(wanted, self.catalog.text_digests(wanted).tolist(), strict=True))
+        else:
+            digest_of = {s: str(d) for s, d in zip(symbols, digests, strict=True) if s}
+        with_text = [s for s in wanted if digest_of[s]]
         ids = {s: gene_point_id(self.species, s) for s in with_text}
         stored: dict[str, np.ndarray] = {}
         if self.store.has_collection(self.collection) and with_text:
@@ -201,7 +208,7 @@ class GeneIndex:
                     self.collection, [ids[s] for s in chunk], with_vectors=[GENE_VECTOR]
                 ):
                     sym = p.payload.get("symbol")
-                    if digests.get(sym) and p.payload.get("text_sha256") == digests[sym]:
+                    if digest_of.get(sym) and p.payload.get("text_sha256") == digest_of[sym]:
                         stored[sym] = p.vectors[GENE_VECTOR]
         todo = [s for s in with_text if s not in stored]
         texts = dict(zip(todo, self.catalog.gene_texts(todo), strict=True))

@@ -14,6 +14,7 @@ import anndata as ad
 import numpy as np
 import pytest
 
+import indexer.genes._catalog as catalog_module
 from annotator import annotate
 from annotator._result import AnnotationResult
 from indexer import VectorStore, build_reference
@@ -96,4 +97,32 @@ def test_genes_not_carried_or_with_a_changed_text_are_asked_of_the_gene_collecti
         got = annotate(query_adata, reference="r", store=store)
     assert len(asked) == 1
     assert sorted(asked[0]) == sorted([dropped, changed])
+    _same(got, want)
+
+
+def test_the_genes_asked_of_the_collection_reuse_the_memoised_digests(
+    adata: ad.AnnData, query_adata: ad.AnnData, store: VectorStore, fast_spec: CellVectorSpec,
+    asked: list[list[str]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A few genes not carried are checked with the digests of the whole list: no catalog read for them."""
+    monkeypatch.setattr(catalog_module, "_MEMO_MIN", 40)  # the query's ~45 pooled genes: a dataset's list
+    build_reference(adata, store=store, name="r", label_key="cell_type", spec=fast_spec)
+    want = annotate(query_adata, reference="r", store=store)  # memoises the list's digests
+    carried = Reference.open(store, "r").artifacts.gene_vectors
+    assert carried is not None
+    dropped = str(carried.symbols[0])
+
+    def untouchable(self: object) -> None:
+        msg = "the catalog was read"
+        raise AssertionError(msg)
+
+    catalog_module._CATALOGS.clear()  # a new process: nothing in memory
+    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_names", untouchable)
+    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_entries", untouchable)
+    monkeypatch.setattr(catalog_module, "read_genes", untouchable)
+    asked.clear()
+    with monkeypatch.context() as m:
+        _with_carried(m, lambda g: replace(g, symbols=g.symbols[1:], vectors=g.vectors[1:], digests=g.digests[1:]))
+        got = annotate(query_adata, reference="r", store=store)
+    assert asked == [[dropped]]
     _same(got, want)
