@@ -177,6 +177,7 @@ def annotate(
     if not 0 <= unknown_alpha <= 0.5:
         msg = f"unknown_alpha must lie in [0, 0.5] (got {unknown_alpha:g}); 0.01 is the default, 0 turns it off."
         raise InputError(msg)
+    store.prefetch(ref.collection)  # opened while the query cells are encoded
     art = ref.artifacts
     source = select_expression(adata, layer=layer, use_raw=use_raw, what="query")
     matrix = "X" if source is adata else (f"layers[{layer}]" if layer is not None else "raw.X")

@@ -217,6 +217,9 @@ class ClientStore:
         self._check_open()
         return self._exists(CLIENT_PREFIX + check_collection_name(name))
 
+    def prefetch(self, name: str) -> None:
+        """Do nothing: a server's collections need no opening."""
+
     def create_collection(
         self,
         name: str,

@@ -92,6 +92,10 @@ class VectorStore(Protocol):
         """Return whether collection ``name`` exists."""
         ...
 
+    def prefetch(self, name: str) -> None:
+        """Start opening collection ``name`` ahead of its first use, where opening takes time (a no-op else)."""
+        ...
+
     def create_collection(
         self,
         name: str,

@@ -374,3 +374,53 @@ def test_a_private_copy_keeps_bytes_holes_and_mode(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(_edge_copy.os, "copy_file_range", no_copy_file_range)
     _edge_copy.copy_sparse(src, tmp_path / "b")
     same(tmp_path / "b")
+
+
+def test_a_prefetched_collection_answers_as_one_opened_on_use(tmp_path: Path) -> None:
+    """prefetch opens a read-only store's collection in the background; queries, errors and close are unchanged."""
+    root = tmp_path / "s"
+    ids, vecs = _points(300, 16)
+    with open_store(root) as w:
+        w.create_collection("c", vectors={"v": 16})
+        w.upsert("c", ids=ids, vectors={"v": vecs}, payloads=[{"i": i} for i in range(len(ids))])
+        w.prefetch("c")  # a writer opens its own files: nothing to do ahead
+        assert w._prefetching == {}
+    with open_store(root, read_only=True) as plain:
+        want = plain.query("c", vecs[:20], using="v", limit=5)
+    with open_store(root, read_only=True) as r:
+        r.prefetch("c")
+        r.prefetch("c")  # once is enough
+        r.prefetch("missing")  # reported by the call that uses it
+        assert list(r._prefetching) == ["c"]
+        got = r.query("c", vecs[:20], using="v", limit=5)
+        assert got.ids == want.ids
+        np.testing.assert_array_equal(got.scores, want.scores)
+        with pytest.raises(StoreError, match="missing"):
+            r.query("missing", vecs[:1], using="v", limit=1)
+    unused = open_store(root, read_only=True)
+    unused.prefetch("c")
+    tmp = unused._tmp
+    assert tmp is not None
+    unused.close()  # waits for the opening, then closes it and deletes the copy
+    assert not tmp.exists()
+
+
+def test_a_failed_prefetch_is_raised_by_the_call_that_uses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "s"
+    ids, vecs = _points(10, 4)
+    with open_store(root) as w:
+        w.create_collection("c", vectors={"v": 4})
+        w.upsert("c", ids=ids, vectors={"v": vecs}, payloads=[{} for _ in ids])
+    r = open_store(root, read_only=True)
+
+    def broken(_name: str, _path: Path) -> Path:
+        msg = "cannot read collection 'c': disk on fire"
+        raise StoreError(msg)
+
+    monkeypatch.setattr(r, "_private_copy", broken)
+    r.prefetch("c")
+    with pytest.raises(StoreError, match="disk on fire"):
+        r.query("c", vecs[:1], using="v", limit=1)
+    r.close()
