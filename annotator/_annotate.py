@@ -26,7 +26,7 @@ from schemas import AnnotationParams, SpeciesOption
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from indexer.reference._points import PointTable
+    from indexer.reference import PointTable
 
 logger = logging.getLogger(__name__)
 

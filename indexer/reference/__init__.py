@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from indexer.reference._build import build_reference, drop_reference, reference_vectors
     from indexer.reference._edit import add_cells, relabel, remove_cells
     from indexer.reference._gene_codes import GeneCodes, decode_top_genes
+    from indexer.reference._points import PointTable
     from indexer.reference._read import gene_codes, vector_names
     from indexer.reference._refit import refit
     from indexer.reference._transfer import export_reference, import_reference, prune_versions
@@ -33,6 +34,7 @@ __all__ = [
     "TOP_GENES_FILE",
     "VIEW2_VECTOR",
     "GeneCodes",
+    "PointTable",
     "Reference",
     "add_cells",
     "build_reference",
@@ -61,6 +63,7 @@ _HOMES = {
     **dict.fromkeys(["add_cells", "relabel", "remove_cells"], "indexer.reference._edit"),
     **dict.fromkeys(["GeneCodes", "decode_top_genes"], "indexer.reference._gene_codes"),
     **dict.fromkeys(["gene_codes", "vector_names"], "indexer.reference._read"),
+    **dict.fromkeys(["PointTable"], "indexer.reference._points"),
     **dict.fromkeys(["refit"], "indexer.reference._refit"),
     **dict.fromkeys(["export_reference", "import_reference", "prune_versions"], "indexer.reference._transfer"),
     **dict.fromkeys(

@@ -25,7 +25,8 @@ def test_lookup_returns_each_points_label_and_cell_and_flags_unknown_ids() -> No
     assert got_labels[:-1].tolist() == [labels[i] for i in want]
     assert got_cells[:-1] == [cells[i] for i in want]
     assert missing.tolist() == [False] * len(want) + [True]
-    assert got_labels[-1] == "" and got_cells[-1] == ""
+    assert got_labels[-1] == ""
+    assert got_cells[-1] == ""
 
 
 def test_an_id_written_twice_keeps_its_last_row() -> None:
