@@ -145,10 +145,11 @@ class PointTable:
         found = rows >= 0
         labels = np.full(len(rows), "", dtype=object)
         labels[found] = self.labels[self.codes[rows[found]]]
-        cells = [""] * len(rows)
-        for j, c in zip(np.flatnonzero(found).tolist(), self.cell_ids(rows[found]), strict=True):
-            cells[j] = c
-        return labels, cells, ~found
+        cells = np.full(len(rows), "", dtype=object)
+        # each reference cell is decoded once, however many queries it neighbours
+        unique, inverse = np.unique(rows[found], return_inverse=True)
+        cells[found] = np.asarray(self.cell_ids(unique), dtype=object)[inverse.reshape(-1)]
+        return labels, cells.tolist(), ~found
 
     # ------------------------------------------------------------------------------------------ edits
 
