@@ -242,7 +242,7 @@ def build_reference(
         datasets=datasets[keep],
         top_genes=top_genes_of(cells, keep),
         blobs=blobs,
-        text_dim=0 if cells.gene_vectors is None else cells.gene_vectors.shape[1],
+        text_dim=cells.text_dim,
         progress=progress,
         species_call=cells.species_call or call,
         genes=_top_gene_vocabulary(cells.symbols, spec, data_dir=data_dir),

@@ -112,7 +112,7 @@ def _build_in_chunks(
             cell_ids=cell_ids[sample],
             max_cells=calibration_cells,
         )
-    text_dim = 0 if fitted.gene_vectors is None else fitted.gene_vectors.shape[1]
+    text_dim = fitted.text_dim
     genes = _top_gene_vocabulary(fitted.symbols, spec, data_dir=data_dir)  # every chunk has the same genes
     del fitted, fit_adata
     blobs = _with_housekeeping(art.blobs(), housekeeping, spec=spec)
