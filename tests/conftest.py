@@ -166,3 +166,17 @@ def as_mouse(adata: ad.AnnData) -> ad.AnnData:
     out.var_names = [str(best.get(g, g)) for g in adata.var_names]
     out.var_names_make_unique()
     return out
+
+
+def forbid_catalog_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any read of a gene catalog's files fail, as in a new process with nothing in memory."""
+    import indexer.genes._catalog as catalog_module
+
+    def untouchable(self: object) -> None:
+        msg = "the catalog was read"
+        raise AssertionError(msg)
+
+    catalog_module._CATALOGS.clear()  # a new process: nothing in memory
+    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_names", untouchable)
+    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_entries", untouchable)
+    monkeypatch.setattr(catalog_module, "read_genes", untouchable)

@@ -21,6 +21,7 @@ from indexer import VectorStore, build_reference
 from indexer.genes._index import GeneIndex
 from indexer.reference import Reference
 from schemas import CellVectorSpec
+from tests.conftest import forbid_catalog_reads
 
 
 @pytest.fixture
@@ -112,14 +113,7 @@ def test_the_genes_asked_of_the_collection_reuse_the_memoised_digests(
     assert carried is not None
     dropped = str(carried.symbols[0])
 
-    def untouchable(self: object) -> None:
-        msg = "the catalog was read"
-        raise AssertionError(msg)
-
-    catalog_module._CATALOGS.clear()  # a new process: nothing in memory
-    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_names", untouchable)
-    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_entries", untouchable)
-    monkeypatch.setattr(catalog_module, "read_genes", untouchable)
+    forbid_catalog_reads(monkeypatch)
     asked.clear()
     with monkeypatch.context() as m:
         _with_carried(m, lambda g: replace(g, symbols=g.symbols[1:], vectors=g.vectors[1:], digests=g.digests[1:]))

@@ -21,7 +21,7 @@ from annotator import annotate
 from cellvec.cli import main
 from indexer import open_store
 from indexer.cells import read_cells
-from tests.conftest import FAST_ENCODER, make_adata
+from tests.conftest import FAST_ENCODER, forbid_catalog_reads, make_adata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,14 +84,7 @@ def test_a_second_annotate_reads_no_gene_catalog(
     first = _annotate(capsys, built)
     table = built["csv"].read_text()
 
-    def untouchable(self: object) -> None:
-        msg = "the catalog was read"
-        raise AssertionError(msg)
-
-    catalog_module._CATALOGS.clear()  # a new process: nothing in memory
-    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_names", untouchable)
-    monkeypatch.setattr(catalog_module.GeneCatalog, "_load_entries", untouchable)
-    monkeypatch.setattr(catalog_module, "read_genes", untouchable)
+    forbid_catalog_reads(monkeypatch)
     second = _annotate(capsys, built)
     assert second["labels"] == first["labels"]
     assert second["embedded_genes"] == 0
