@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import DEFAULT_ENCODER
 
@@ -32,32 +31,10 @@ def _default_cache_dir() -> Path:
     return Path(base) / "cellvec"
 
 
-_PREFIX = "CELLVEC_"
+class Settings(BaseSettings):
+    """Configuration of cellvec; every field can be set as ``CELLVEC_<FIELD>`` in the environment."""
 
-
-class Settings(BaseModel):
-    """Configuration of cellvec; every field can be set as ``CELLVEC_<FIELD>`` in the environment.
-
-    Arguments given to the constructor win over the environment; names are matched without regard to case,
-    and unknown ``CELLVEC_*`` variables are ignored. (Read here rather than by pydantic-settings, whose
-    import, asyncio included, cost ~50 ms of every command.)
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_environment(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        env = {k.upper(): v for k, v in os.environ.items()}
-        given = {k.upper() for k in data}
-        out = dict(data)
-        for name, field in cls.model_fields.items():
-            key = str(field.validation_alias) if isinstance(field.validation_alias, str) else _PREFIX + name
-            if key.upper() in env and key.upper() not in given and name.upper() not in given:
-                out[key if field.validation_alias else name] = env[key.upper()]
-        return out
+    model_config = SettingsConfigDict(env_prefix="CELLVEC_", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     """Folder with NCBI gene descriptions, gene_info, orthologs and housekeeping lists."""

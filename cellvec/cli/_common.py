@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _default_store() -> str:
-    from indexer import Settings  # the settings: only when a command runs without --store
+    from indexer import Settings  # pydantic-settings: only when a command runs without --store
 
     return Settings().store
 

@@ -69,7 +69,7 @@ def open_store(
     if loc == ":memory:" or loc.startswith(("http://", "https://")):
         from indexer.store._client import ClientStore
 
-        if api_key is None:  # the settings are read only for a server: a directory needs none
+        if api_key is None:  # the settings (pydantic-settings) are read only for a server: a directory needs none
             from indexer._settings import Settings
 
             key = Settings().qdrant_api_key

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -40,4 +39,3 @@ def test_defaults_without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = Settings()
     assert s.store == "./cellvec-store"
     assert s.search_processes is None
-    assert "pydantic_settings" not in sys.modules
