@@ -153,10 +153,6 @@ class PointTable:
 
     # ------------------------------------------------------------------------------------------ edits
 
-    def with_points(self, point_ids: Sequence[str], labels: Sequence[str], cell_ids: Sequence[str]) -> PointTable:
-        """Return the table with these points added (replacing rows of the same ids)."""
-        return self.with_table(PointTable.build(point_ids, labels, cell_ids))
-
     def with_table(self, new: PointTable) -> PointTable:
         """Return the table with the rows of ``new`` added (replacing rows of the same ids)."""
         old_rows = np.flatnonzero(new._rows(self.words) < 0)

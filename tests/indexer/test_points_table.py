@@ -63,7 +63,7 @@ def test_bytes_round_trip_and_file_name() -> None:
 def test_edits_add_keep_and_rename() -> None:
     table, ids, labels, cells = _table(20)
     new = [str(uuid.uuid4()) for _ in range(3)]
-    added = table.with_points([ids[0], *new], ["N", "N", "N", "N"], ["n0", "n1", "n2", "n3"])
+    added = table.with_table(PointTable.build([ids[0], *new], ["N", "N", "N", "N"], ["n0", "n1", "n2", "n3"]))
     assert len(added) == 23
     got, got_cells, _ = added.lookup([ids[0], ids[1], *new])
     assert got.tolist() == ["N", labels[1], "N", "N", "N"]
