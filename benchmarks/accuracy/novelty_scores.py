@@ -14,7 +14,8 @@ alone (each calibration cell scored by a fold that did not fit it). Scores (larg
   its Ledoit-Wolf estimate, the rest pooled), same winner as ``mahalanobis``;
 * ``class-cov-min``: the same, minimised over classes.
 
-p-values are pooled over labels (a screen; the product's are per label); a cell is rejected at p < 0.01.
+p-values are pooled over labels, or with ``--per-label`` per label as the product computes them (labels with
+fewer than 100 calibration cells pooled); a cell is rejected at p < 0.01.
 Prints one line per left-out type (rejected missing / rejected known / AUROC per score) and the means.
 
 Usage::
@@ -71,14 +72,37 @@ def _class_cov(raw: np.ndarray, label: np.ndarray, means: np.ndarray, precisions
     return np.einsum("nd,nde,ne->n", d, precisions[label], d)
 
 
-def _p(calibration: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Pooled conformal p-value of novelty scores ``s`` (larger: more novel)."""
-    cal = np.sort(calibration)
-    return (1 + cal.size - np.searchsorted(cal, s, side="left")) / (1 + cal.size)
+def _p(
+    calibration: np.ndarray,
+    s: np.ndarray,
+    *,
+    cal_labels: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    n_labels: int = 0,
+) -> np.ndarray:
+    """Conformal p-value of novelty scores ``s`` (larger: more novel), pooled or, given labels, per label.
+
+    Per label as the product does it: a label with fewer than its minimum of calibration cells is pooled.
+    """
+    if cal_labels is None or labels is None:
+        cal = np.sort(calibration)
+        return (1 + cal.size - np.searchsorted(cal, s, side="left")) / (1 + cal.size)
+    from indexer.cells._calibration import MIN_CLASS_CALIBRATION
+    from indexer.cells._evidence import _by_label, _conformal
+
+    table = _by_label(-calibration, cal_labels, n_labels)
+    return _conformal(-s, labels, table, MIN_CLASS_CALIBRATION)
 
 
 def left_out(
-    x_ref: sp.csr_matrix, y_ref: np.ndarray, x_q: sp.csr_matrix, y_q: np.ndarray, symbols: np.ndarray, lo: str
+    x_ref: sp.csr_matrix,
+    y_ref: np.ndarray,
+    x_q: sp.csr_matrix,
+    y_q: np.ndarray,
+    symbols: np.ndarray,
+    lo: str,
+    *,
+    per_label: bool = False,
 ) -> dict[str, tuple[float, float, float]]:
     """(missing rejected, known rejected, AUROC) of every score with type ``lo`` out of the reference."""
     from benchmarks.accuracy._open_set import auroc
@@ -111,14 +135,21 @@ def left_out(
     winner = d.argmin(axis=1)
     mc, pc = _fit_class_cov(raw_k, y, L)
     dc = np.stack([_class_cov(raw_q, np.full(len(y_q), c), mc, pc) for c in range(L)], 1)
-    p_m, p_r = _p(cal["mahalanobis"], d.min(axis=1)), _p(cal["residual"], res_q)
-    comb_cal = -np.log(_p(cal["mahalanobis"], cal["mahalanobis"])) - np.log(_p(cal["residual"], cal["residual"]))
+    nearest = dc.argmin(axis=1)
+
+    def pv(score: str, s: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        if not per_label:
+            return _p(cal[score], s)
+        return _p(cal[score], s, cal_labels=y, labels=labels, n_labels=L)
+
+    p_m, p_r = pv("mahalanobis", d.min(axis=1), winner), pv("residual", res_q, winner)
+    cal["fisher"] = -np.log(pv("mahalanobis", cal["mahalanobis"], y)) - np.log(pv("residual", cal["residual"], y))
     p = {
         "mahalanobis": p_m,
         "residual": p_r,
-        "fisher": _p(comb_cal, -np.log(p_m) - np.log(p_r)),
-        "class-cov": _p(cal["class-cov"], dc[np.arange(len(y_q)), winner]),
-        "class-cov-min": _p(cal["class-cov"], dc.min(axis=1)),
+        "fisher": pv("fisher", -np.log(p_m) - np.log(p_r), winner),
+        "class-cov": pv("class-cov", dc[np.arange(len(y_q)), winner], winner),
+        "class-cov-min": pv("class-cov", dc.min(axis=1), nearest),
     }
     missing = y_q == lo
     return {s: ((v[missing] < 0.01).mean(), (v[~missing] < 0.01).mean(), auroc(missing, -v)) for s, v in p.items()}
@@ -137,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="voigt-coarse")
+    p.add_argument("--per-label", action="store_true", help="Per-label p-values (the product's), not pooled.")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     ds = load_dataset(args.dataset)
@@ -147,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'left out':<30}{'n':>5} | " + " | ".join(f"{s}: missing known AUROC" for s in SCORES))
     rows = []
     for lo in left_out_types(ds, seed=0):
-        out = left_out(x_ref, y_ref, x_q, y_q, symbols, lo)
+        out = left_out(x_ref, y_ref, x_q, y_q, symbols, lo, per_label=args.per_label)
         rows.append([v for s in SCORES for v in out[s]])
         cells = " | ".join(_fmt(*out[s]) for s in SCORES)
         print(f"{lo[:30]:<30}{int((y_q == lo).sum()):>5} | {cells}", flush=True)
