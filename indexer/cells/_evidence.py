@@ -27,9 +27,20 @@ def _by_label(values: np.ndarray, codes: np.ndarray, n_labels: int) -> list[np.n
     return [v[bounds[i] : bounds[i + 1]] for i in range(n_labels)]
 
 
+TIE_TOLERANCE = 1e-6
+"""Relative tolerance under which a score counts as equal to a calibration score. A reference cell queried as
+itself meets its own in-sample score in the table; the search engine's float32 rounding (measured: a chunked
+and a one-call build of the same cells, equal vectors to 1e-6) must not decide which side of it it falls."""
+
+
 def _conformal(scores: np.ndarray, label: np.ndarray, table: list[np.ndarray], min_cal: int) -> np.ndarray:
-    """``(1 + #{cal <= s}) / (1 + n_cal)`` against the label's sorted scores (pooled when it has few)."""
+    """``(1 + #{cal <= s}) / (1 + n_cal)`` against the label's sorted scores (pooled when it has few).
+
+    ``cal <= s`` holds within :data:`TIE_TOLERANCE` (relative to ``max(1, |s|)``).
+    """
     p = np.full(len(scores), np.nan)
+    finite = np.isfinite(scores)
+    scores = np.where(finite, scores + TIE_TOLERANCE * np.maximum(1.0, np.abs(np.where(finite, scores, 0.0))), scores)
     pooled = np.sort(np.concatenate(table)) if table else np.zeros(0)
     for c in np.unique(label[label >= 0]):  # a loop over labels, not cells
         sel = label == c

@@ -251,3 +251,18 @@ def test_a_calibration_without_in_sample_scores_judges_every_query_cross_fitted(
     p_own = decide(codes, s, calibration=with_own, pca_scores=qraw).novelty_p
     # Higher in-sample neighbour scores: the same cell looks less typical against them.
     assert np.median(p_own) < np.median(d.novelty_p)
+
+
+def test_a_score_equal_to_a_calibration_score_within_float_rounding_ties_with_it() -> None:
+    from indexer.cells._evidence import TIE_TOLERANCE, _conformal
+
+    table = [np.array([0.5, 0.8, 0.9]), np.array([-40.0, -20.0])]
+    rounded = np.array([0.8 - 1e-7, 0.8 + 1e-7, 0.8 - 1e-3, -20.0 * (1 + 1e-7), -np.inf])
+    label = np.array([0, 0, 0, 1, 1])
+    p = _conformal(rounded, label, table, min_cal=1)
+    # Float32 rounding of a reference cell's own score (1e-7) does not move it across its table entry.
+    np.testing.assert_allclose(p[:2], [3 / 4, 3 / 4])
+    assert p[2] == 2 / 4  # a real difference (1e-3) still counts
+    assert p[3] == 3 / 3
+    assert p[4] == 1 / 3  # a score of -inf stays below every entry
+    assert 1e-7 < TIE_TOLERANCE < 1e-3
