@@ -19,7 +19,7 @@ from indexer import (
     encode_cells,
     log_progress,
 )
-from indexer.cells import Calibration, decide, expression_evidence, select_expression
+from indexer.cells import Calibration, decide, select_expression
 from indexer.reference import CELL_VECTOR
 from schemas import AnnotationParams, SpeciesOption
 
@@ -243,13 +243,7 @@ def annotate(
         flat = labs.astype(str).ravel()
         pos = np.searchsorted(names, flat, sorter=order)
         codes = np.where(flat == "", -1, order[np.minimum(pos, names.size - 1)]).reshape(labs.shape)
-        d = decide(
-            codes,
-            scores,
-            calibration=cal,
-            alpha=unknown_alpha,
-            **expression_evidence(cells, art, cal),
-        )
+        d = decide(codes, scores, calibration=cal, alpha=unknown_alpha, pca_scores=cells.pca_scores)
     names = np.asarray(names, dtype=object)
     winner = d.winner
     labels = np.where(winner >= 0, names[np.maximum(winner, 0)], UNKNOWN).astype(object)
@@ -379,4 +373,3 @@ def _usable_calibration(cal: Calibration | None, labs: np.ndarray, *, ref: Refer
         )
         return None
     return cal
-

@@ -47,7 +47,7 @@ def _scores(cells: ad.AnnData, *, store: Any, name: str, alpha: float) -> dict[s
     """``annotate``'s evidence for ``cells``: the neighbours it searched and the PCA scores it encoded."""
     from annotator import annotate
     from indexer import Reference
-    from indexer.cells import decide, encode_cells, expression_evidence, mahalanobis
+    from indexer.cells import decide, encode_cells, mahalanobis
 
     ref = Reference.open(store, name)
     cal = ref.artifacts.calibration
@@ -60,7 +60,7 @@ def _scores(cells: ad.AnnData, *, store: Any, name: str, alpha: float) -> dict[s
     labs = np.asarray(res.neighbour_labels).astype(str)
     codes = np.where(labs == "", -1, np.searchsorted(names, labs))
     sims = np.asarray(res.neighbour_scores, dtype=np.float64)
-    d = decide(codes, sims, calibration=cal, alpha=alpha, **expression_evidence(enc, ref.artifacts, cal))
+    d = decide(codes, sims, calibration=cal, alpha=alpha, pca_scores=enc.pca_scores)
     np.testing.assert_allclose(d.novelty_p, res.novelty_p)  # the same decision annotate made
     out = {
         "neighbours": np.nanmean(sims[:, : cal.k], axis=1),

@@ -6,10 +6,10 @@ SupCon (:mod:`indexer.cells.supcon`) imports torch and is not imported here.
 from indexer.cells._artifacts import Artifacts
 from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibration_file, fit_calibration
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
-from indexer.cells._decide import Decision, decide, expression_evidence
+from indexer.cells._decide import Decision, decide
 from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_sample, stratified_split
-from indexer.cells._evidence import fit_mahalanobis, head_evidence, mahalanobis
+from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import ExpressionProjection, fit_expression
 from indexer.cells._h5ad import CellMatrix, read_cells
 from indexer.cells._knn import vote
@@ -32,12 +32,10 @@ __all__ = [
     "check_panel_coverage",
     "decide",
     "encode_cells",
-    "expression_evidence",
     "expression_matrix",
     "fit_calibration",
     "fit_expression",
     "fit_mahalanobis",
-    "head_evidence",
     "l2_normalise",
     "labels_of",
     "log_normalise",

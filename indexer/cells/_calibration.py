@@ -15,7 +15,6 @@ from indexer.cells._evidence import (
     _by_label,
     _check,
     _conformal,
-    _conformal_self,
     _evidence,
     _features,
     _fit_theta,
@@ -77,19 +76,6 @@ class Calibration:
         What edits since the fit changed without refitting (empty when exact).
     info
         Diagnostics (cross-fitted log-loss per ``k``, cells used).
-    cal_residual, own_residual
-        Minus the calibration cells' PCA residual (:meth:`ExpressionProjection.project`),
-        out of fold and in sample (``None`` in calibrations fitted before the residual entered the rule, which
-        decide from the two other scores).
-    cal_head
-        The calibration cells' out-of-fold class-head logits (``n × n_labels``, :func:`head_evidence`), what
-        the ``head`` feature was fitted on (``None`` without a class head or in calibrations fitted before it
-        existed: their ``head`` weight is 0 and they decide as they did).
-    tail
-        Whether a score below every calibration score of its table gets an extrapolated p-value
-        (:func:`indexer.cells._evidence._tail`) before the scores are combined, and the calibration cells'
-        combined scores are computed each against its table without itself (``False`` in calibrations
-        fitted before; they decide as they did).
     own_neighbours, own_pca
         The same calibration cells' *in-sample* scores: mean similarity of their ``k`` nearest stored vectors,
         themselves included, and minus their squared Mahalanobis distance under the full reference's model
@@ -117,10 +103,6 @@ class Calibration:
     info: dict[str, Any] = field(default_factory=dict)
     own_neighbours: np.ndarray | None = None
     own_pca: np.ndarray | None = None
-    cal_residual: np.ndarray | None = None
-    own_residual: np.ndarray | None = None
-    tail: bool = False
-    cal_head: np.ndarray | None = None
 
     @property
     def n_labels(self) -> int:
@@ -133,23 +115,9 @@ class Calibration:
         return self.means is not None
 
     @property
-    def uses_head(self) -> bool:
-        """Whether the winner and probability read the cells' class-head logits."""
-        return self.cal_head is not None
-
-    @property
-    def uses_residual(self) -> bool:
-        """Whether novelty also needs the cells' PCA residual."""
-        return self.uses_pca and self.cal_residual is not None
-
-    @property
     def has_own_scores(self) -> bool:
         """Whether queries that are stored reference cells can be judged against in-sample scores."""
-        return (
-            self.own_neighbours is not None
-            and (self.cal_pca is None or self.own_pca is not None)
-            and (not self.uses_residual or self.own_residual is not None)
-        )
+        return self.own_neighbours is not None and (self.cal_pca is None or self.own_pca is not None)
 
     def _tables(self, *, own: bool = False) -> dict[str, Any]:
         """Sorted per-label calibration scores, cross-fitted or (``own``) in-sample; computed once per object."""
@@ -158,7 +126,6 @@ class Calibration:
         if cached is not None:
             return cached
         nb_scores, pca_scores = (self.own_neighbours, self.own_pca) if own else (self.cal_neighbours, self.cal_pca)
-        res_scores = self.own_residual if own else self.cal_residual
         if nb_scores is None:
             msg = "this calibration has no in-sample scores; run `cellvec reference refit` to recompute it."
             raise StoreError(msg)
@@ -167,20 +134,9 @@ class Calibration:
         nb = _by_label(nb_scores, codes, L)
         out: dict[str, Any] = {"nb": nb}
         if self.cal_pca is not None and pca_scores is not None:
-
-            def p(v: np.ndarray, tab: list[np.ndarray]) -> np.ndarray:
-                if self.tail:
-                    return _conformal_self(v, codes, tab, m, tail=True)
-                return _conformal(v, codes, tab, m)
-
             pca = _by_label(pca_scores, codes, L)
-            comb = np.log(p(nb_scores, nb)) + np.log(p(pca_scores, pca))
-            out |= {"pca": pca}
-            if self.uses_residual and res_scores is not None:
-                res = _by_label(res_scores, codes, L)
-                comb = comb + np.log(p(res_scores, res))
-                out |= {"res": res}
-            out |= {"comb": _by_label(comb, codes, L)}
+            comb = np.log(_conformal(nb_scores, codes, nb, m)) + np.log(_conformal(pca_scores, codes, pca, m))
+            out |= {"pca": pca, "comb": _by_label(comb, codes, L)}
         object.__setattr__(self, key, out)
         return out
 
@@ -208,10 +164,6 @@ class Calibration:
             "info": self.info,
             "own_neighbours": f(self.own_neighbours),
             "own_pca": f(self.own_pca),
-            "cal_residual": f(self.cal_residual),
-            "own_residual": f(self.own_residual),
-            "tail": self.tail,
-            "cal_head": None if self.cal_head is None else np.round(self.cal_head, 4).tolist(),
         }
         return json.dumps(d, separators=(",", ":")).encode()
 
@@ -232,9 +184,8 @@ class Calibration:
             labels=tuple(d["labels"]),
             class_sizes=np.asarray(d["class_sizes"], dtype=np.int64),
             k=int(d["k"]),
-            # A feature added since a calibration was written weighs 0 in it.
-            theta=np.array([float(d["theta"].get(f, 0.0)) for f in FEATURES]),
-            theta_decide=np.array([float(d["theta_decide"].get(f, 0.0)) for f in FEATURES]),
+            theta=np.array([d["theta"][f] for f in FEATURES]),
+            theta_decide=np.array([d["theta_decide"][f] for f in FEATURES]),
             gamma=float(d["gamma"]),
             means=a(d["means"]),
             precision=a(d["precision"]),
@@ -248,10 +199,6 @@ class Calibration:
             info=dict(d.get("info", {})),
             own_neighbours=a(d.get("own_neighbours")),
             own_pca=a(d.get("own_pca")),
-            cal_residual=a(d.get("cal_residual")),
-            own_residual=a(d.get("own_residual")),
-            tail=bool(d.get("tail", False)),
-            cal_head=a(d.get("cal_head")),
         )
 
     # ---------------------------------------------------------------- edits
@@ -327,8 +274,6 @@ def fit_calibration(
     class_sizes: np.ndarray | None = None,
     available: np.ndarray | None = None,
     oof_distance: np.ndarray | None = None,
-    oof_residual: np.ndarray | None = None,
-    head_logits: np.ndarray | None = None,
     means: np.ndarray | None = None,
     precision: np.ndarray | None = None,
     k: int | None = None,
@@ -336,7 +281,6 @@ def fit_calibration(
     gamma: float = 0.5,
     min_class_calibration: int = MIN_CLASS_CALIBRATION,
     ridge: float = 1e-3,
-    tail: bool = True,
 ) -> Calibration:
     """Fit the rule on cross-fitted evidence of (a stratified sample of) reference cells.
 
@@ -359,11 +303,6 @@ def fit_calibration(
         Cells of each label the cell's search could reach, ``n × n_labels`` (default: sizes minus itself).
     oof_distance
         Out-of-fold squared Mahalanobis distance of each cell to its own label (``None``: no PCA part).
-    head_logits
-        Out-of-fold class-head logits of each cell, ``n × n_labels`` in ``label_names`` order
-        (:func:`head_evidence`; ``None``: the rule does not read a class head).
-    oof_residual
-        Out-of-fold PCA residual of each cell (``None``: novelty without the residual; needs ``oof_distance``).
     means, precision
         Mahalanobis model of the whole reference's raw PCA scores (needed with ``oof_distance``).
     k
@@ -376,8 +315,6 @@ def fit_calibration(
         Labels with fewer calibration cells use the pooled scores.
     ridge
         L2 penalty on the weights.
-    tail
-        Extrapolate p-values beyond the calibration tables before combining them (see :class:`Calibration`).
 
     Returns
     -------
@@ -395,13 +332,6 @@ def fit_calibration(
     if (oof_distance is None) != (means is None) or (means is None) != (precision is None):
         msg = "pass oof_distance, means and precision together (the PCA part), or none of them."
         raise InputError(msg)
-    if oof_residual is not None and oof_distance is None:
-        msg = "oof_residual needs the PCA part (oof_distance, means, precision) as well."
-        raise InputError(msg)
-    if head_logits is not None and np.shape(head_logits) != (len(y), L):
-        msg = f"head_logits has shape {np.shape(head_logits)}; pass one row per cell and one column per label."
-        raise InputError(msg)
-    head = None if head_logits is None else np.asarray(head_logits, dtype=np.float64)
     sample_sizes = np.bincount(y, minlength=L)
     sizes = sample_sizes if class_sizes is None else np.asarray(class_sizes, dtype=np.int64)
     if available is None:
@@ -414,7 +344,7 @@ def fit_calibration(
     losses = {}
     for kk in grid:
         ev = _evidence(codes, scores, kk, L)
-        x = _features(ev, kk, available, sizes, head)
+        x = _features(ev, kk, available, sizes)
         theta, loss = _fit_theta(x, y, mask, ridge, np.ones(len(y)))
         losses[kk] = loss
         if best is None or loss < best[0] - 1e-4:
@@ -436,9 +366,6 @@ def fit_calibration(
         cal_codes=y,
         cal_neighbours=meank,
         cal_pca=None if oof_distance is None else -np.asarray(oof_distance, dtype=np.float64),
-        cal_residual=None if oof_residual is None else -np.asarray(oof_residual, dtype=np.float64),
-        tail=tail,
-        cal_head=head,
         cal_cells=tuple(map(str, cell_ids)),
         method=method,
         min_class_calibration=min_class_calibration,

@@ -11,14 +11,9 @@ summed similarity). With one, fitted at build time on cross-fitted reference evi
 * the **winner** is the argmax of the same logit fitted with class-balanced weights ``n_c ** -gamma``
   (``gamma = 0.5``), so that a label with 3 reference cells holding most of a cell's neighbours is not
   out-voted by construction; its reported probability is the unweighted model's;
-* the **novelty p-value** is a class-conditional conformal p-value of Fisher's combination of up to three
-  scores: the mean similarity of the ``k`` neighbours and, with an expression view, the squared Mahalanobis
-  distance of the cell's raw PCA scores to the winner's reference mean (pooled within-class Ledoit-Wolf
-  covariance) and the cell's PCA residual (what of its scaled panel the components cannot express; in
-  calibrations fitted since it was added). Each score's p-value below every calibration score of its table is
-  extrapolated from an exponential tail fitted to the table's lowest tenth, so that one score far beyond the
-  reference counts in the combination (a conformal p-value of ``n`` scores stops at ``1 / (n + 1)``); the
-  combined statistic's own p-value is plain conformal. Labels
+* the **novelty p-value** is a class-conditional conformal p-value of Fisher's combination of two scores: the
+  mean similarity of the ``k`` neighbours, and (with an expression view) the squared Mahalanobis distance of the
+  cell's raw PCA scores to the winner's reference mean (pooled within-class Ledoit-Wolf covariance). Labels
   with fewer than ``min_class_calibration`` calibration cells use the pooled scores. The tables are the
   calibration cells' cross-fitted scores, except for a query that is a stored reference cell (its best
   neighbour is itself): the projection was fitted on it, so it is judged against their in-sample scores.
@@ -32,7 +27,6 @@ Pure numpy / scipy; vectorised over cells (loops run over labels or features onl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,13 +39,8 @@ from indexer.cells._evidence import (
     _evidence,
     _features,
     _softmax,
-    head_evidence,
     mahalanobis,
 )
-
-if TYPE_CHECKING:
-    from indexer.cells._artifacts import Artifacts
-    from indexer.cells._encode import CellVectors
 
 SELF_SIMILARITY = 1 - 1e-4
 """A neighbour this similar is the query itself: the query is a stored reference cell (float32 cosine of a
@@ -107,8 +96,6 @@ def decide(
     calibration: Calibration | None = None,
     alpha: float = 0.01,
     pca_scores: np.ndarray | None = None,
-    pca_residual: np.ndarray | None = None,
-    head_logits: np.ndarray | None = None,
     n_labels: int | None = None,
     class_weights: np.ndarray | None = None,
 ) -> Decision:
@@ -129,11 +116,6 @@ def decide(
     pca_scores
         ``n × d`` raw PCA scores of the cells under the reference's projection (needed when the
         calibration has a PCA part).
-    head_logits
-        ``n × n_labels`` class-head logits of the same cells in the calibration's label order
-        (:func:`indexer.cells.head_evidence`; needed when the calibration reads a class head).
-    pca_residual
-        ``n`` PCA residuals of the same cells (needed when the calibration has a residual part).
     n_labels
         Number of label codes without a calibration (default: the largest code + 1).
     class_weights
@@ -166,23 +148,9 @@ def decide(
                 f"reference's projection ({cal.means.shape[1]} components)."
             )
             raise InputError(msg)
-    if cal.uses_residual and (pca_residual is None or np.shape(pca_residual) != (n,)):
-        got = None if pca_residual is None else np.shape(pca_residual)
-        msg = (
-            f"pca_residual has shape {got}; pass the PCA residuals of the same {n} cells under the reference's "
-            "projection (ExpressionProjection.project)."
-        )
-        raise InputError(msg)
-    if cal.uses_head and (head_logits is None or np.shape(head_logits) != (n, L)):
-        got = None if head_logits is None else np.shape(head_logits)
-        msg = (
-            f"head_logits has shape {got}; pass the class-head logits of the same {n} cells, one column per "
-            f"label of the calibration ({L}; indexer.cells.head_evidence)."
-        )
-        raise InputError(msg)
     k = min(cal.k, c.shape[1])
     ev = _evidence(c, s, k, L)
-    x = _features(ev, k, cal.class_sizes, cal.class_sizes, head_logits if cal.uses_head else None)
+    x = _features(ev, k, cal.class_sizes, cal.class_sizes)
     live = cal.class_sizes > 0  # labels removed from the reference cannot win
     none = ev["n_present"] == 0
     proba = _softmax(np.where(live, x @ cal.theta, -np.inf))
@@ -200,21 +168,18 @@ def decide(
     share = np.divide(votes, ev["n_present"], out=np.zeros(n), where=~none)
     sim = np.divide(ev["sims"][rows, winner], votes, out=np.full(n, np.nan), where=votes > 0)
     nb_score = np.nan_to_num(ev["meank"], nan=-1.0)
-    pca_score = res_score = None
-    if cal.uses_residual:
-        res_score = -np.asarray(pca_residual, dtype=np.float64)
+    pca_score = None
     if cal.uses_pca:
         assert cal.means is not None
         assert cal.precision is not None
         assert pca_scores is not None
         pca_score = -mahalanobis(pca_scores, winner, means=cal.means, precision=cal.precision)
-    p = _novelty(cal, nb_score, pca_score, res_score, winner, own=False)
+    p = _novelty(cal, nb_score, pca_score, winner, own=False)
     # A query that is a stored reference cell (its best neighbour is itself) was in the fit of the PCA and the
     # head: it is exchangeable with the reference cells' in-sample scores, not with the cross-fitted ones.
     own = (np.max(s, axis=1) >= SELF_SIMILARITY) & ~none if cal.has_own_scores else np.zeros(n, dtype=bool)
     if own.any():
-        sub = [None if a is None else a[own] for a in (pca_score, res_score)]
-        p[own] = _novelty(cal, nb_score[own], sub[0], sub[1], winner[own], own=True)
+        p[own] = _novelty(cal, nb_score[own], None if pca_score is None else pca_score[own], winner[own], own=True)
     winner = np.where(none, -1, winner)
     runner = np.where(none, -1, runner)
     p[none] = np.nan
@@ -232,25 +197,16 @@ def decide(
 
 
 def _novelty(
-    cal: Calibration,
-    nb_score: np.ndarray,
-    pca_score: np.ndarray | None,
-    res_score: np.ndarray | None,
-    winner: np.ndarray,
-    *,
-    own: bool,
+    cal: Calibration, nb_score: np.ndarray, pca_score: np.ndarray | None, winner: np.ndarray, *, own: bool
 ) -> np.ndarray:
     """Conformal novelty p-value against the cross-fitted (or, ``own``, the in-sample) calibration tables."""
     tables = cal._tables(own=own)
     m = cal.min_class_calibration
-    if pca_score is None:
-        return _conformal(nb_score, winner, tables["nb"], m)
-    t = cal.tail
-    comb = np.log(_conformal(nb_score, winner, tables["nb"], m, tail=t))
-    comb += np.log(_conformal(pca_score, winner, tables["pca"], m, tail=t))
-    if res_score is not None and "res" in tables:
-        comb += np.log(_conformal(res_score, winner, tables["res"], m, tail=t))
-    return _conformal(comb, winner, tables["comb"], m)
+    p = _conformal(nb_score, winner, tables["nb"], m)
+    if pca_score is not None:
+        p_pca = _conformal(pca_score, winner, tables["pca"], m)
+        p = _conformal(np.log(p) + np.log(p_pca), winner, tables["comb"], m)
+    return p
 
 
 def _vote(codes: np.ndarray, scores: np.ndarray, *, class_weights: np.ndarray | None = None) -> Decision:
@@ -290,16 +246,3 @@ def _vote(codes: np.ndarray, scores: np.ndarray, *, class_weights: np.ndarray | 
         novelty_p=np.full(n, np.nan),
         rejected=np.zeros(n, dtype=bool),
     )
-
-
-def expression_evidence(cells: CellVectors, artifacts: Artifacts, calibration: Calibration) -> dict[str, Any]:
-    """What :func:`decide` reads from encoded cells besides their neighbours, as its keyword arguments.
-
-    ``pca_scores``, ``pca_residual`` and ``head_logits`` (the class head's logits in the calibration's label
-    order) of ``cells`` encoded with the reference's ``artifacts``; ``None`` where the mode has no such part.
-    """
-    proj = artifacts.expression
-    head = None
-    if calibration.uses_head and cells.head_logits is not None and proj is not None and proj.head_classes is not None:
-        head = head_evidence(cells.head_logits, proj.head_classes, calibration.labels)
-    return {"pca_scores": cells.pca_scores, "pca_residual": cells.pca_residual, "head_logits": head}

@@ -85,12 +85,6 @@ class CellVectors:
     pca_scores
         Raw PCA scores of the expression view before normalising (``None`` without one): the decision
         rule's Mahalanobis novelty input.
-    pca_residual
-        Squared norm of each cell's scaled panel left off the principal components (``None`` without an
-        expression view): the decision rule's residual novelty input.
-    head_logits
-        The expression view's class head logits, centred per cell, one column per ``head_classes`` of the
-        reference's projection (``None`` without a head): the decision rule's class-head evidence.
     expression
         The log-normalised matrix every view read, columns named by ``symbols`` (explanations read the
         class head's genes from it).
@@ -114,8 +108,6 @@ class CellVectors:
     coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
     pca_scores: np.ndarray | None = None
     expression: sp.csr_matrix | None = None
-    pca_residual: np.ndarray | None = None
-    head_logits: np.ndarray | None = None
 
     @property
     def text_dim(self) -> int:
@@ -234,7 +226,7 @@ def encode_cells(
     index: GeneIndex | None = None
     parts: list[np.ndarray] = []
     parts_v2: list[np.ndarray] = []
-    weights = pca_scores = pca_residual = head_logits = None
+    weights = pca_scores = None
     text_rows: tuple[np.ndarray, np.ndarray] | None = None
     n_described = 0
     if spec.uses_text():
@@ -271,13 +263,7 @@ def encode_cells(
                 # Queries pool their own top genes, mostly among the panel's: embed the panel once, here.
                 report = None if progress is None else (lambda d, t: progress("embedding panel genes", d, t))
                 index.vectors(list(art.expression.genes), progress=report)
-        projected = art.expression.project(x, symbols)
-        expr, pca_scores, pca_residual, head_logits = (
-            projected.view,
-            projected.raw,
-            projected.residual,
-            projected.logits,
-        )
+        expr, pca_scores = art.expression.transform_with_scores(x, symbols)
         parts.insert(0, expr)
         parts_v2.insert(0, expr)
     if fitting and index is not None:
@@ -323,8 +309,6 @@ def encode_cells(
         coverage=coverage,
         pca_scores=pca_scores,
         expression=x,
-        pca_residual=pca_residual,
-        head_logits=head_logits,
     )
     return cv, art
 

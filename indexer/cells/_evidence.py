@@ -8,26 +8,8 @@ import numpy as np
 
 from indexer._errors import InputError
 
-FEATURES: tuple[str, ...] = ("log_votes", "log_room", "nn_sim", "absent", "log_prior", "head")
-"""Per-label evidence features of the conditional logit (``head``: the expression view's class-head logit, 0 in
-modes and calibrations without one)."""
-
-
-def head_evidence(logits: np.ndarray, classes: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
-    """Class-head logits (columns ``classes``) as an ``n × len(labels)`` feature in ``labels``' order.
-
-    A label the head was not fitted on (added by ``reference add`` since the build) gets the cell's lowest
-    logit: the head gives it no support, and only its neighbours can elect it.
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    out = np.repeat(logits.min(axis=1, keepdims=True), len(labels), axis=1) if logits.size else np.zeros(
-        (logits.shape[0], len(labels))
-    )
-    col = {str(c): i for i, c in enumerate(classes)}
-    for j, lab in enumerate(labels):
-        if lab in col:
-            out[:, j] = logits[:, col[lab]]
-    return out
+FEATURES: tuple[str, ...] = ("log_votes", "log_room", "nn_sim", "absent", "log_prior")
+"""Per-label evidence features of the conditional logit."""
 
 
 def _to_list(a: np.ndarray | None) -> list[Any] | None:
@@ -51,70 +33,19 @@ itself meets its own in-sample score in the table; the search engine's float32 r
 and a one-call build of the same cells, equal vectors to 1e-6) must not decide which side of it it falls."""
 
 
-TAIL_FRACTION = 0.1
-"""Share of a calibration table's lowest scores (at least :data:`TAIL_MIN`) its exponential tail is fitted to."""
-TAIL_MIN = 5
-
-
-def _tail(scores: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """p-values of scores below a sorted table's range, from an exponential tail fitted to its lowest scores.
-
-    A conformal p-value of ``n`` scores cannot fall below ``1 / (n + 1)``: in Fisher's combination a cell far
-    beyond every calibration cell in one score then counts no more than one just beyond them, and (three
-    scores, a 300-cell table) is never rejected at 0.01 while its other scores are typical. The tail
-    ``t / (n + 1) * exp(-(u - s) / scale)`` (``u`` the ``t``-th lowest score, ``scale`` the mean excess of the
-    ``t`` lowest below it, the exponential's maximum likelihood) lets the distance beyond the table count.
-    """
-    n = ref.size
-    t = min(n, max(TAIL_MIN, int(np.ceil(TAIL_FRACTION * n))))
-    u = float(ref[t - 1])
-    scale = max(float(np.mean(u - ref[:t])), 1e-12 * max(1.0, abs(u)))
-    return np.maximum(np.minimum(1 / (n + 1), t / (n + 1) * np.exp(-(u - scores) / scale)), 1e-300)
-
-
-def _conformal(
-    scores: np.ndarray, label: np.ndarray, table: list[np.ndarray], min_cal: int, *, tail: bool = False
-) -> np.ndarray:
+def _conformal(scores: np.ndarray, label: np.ndarray, table: list[np.ndarray], min_cal: int) -> np.ndarray:
     """``(1 + #{cal <= s}) / (1 + n_cal)`` against the label's sorted scores (pooled when it has few).
 
-    ``cal <= s`` holds within :data:`TIE_TOLERANCE` (relative to ``max(1, |s|)``). With ``tail``, a score
-    below the whole table gets :func:`_tail`'s smaller p-value (tables of at least :data:`TAIL_MIN`).
+    ``cal <= s`` holds within :data:`TIE_TOLERANCE` (relative to ``max(1, |s|)``).
     """
-    return _conformal_p(scores, label, table, min_cal, tail=tail, members=False)
-
-
-def _conformal_self(
-    scores: np.ndarray, label: np.ndarray, table: list[np.ndarray], min_cal: int, *, tail: bool = False
-) -> np.ndarray:
-    """:func:`_conformal` of the table's own members, each against the table without itself.
-
-    ``#{other cal <= s} + 1) / n_cal``: what a new cell exchangeable with them gets, so that a calibration
-    cell lowest in its table is extrapolated (``tail``) as a query there would be.
-    """
-    return _conformal_p(scores, label, table, min_cal, tail=tail, members=True)
-
-
-def _conformal_p(
-    scores: np.ndarray, label: np.ndarray, table: list[np.ndarray], min_cal: int, *, tail: bool, members: bool
-) -> np.ndarray:
     p = np.full(len(scores), np.nan)
     finite = np.isfinite(scores)
     scores = np.where(finite, scores + TIE_TOLERANCE * np.maximum(1.0, np.abs(np.where(finite, scores, 0.0))), scores)
     pooled = np.sort(np.concatenate(table)) if table else np.zeros(0)
     for c in np.unique(label[label >= 0]):  # a loop over labels, not cells
-        sel = np.flatnonzero(label == c)
+        sel = label == c
         ref = table[c] if c < len(table) and table[c].size >= min_cal else pooled
-        le = np.searchsorted(ref, scores[sel], side="right")
-        if members:  # the cell is one of ref's scores: leave it out
-            p[sel] = np.maximum(le, 1) / max(ref.size, 1)
-            low = le <= 1
-            rest = ref[1:]
-        else:
-            p[sel] = (1 + le) / (1 + ref.size)
-            low = le == 0
-            rest = ref
-        if tail and rest.size >= TAIL_MIN and low.any():
-            p[sel[low]] = np.minimum(p[sel[low]], _tail(scores[sel[low]], rest))
+        p[sel] = (1 + np.searchsorted(ref, scores[sel], side="right")) / (1 + ref.size)
     return p
 
 
@@ -167,9 +98,7 @@ def _evidence(codes: np.ndarray, scores: np.ndarray, k: int, n_labels: int) -> d
     return {"votes": votes, "sims": sims, "n_present": n_present, "nn": nn, "meank": meank}
 
 
-def _features(
-    ev: dict[str, np.ndarray], k: int, room: np.ndarray, prior: np.ndarray, head: np.ndarray | None = None
-) -> np.ndarray:
+def _features(ev: dict[str, np.ndarray], k: int, room: np.ndarray, prior: np.ndarray) -> np.ndarray:
     votes = ev["votes"]
     n, L = votes.shape
     x = np.zeros((n, L, len(FEATURES)))
@@ -178,8 +107,6 @@ def _features(
     x[..., 2] = np.nan_to_num(ev["nn"], nan=0.0)
     x[..., 3] = votes == 0
     x[..., 4] = np.log(np.maximum(prior, 1) / max(prior.sum(), 1))[None, :]
-    if head is not None:
-        x[..., 5] = head
     return x
 
 

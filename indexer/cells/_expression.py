@@ -18,28 +18,6 @@ TRANSFORM_BLOCK = 8_192
 
 
 @dataclass(frozen=True)
-class Projected:
-    """Cells under an :class:`ExpressionProjection` (see :meth:`ExpressionProjection.project`).
-
-    Attributes
-    ----------
-    view
-        The expression view (L2-normalised PCA scores, with the class head's normalised scores).
-    raw
-        Raw PCA scores ``z @ components.T``.
-    residual
-        Squared norm of the scaled panel left off the components.
-    logits
-        The class head's logits, centred per cell, one column per ``head_classes`` (``None`` without a head).
-    """
-
-    view: np.ndarray
-    raw: np.ndarray
-    residual: np.ndarray
-    logits: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
 class ExpressionProjection:
     """Gene panel, scaling and principal axes fitted on reference cells only.
 
@@ -82,23 +60,12 @@ class ExpressionProjection:
         The raw scores are what the decision rule's Mahalanobis novelty score measures
         (:func:`indexer.cells.decide`).
         """
-        out = self.project(x, symbols)
-        return out.view, out.raw
-
-    def project(self, x: sp.csr_matrix, symbols: np.ndarray) -> Projected:
-        """Project cells: :meth:`transform`'s view, the raw PCA scores, the PCA residual and the head's logits.
-
-        The residual is the squared norm of the cell's scaled panel left off the principal components,
-        ``||z||^2 - ||z @ components.T||^2``: the part of its expression the reference's components cannot
-        express (the decision rule's third novelty score).
-        """
         pos = {s: i for i, s in enumerate(symbols) if s}
         cols = np.array([pos.get(g, -1) for g in self.genes], dtype=np.int64)
         present = cols >= 0
         panel = x[:, cols[present]].tocsr()
         mean, std = self.mean[present], self.std[present]
         raw = np.empty((x.shape[0], self.components.shape[0]), dtype=np.float32)
-        residual = np.empty(x.shape[0], dtype=np.float64)
         # The scaled panel is dense (cells x panel genes): built TRANSFORM_BLOCK cells at a time, so memory
         # stays bounded however many cells are encoded at once (a 100k-cell build held ~2.4 GB of it).
         z = np.zeros((min(TRANSFORM_BLOCK, x.shape[0]), self.genes.size), dtype=np.float32)
@@ -108,21 +75,16 @@ class ExpressionProjection:
             block[:, present] = (panel[start:stop].toarray() - mean) / std
             np.clip(block, -10, 10, out=block)
             raw[start:stop] = block @ self.components.T
-            r = raw[start:stop].astype(np.float64)
-            total = np.einsum("ij,ij->i", block, block, dtype=np.float64)
-            # The components are orthonormal rows, so what they miss is the norm they do not hold.
-            residual[start:stop] = np.maximum(total - np.einsum("ij,ij->i", r, r), 0.0)
         pcs = l2_normalise(raw)
         if self.head_coef is None or self.head_genes is None or self.head_intercept is None:
-            return Projected(view=pcs, raw=raw, residual=residual)
+            return pcs, raw
         hcols = np.array([pos.get(g, -1) for g in self.head_genes], dtype=np.int64)
         ok = np.flatnonzero(hcols >= 0)
         # Sparse product over the head's genes that the query has; absent genes count as not expressed.
         scores = np.asarray(x[:, hcols[ok]] @ self.head_coef[:, ok].T) + self.head_intercept
         # Class scores are centred per cell: only their differences carry the classifier's decision.
         scores -= scores.mean(axis=1, keepdims=True)
-        view = l2_normalise(np.hstack([pcs, l2_normalise(scores.astype(np.float32))]))
-        return Projected(view=view, raw=raw, residual=residual, logits=np.asarray(scores, dtype=np.float64))
+        return l2_normalise(np.hstack([pcs, l2_normalise(scores.astype(np.float32))])), raw
 
     def to_bytes(self) -> bytes:
         """Serialise without pickle (``np.savez`` of plain arrays)."""

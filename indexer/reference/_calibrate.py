@@ -6,11 +6,10 @@ How the evidence is cross-fitted (no reference cell ever sees itself):
   issue 14. For each fold the expression projection and class head are refitted on 4/5 of the calibration
   cells, the held-out 1/5 and the 4/5 are encoded with that fold's projection (the text part of ``hybrid``
   vectors is the build's: it is fitted on no label), and each held-out cell gets its exact cosine neighbours
-  among the 4/5, its squared Mahalanobis distance to its label's mean in the fold's raw PCA scores and its
-  residual off the fold's components.
+  among the 4/5 and its squared Mahalanobis distance to its label's mean in the fold's raw PCA scores.
 * **SupCon-refined modes with an expression view**: neighbours are the cell's among the other stored
   reference vectors (leave-self-out; the encoder was trained on them, so the probabilities are somewhat
-  optimistic), the Mahalanobis and residual parts are the 5-fold refit of the PCA alone.
+  optimistic), the Mahalanobis part is the 5-fold refit of the PCA alone.
 * **text-only modes** (``paper``, ``genept``): leave-self-out neighbours among the stored vectors; no
   Mahalanobis part (novelty uses the neighbour score alone).
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from indexer.cells._calibration import Calibration, fit_calibration
 from indexer.cells._evaluate import stratified_sample
-from indexer.cells._evidence import fit_mahalanobis, head_evidence, mahalanobis
+from indexer.cells._evidence import fit_mahalanobis, mahalanobis
 from indexer.cells._expression import fit_expression
 from indexer.cells._pool import l2_normalise, log_normalise
 from indexer.cells._validate import expression_matrix
@@ -141,7 +140,7 @@ def calibrate(
     if not refit_view:
         idx, sim = exact_neighbours(cells.final[sample], cells.final[rows], K_MAX, exclude=pick)
         codes[:, : idx.shape[1]], scores[:, : idx.shape[1]] = y_all[idx], sim
-    oof = oof_res = oof_head = means = precision = None
+    oof = means = precision = None
     if with_pca:
         assert proj is not None
         assert cells.pca_scores is not None
@@ -152,9 +151,6 @@ def calibrate(
         we = np.sqrt(1.0 - spec.text_weight) if spec.mode == "hybrid" else 1.0
         fold = _folds(y, N_FOLDS, seed)
         oof = np.full(n, np.nan)
-        oof_res = np.full(n, np.nan)
-        with_head = refit_view and proj is not None and proj.head_coef is not None
-        oof_head = np.zeros((n, len(names))) if with_head else None
         available = np.zeros((n, len(names)), dtype=np.int64)
         fold_labels = np.asarray(names, dtype=object)[y] if refit_view else None
         for f in range(N_FOLDS):
@@ -164,15 +160,11 @@ def calibrate(
             fp = fit_expression(
                 x[tr], symbols, spec.expression, labels=None if fold_labels is None else fold_labels[tr], seed=seed
             )
-            projected = fp.project(x, symbols)
-            view, raw, residual = projected.view, projected.raw, projected.residual
+            view, raw = fp.transform_with_scores(x, symbols)
             m, prec = fit_mahalanobis(raw[tr], y[tr], len(names))
             d = mahalanobis(raw[he], y[he], means=m, precision=prec)
             has = np.bincount(y[tr], minlength=len(names))
             oof[he] = np.where(has[y[he]] > 0, d, np.nan)
-            oof_res[he] = residual[he]
-            if oof_head is not None and projected.logits is not None and fp.head_classes is not None:
-                oof_head[he] = head_evidence(projected.logits[he], fp.head_classes, names)
             available[he] = has
             if refit_view:
                 vec = view if text is None else np.hstack([we * view, text])
@@ -182,8 +174,6 @@ def calibrate(
         # A label absent from a fold's training part (a singleton) has no out-of-fold distance.
         ok = np.isfinite(oof)
         codes, scores, y, oof, available, sample = codes[ok], scores[ok], y[ok], oof[ok], available[ok], sample[ok]
-        oof_res = oof_res[ok]
-        oof_head = None if oof_head is None else oof_head[ok]
         means, precision = fit_mahalanobis(cells.pca_scores[rows], y_all, len(names))
     if available is None:
         available = sizes[None, :] - np.eye(len(names), dtype=np.int64)[y]
@@ -197,19 +187,13 @@ def calibrate(
         class_sizes=sizes,
         available=available,
         oof_distance=oof,
-        oof_residual=None if __import__("os").environ.get("CELLVEC_EXP_NORES") else oof_res,
-        head_logits=None if __import__("os").environ.get("CELLVEC_EXP_NOHEAD") else oof_head,
         means=means,
         precision=precision,
-        tail=not __import__("os").environ.get("CELLVEC_EXP_NOTAIL"),
     )
-    own_pca = own_res = None
+    own_pca = None
     if means is not None and precision is not None and cells.pca_scores is not None:
         own_pca = -mahalanobis(cells.pca_scores[sample], y, means=means, precision=precision)
-        if cells.pca_residual is not None:
-            own_res = -np.asarray(cells.pca_residual[sample], dtype=np.float64)
-    own_nb = own_neighbours(cells.final[sample], cells.final[rows], cal.k)
-    cal = replace(cal, own_neighbours=own_nb, own_pca=own_pca, own_residual=own_res)
+    cal = replace(cal, own_neighbours=own_neighbours(cells.final[sample], cells.final[rows], cal.k), own_pca=own_pca)
     logger.info("calibration: k=%d, cross-fitted log-loss %s", cal.k, cal.info.get("cv_log_loss"))
     return cal
 
@@ -243,28 +227,20 @@ def recalibrate_neighbours(
     y_all = np.searchsorted(np.asarray(names), np.asarray(labels).astype(str))
     sizes = np.bincount(y_all, minlength=len(names))
     ids = np.asarray(cell_ids).astype(str)
-    oof = oof_res = head = means = precision = own_pca = own_res = None
-    if old is not None and (old.cal_head is not None or (old.cal_pca is not None and old.means is not None)):
+    oof = means = precision = own_pca = None
+    if old is not None and old.cal_pca is not None and old.means is not None:
         pos = {c: i for i, c in enumerate(ids)}
         pairs = [(pos[c], i) for i, c in enumerate(old.cal_cells) if c in pos]
         pick = np.array([p for p, _ in pairs], dtype=np.int64)
-        kept = [i for _, i in pairs]
-        if old.cal_head is not None:
-            # The head's columns follow the current labels; one the head never saw gets its lowest logit.
-            head = head_evidence(old.cal_head[kept], np.asarray(old.labels), names)
-        if old.cal_pca is not None and old.means is not None:
-            oof = -old.cal_pca[kept]
-            if old.own_pca is not None:
-                own_pca = old.own_pca[kept]
-            if old.cal_residual is not None:
-                oof_res = -old.cal_residual[kept]
-                own_res = None if old.own_residual is None else old.own_residual[kept]
-            # Class means follow the current labels (a relabel may have renamed or merged some).
-            means = np.zeros((len(names), old.means.shape[1]))
-            for c, lab in enumerate(names):
-                if lab in old.labels:
-                    means[c] = old.means[old.labels.index(lab)]
-            precision = old.precision
+        oof = -old.cal_pca[[i for _, i in pairs]]
+        if old.own_pca is not None:
+            own_pca = old.own_pca[[i for _, i in pairs]]
+        # Class means follow the current labels (a relabel may have renamed or merged some).
+        means = np.zeros((len(names), old.means.shape[1]))
+        for c, lab in enumerate(names):
+            if lab in old.labels:
+                means[c] = old.means[old.labels.index(lab)]
+        precision = old.precision
     else:
         pick = stratified_sample(y_all, max_cells, seed=seed, floor=_MIN_PER_LABEL)
     idx, sim = exact_neighbours(vectors[pick], vectors, K_MAX, exclude=pick)
@@ -278,10 +254,7 @@ def recalibrate_neighbours(
         class_sizes=sizes,
         available=sizes[None, :] - np.eye(len(names), dtype=np.int64)[y_all[pick]],
         oof_distance=oof,
-        oof_residual=oof_res,
-        head_logits=head,
         means=means,
         precision=precision,
     )
-    own_nb = own_neighbours(vectors[pick], vectors, cal.k)
-    return replace(cal, own_neighbours=own_nb, own_pca=own_pca, own_residual=own_res)
+    return replace(cal, own_neighbours=own_neighbours(vectors[pick], vectors, cal.k), own_pca=own_pca)

@@ -9,8 +9,6 @@ cell is now judged against the reference cells' in-sample scores.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,29 +87,24 @@ def test_only_queries_that_are_stored_cells_are_judged_in_sample(small) -> None:
     # In-sample: each cell is its own best neighbour and the PCA was fitted on it (it lies farther out).
     assert np.median(cal.own_neighbours) > np.median(cal.cal_neighbours)
     assert np.median(-cal.own_pca) > 1.5 * np.median(-cal.cal_pca)
-    # ... and its components hold more of it: a smaller residual.
-    assert cal.own_residual is not None and cal.cal_residual is not None
-    assert np.median(-cal.own_residual) < np.median(-cal.cal_residual)
     own = annotate(ref[:40].copy(), reference="small", store=store, unknown_alpha=ALPHA, k=cal.k)
     assert (own.neighbour_scores[:, 0] > 0.9999).all()
     # The same neighbours without the self-hit are judged against the cross-fitted tables: lower p-values.
     codes = np.searchsorted(np.asarray(cal.labels), own.neighbour_labels.astype(str))
     scores = own.neighbour_scores.astype(np.float64)
-    evidence = _evidence(store, ref[:40].copy())
-    in_sample = decide(codes, scores, calibration=cal, alpha=ALPHA, **evidence)
+    pca = _pca_scores(store, ref[:40].copy())
+    in_sample = decide(codes, scores, calibration=cal, alpha=ALPHA, pca_scores=pca)
     np.testing.assert_allclose(in_sample.novelty_p, own.novelty_p)
-    cross = decide(codes, np.minimum(scores, 0.999), calibration=cal, alpha=ALPHA, **evidence)
+    cross = decide(codes, np.minimum(scores, 0.999), calibration=cal, alpha=ALPHA, pca_scores=pca)
     assert np.median(cross.novelty_p) < np.median(in_sample.novelty_p)
     new = annotate(held[:40].copy(), reference="small", store=store, unknown_alpha=ALPHA, k=cal.k)
     assert (new.neighbour_scores[:, 0] < 0.9999).all()
 
 
-def _evidence(store: VectorStore, cells: AnnData) -> dict[str, Any]:
-    from indexer.cells import encode_cells, expression_evidence
+def _pca_scores(store: VectorStore, cells: AnnData) -> np.ndarray:
+    from indexer.cells import encode_cells
 
     handle = Reference.open(store, "small")
     enc, _ = encode_cells(cells, spec=handle.record.spec, store=store, artifacts=handle.artifacts, what="query")
     assert enc.pca_scores is not None
-    assert enc.pca_residual is not None
-    assert handle.artifacts.calibration is not None
-    return expression_evidence(enc, handle.artifacts, handle.artifacts.calibration)
+    return enc.pca_scores
