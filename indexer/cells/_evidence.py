@@ -39,8 +39,8 @@ def _conformal(scores: np.ndarray, label: np.ndarray, table: list[np.ndarray], m
     ``cal <= s`` holds within :data:`TIE_TOLERANCE` (relative to ``max(1, |s|)``).
     """
     p = np.full(len(scores), np.nan)
-    finite = np.isfinite(scores)
-    scores = np.where(finite, scores + TIE_TOLERANCE * np.maximum(1.0, np.abs(np.where(finite, scores, 0.0))), scores)
+    # Infinite and NaN scores get a finite nudge, so they stay what they are.
+    scores = scores + TIE_TOLERANCE * np.maximum(1.0, np.abs(np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)))
     pooled = np.sort(np.concatenate(table)) if table else np.zeros(0)
     for c in np.unique(label[label >= 0]):  # a loop over labels, not cells
         sel = label == c
