@@ -23,8 +23,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import select
+import socket
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,8 +49,9 @@ class Fault:
     body
         Raw body; by default an OpenAI-style error object for ``status``.
     delay_s
-        Seconds to sleep before answering (longer than the client timeout = a timeout); with
-        ``status=200`` and no ``body`` the late answer is a normal one.
+        Longest wait before answering; the answer is dropped as soon as the client closes the connection, so
+        a value above the client timeout is a timeout whatever the machine's load. With ``status=200`` and
+        no ``body`` an answer sent after the wait is a normal one.
     """
 
     status: int = 500
@@ -65,7 +67,7 @@ MALFORMED = Fault(status=200, body=b'{"object": "list", "data": "not a list"}')
 
 
 def timeout(delay_s: float) -> Fault:
-    """Answer normally but only after ``delay_s`` seconds (set it above the client timeout)."""
+    """Hold a normal answer until the client gives up, at most ``delay_s`` seconds (set it above its timeout)."""
     return Fault(status=200, delay_s=delay_s)
 
 
@@ -217,9 +219,23 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {}, _error("body is not JSON"))
                 return
             status, headers, body, delay = server._answer(payload, self.headers.get("Authorization", ""))
-            if delay:
-                time.sleep(delay)
+            if delay and self._client_gave_up(delay):
+                return  # a timed-out client closed the connection: nothing to answer
             self._send(status, headers, body)
+
+        def _client_gave_up(self, limit_s: float) -> bool:
+            """Hold the answer until the client closes the connection (its timeout) or ``limit_s`` passes.
+
+            The outcome turns on the client's own timeout, not on a sleep racing it; ``limit_s`` only bounds
+            the wait of a client that never gives up.
+            """
+            readable, _, _ = select.select([self.connection], [], [], limit_s)
+            if not readable:
+                return False
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
 
         def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
             try:
