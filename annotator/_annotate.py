@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from indexer import (
 )
 from indexer.cells import Calibration, decide, select_expression
 from indexer.reference import CELL_VECTOR
+from indexer.reference._points import int_words
 from schemas import AnnotationParams, SpeciesOption
 
 if TYPE_CHECKING:
@@ -311,14 +313,14 @@ def _search(
     res = store.query(
         collection, vectors, using=CELL_VECTOR, limit=k, payload_fields=fields, exact=exact, with_ids=table is not None
     )
-    hits = res.ids if table is not None else res.payloads
+    hits = res.id_ints if table is not None else res.payloads
     lens = np.array([len(h) for h in hits], dtype=np.int64)
     filled = np.arange(k)[None, :] < lens[:, None]
     if table is not None:
-        flat = [i for row in res.ids for i in row]
-        labels, cell_ids, missing = table.lookup(flat)
+        flat = [i for row in res.id_ints for i in row]
+        labels, cell_ids, missing = table.lookup_words(int_words(flat))
         if missing.any():
-            lost = [flat[j] for j in np.flatnonzero(missing)]
+            lost = [str(uuid.UUID(int=flat[j])) for j in np.flatnonzero(missing)]
             found = {p.id: p.payload for p in store.retrieve(collection, lost)}
             for j, pid in zip(np.flatnonzero(missing).tolist(), lost, strict=True):
                 pay = found.get(pid, {})

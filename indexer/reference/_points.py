@@ -49,6 +49,16 @@ def id_words(ids: Sequence[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 2)
 
 
+def int_words(ids: Sequence[int]) -> np.ndarray:
+    """Return 128-bit integer point ids (``UUID.int``, as searches return them) as :func:`id_words` does."""
+    mask = (1 << 64) - 1
+    n = len(ids)
+    out = np.empty((n, 2), dtype=np.uint64)
+    out[:, 0] = np.fromiter((i >> 64 for i in ids), dtype=np.uint64, count=n)
+    out[:, 1] = np.fromiter((i & mask for i in ids), dtype=np.uint64, count=n)
+    return out
+
+
 @dataclass(frozen=True)
 class PointTable:
     """Every point of a version: its id (two uint64 words, rows sorted), label code and cell id.
@@ -141,7 +151,11 @@ class PointTable:
 
         Labels and cell ids of missing ids are ``""``.
         """
-        rows = self.rows_of(ids)
+        return self.lookup_words(id_words(list(ids)))
+
+    def lookup_words(self, words: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """:meth:`lookup` of ids already split into words (:func:`id_words`, :func:`int_words`)."""
+        rows = self._rows(words)
         found = rows >= 0
         labels = np.full(len(rows), "", dtype=object)
         labels[found] = self.labels[self.codes[rows[found]]]

@@ -49,6 +49,7 @@ from indexer.store._shared import (
     empty_result,
     no_collection_error,
     pad_scores,
+    point_int,
     read_only_error,
     where_conditions,
 )
@@ -438,10 +439,10 @@ class ClientStore:
                 retry=True,
             )
             for r in res:
-                ids.append([str(h.id) for h in r.points] if with_ids else [])
+                ids.append([point_int(h.id) for h in r.points] if with_ids else [])
                 scores.append([h.score for h in r.points])
                 pays.append([dict(h.payload or {}) for h in r.points])
-        return SearchResult(ids=ids, scores=pad_scores(scores, limit), payloads=pays)
+        return SearchResult(id_ints=ids, scores=pad_scores(scores, limit), payloads=pays)
 
     def scroll(
         self,

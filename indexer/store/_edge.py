@@ -578,7 +578,7 @@ class EdgeStore:
         ids = [row for part in parts for row in part[0]]
         scores = [row for part in parts for row in part[1]]
         pays = [row for part in parts for row in part[2]]
-        return SearchResult(ids=ids, scores=pad_scores(scores, limit), payloads=pays)
+        return SearchResult(id_ints=ids, scores=pad_scores(scores, limit), payloads=pays)
 
     def _search_here(self, coll: _Collection, rows: np.ndarray, search: SearchSpec) -> Hits:
         return self._edge(coll.path, "query", lambda: search_shard(coll.shard, rows, search))

@@ -34,12 +34,13 @@ import qdrant_edge as qe
 
 from indexer.store._edge_copy import copy_sparse
 from indexer.store._protocol import Where
-from indexer.store._shared import where_conditions
+from indexer.store._shared import point_int, where_conditions
 
 logger = logging.getLogger(__name__)
 
-Hits = tuple[list[list[str]], list[list[float]], list[list[dict[str, Any]]]]
-"""One chunk's result: per query row the hit ids (empty without ``with_ids``), scores and payloads."""
+Hits = tuple[list[list[int]], list[list[float]], list[list[dict[str, Any]]]]
+"""One chunk's result: per query row the hit ids as 128-bit integers (empty without ``with_ids``), scores and
+payloads."""
 
 IN_FLIGHT = 2
 """Chunks sent ahead to each reader, so it starts the next one while the parent collects the last."""
@@ -106,11 +107,12 @@ def search_shard(shard: Any, rows: np.ndarray, spec: SearchSpec) -> Hits:
         for v in rows.tolist()
     ]
     res = shard.query_batch(qe.QueryBatchRequest(reqs))
-    ids: list[list[str]] = []
+    ids: list[list[int]] = []
     scores: list[list[float]] = []
     pays: list[list[dict[str, Any]]] = []
     for hits in res:
-        ids.append([str(h.id) for h in hits] if spec.with_ids else [])
+        # Edge returns UUID objects: their .int is ~30x cheaper than their text
+        ids.append([point_int(h.id) for h in hits] if spec.with_ids else [])
         scores.append([h.score for h in hits])
         pays.append([h.payload or {} for h in hits] if with_payload is not False else [{} for _ in hits])
     return ids, scores, pays

@@ -14,6 +14,7 @@ stores them; rows that are all zero are kept as zero vectors and score 0 against
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -60,17 +61,24 @@ class SearchResult:
 
     Attributes
     ----------
-    ids
-        Per query, the ids of the hits, best first (fewer than ``limit`` when fewer points match).
+    id_ints
+        Per query, the hits' point ids as 128-bit integers (``uuid.UUID(...).int``), best first (fewer than
+        ``limit`` when fewer points match). Integers, because turning Qdrant Edge's ``UUID`` objects into
+        text cost more than the search of a small reference (``ids`` gives the text when it is wanted).
     scores
         ``(n_queries, limit)`` float32 cosine similarities, padded with ``-inf`` where there are fewer hits.
     payloads
         Per query, the payload of each hit (restricted to the fields asked for).
     """
 
-    ids: list[list[str]]
+    id_ints: list[list[int]]
     scores: np.ndarray
     payloads: list[list[dict[str, Any]]]
+
+    @property
+    def ids(self) -> list[list[str]]:
+        """Per query, the hits' point ids as canonical UUID text, best first."""
+        return [[str(uuid.UUID(int=i)) for i in row] for row in self.id_ints]
 
 
 @runtime_checkable
@@ -143,8 +151,8 @@ class VectorStore(Protocol):
     ) -> SearchResult:
         """Return the ``limit`` nearest points (cosine) of each row of ``vectors``.
 
-        ``with_ids=False`` leaves ``ids`` empty (one empty list per query): callers that read what they need
-        from payloads skip converting every hit's point id. ``hnsw_ef`` overrides the collection's search
+        ``with_ids=False`` leaves ``id_ints`` (and ``ids``) empty, one empty list per query: callers that read
+        what they need from payloads skip converting every hit's point id. ``hnsw_ef`` overrides the collection's search
         setting for this call.
         """
         ...

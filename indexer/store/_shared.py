@@ -88,6 +88,14 @@ def canonical_ids(ids: Sequence[str]) -> list[str]:
     return out
 
 
+def point_int(point_id: object) -> int:
+    """Return a hit's point id (a ``UUID``, its text, or an integer id) as a 128-bit integer."""
+    if isinstance(point_id, uuid.UUID):
+        return point_id.int
+    if isinstance(point_id, int):
+        return point_id
+    return uuid.UUID(str(point_id)).int
+
 def check_vectors(
     name: str, vectors: Mapping[str, np.ndarray], dims: Mapping[str, int], n: int
 ) -> dict[str, np.ndarray]:
@@ -186,7 +194,7 @@ def where_conditions(where: Where | None) -> list[Condition] | None:
 def empty_result(n_queries: int, limit: int) -> SearchResult:
     """Return a result with no hits for ``n_queries`` queries."""
     return SearchResult(
-        ids=[[] for _ in range(n_queries)],
+        id_ints=[[] for _ in range(n_queries)],
         scores=np.full((n_queries, limit), -np.inf, dtype=np.float32),
         payloads=[[] for _ in range(n_queries)],
     )

@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from indexer.reference._points import PointTable, id_words, points_file, points_file_name
+from indexer.reference._points import PointTable, id_words, int_words, points_file, points_file_name
 
 
 def _table(n: int = 300) -> tuple[PointTable, list[str], list[str], list[str]]:
@@ -16,6 +16,20 @@ def _table(n: int = 300) -> tuple[PointTable, list[str], list[str], list[str]]:
     cells = [f"cell-{i}-é" for i in range(n)]  # non-ASCII ids survive
     return PointTable.build(ids, labels, cells), ids, labels, cells
 
+
+def test_integer_ids_split_into_the_same_words_as_their_text() -> None:
+    table, ids, _, _ = _table()
+    # ids whose first word has the top bit set, and one whose first word is zero, as well as random ones
+    edge = ["ffffffff-ffff-4fff-bfff-ffffffffffff", "00000000-0000-4000-8000-000000000001"]
+    text = [*ids[:50], *edge]
+    ints = [uuid.UUID(t).int for t in text]
+    assert np.array_equal(int_words(ints), id_words(text))
+    assert int_words([]).shape == (0, 2)
+    by_text = table.lookup(ids[:50])
+    by_int = table.lookup_words(int_words(ints[:50]))
+    assert by_int[1] == by_text[1]
+    assert np.array_equal(by_int[0], by_text[0])
+    assert not by_int[2].any()
 
 def test_lookup_returns_each_points_label_and_cell_and_flags_unknown_ids() -> None:
     table, ids, labels, cells = _table()

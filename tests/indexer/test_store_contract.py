@@ -170,6 +170,7 @@ def test_query_matches_exact_cosine(filled: Filled) -> None:
     for i in range(7):
         order = np.argsort(-sims[i])[:10]
         assert res.ids[i] == [ids[j] for j in order]
+        assert res.id_ints[i] == [uuid.UUID(ids[j]).int for j in order]
         np.testing.assert_allclose(res.scores[i], sims[i, order], atol=1e-5)
     assert res.payloads[0][0] == filled[3][ids.index(res.ids[0][0])]
     exact = store.query("ctest_cells", q, using="pooled", limit=10, exact=True)
