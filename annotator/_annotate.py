@@ -22,7 +22,6 @@ from indexer import (
 )
 from indexer.cells import Calibration, decide, select_expression
 from indexer.reference import CELL_VECTOR
-from indexer.reference._points import int_words
 from schemas import AnnotationParams, SpeciesOption
 
 if TYPE_CHECKING:
@@ -318,7 +317,7 @@ def _search(
     filled = np.arange(k)[None, :] < lens[:, None]
     if table is not None:
         flat = [i for row in res.id_ints for i in row]
-        labels, cell_ids, missing = table.lookup_words(int_words(flat))
+        labels, cell_ids, missing = table.lookup_ints(flat)
         if missing.any():
             lost = [str(uuid.UUID(int=flat[j])) for j in np.flatnonzero(missing)]
             found = {p.id: p.payload for p in store.retrieve(collection, lost)}

@@ -153,6 +153,10 @@ class PointTable:
         """
         return self.lookup_words(id_words(list(ids)))
 
+    def lookup_ints(self, ids: Sequence[int]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """:meth:`lookup` of 128-bit integer ids (``UUID.int``, as searches return them)."""
+        return self.lookup_words(int_words(ids))
+
     def lookup_words(self, words: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
         """:meth:`lookup` of ids already split into words (:func:`id_words`, :func:`int_words`)."""
         rows = self._rows(words)

@@ -30,6 +30,7 @@ def test_integer_ids_split_into_the_same_words_as_their_text() -> None:
     assert by_int[1] == by_text[1]
     assert np.array_equal(by_int[0], by_text[0])
     assert not by_int[2].any()
+    assert table.lookup_ints(ints[:50])[1] == by_text[1]
 
 def test_lookup_returns_each_points_label_and_cell_and_flags_unknown_ids() -> None:
     table, ids, labels, cells = _table()
