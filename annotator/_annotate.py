@@ -21,6 +21,7 @@ from indexer import (
     log_progress,
 )
 from indexer.cells import Calibration, decide, select_expression
+from indexer.genes import gene_collection_name
 from indexer.reference import CELL_VECTOR
 from schemas import AnnotationParams, SpeciesOption
 
@@ -179,6 +180,9 @@ def annotate(
         msg = f"unknown_alpha must lie in [0, 0.5] (got {unknown_alpha:g}); 0.01 is the default, 0 turns it off."
         raise InputError(msg)
     store.prefetch(ref.collection)  # opened while the query cells are encoded
+    if record.spec.uses_text():
+        # the query's genes that the reference does not carry are read there (a store's second annotate)
+        store.prefetch(gene_collection_name(record.spec.encoder))
     art = ref.artifacts
     source = select_expression(adata, layer=layer, use_raw=use_raw, what="query")
     matrix = "X" if source is adata else (f"layers[{layer}]" if layer is not None else "raw.X")

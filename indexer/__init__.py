@@ -91,6 +91,7 @@ __all__ = [
     "get_encoder",
     "import_reference",
     "infer_species",
+    "lazy_face",
     "list_references",
     "log_progress",
     "open_store",

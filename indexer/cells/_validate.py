@@ -77,9 +77,9 @@ def expression_matrix(adata: AnnData, *, what: str = "adata") -> sp.csr_matrix:
 
 def _check_unique(names: object, *, kind: str, what: str, fix: str) -> None:
     values = np.asarray(names, dtype=object)
-    uniq, first, counts = np.unique(values.astype(str), return_index=True, return_counts=True)
-    if uniq.size == values.size:
+    if len(set(map(str, values.tolist()))) == values.size:  # a hash set; the sort below only names duplicates
         return
+    _, first, counts = np.unique(values.astype(str), return_index=True, return_counts=True)
     dups = values[np.sort(first[counts > 1])][:5].tolist()  # in order of first appearance
     msg = f"{what} has duplicate {kind} names (e.g. {', '.join(map(str, dups))}); {fix}."
     raise InputError(msg)

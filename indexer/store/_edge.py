@@ -797,13 +797,15 @@ class EdgeStore:
         for pool in self._readers.values():
             pool.close()
         self._readers.clear()
-        for coll in self._open.values():
-            try:
-                if not self.read_only:
-                    coll.shard.flush()
-                coll.shard.close()
-            except Exception as e:  # keep closing the others
-                errors.append(e)
+        # Edge's close releases the GIL and takes ~30 ms a shard even for a reader's copy: the shards close
+        # side by side, and each copy is deleted by the thread that closed it.
+        closers = [threading.Thread(target=self._close_one, args=(c, errors)) for c in self._open.values()]
+        for t in closers[1:]:
+            t.start()
+        if closers:
+            closers[0].run()
+        for t in closers[1:]:
+            t.join()
         self._open.clear()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
@@ -821,6 +823,16 @@ class EdgeStore:
             text = str(first).splitlines()[0] if str(first) else repr(first)
             msg = f"closing store '{self.location}' failed: {text}"
             raise StoreError(msg) from first
+
+    def _close_one(self, coll: _Collection, errors: list[BaseException]) -> None:
+        try:
+            if not self.read_only:
+                coll.shard.flush()
+            coll.shard.close()
+        except Exception as e:  # keep closing the others
+            errors.append(e)
+        if coll.private is not None:
+            shutil.rmtree(coll.private, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self

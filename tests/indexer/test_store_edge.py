@@ -424,3 +424,34 @@ def test_a_failed_prefetch_is_raised_by_the_call_that_uses_it(
     with pytest.raises(StoreError, match="disk on fire"):
         r.query("c", vecs[:1], using="v", limit=1)
     r.close()
+
+
+def test_a_reader_closes_every_copy_and_reports_a_shard_that_fails_to_close(tmp_path: Path) -> None:
+    """The shards close side by side: each copy is deleted, and one shard's failure leaves the others closed."""
+    root = tmp_path / "s"
+    ids, vecs = _points(50, 8)
+    with open_store(root) as w:
+        for name in ("a", "b", "c"):
+            w.create_collection(name, vectors={"v": 8})
+            w.upsert(name, ids=ids, vectors={"v": vecs}, payloads=[{} for _ in ids])
+
+    class FailingClose:
+        def __init__(self, shard: object) -> None:
+            self.shard = shard
+
+        def close(self) -> None:
+            self.shard.close()  # type: ignore[attr-defined]
+            raise OSError(errno.EIO, "disk gone")
+
+    r = open_store(root, read_only=True)
+    for name in ("a", "b", "c"):
+        assert r.query(name, vecs[:1], using="v", limit=1).ids == [[ids[0]]]
+    copies = [r._coll(name).private for name in ("a", "b", "c")]  # type: ignore[attr-defined]
+    assert all(c is not None and c.is_dir() for c in copies)
+    r._coll("b").shard = FailingClose(r._coll("b").shard)  # type: ignore[attr-defined]
+    with pytest.raises(StoreError, match="closing store .* failed: .*disk gone"):
+        r.close()
+    assert not any(c.exists() for c in copies if c is not None)
+    assert r._tmp is None
+    with open_store(root, read_only=True) as again:  # nothing of the store was touched
+        assert again.query("b", vecs[:1], using="v", limit=1).ids == [[ids[0]]]
