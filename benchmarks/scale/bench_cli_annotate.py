@@ -10,7 +10,9 @@ inflates them; compare them with each other)::
         [--repeats 3] [-- --explain --out /tmp/a.h5ad]
 
 The code measured is whatever ``cellvec.cli`` the interpreter imports: set ``PYTHONPATH`` to a checkout
-to measure that one (e.g. before and after a change).
+to measure that one (e.g. before and after a change). The commands run in an empty folder, since ``python -m``
+puts the working directory first on the path: run from a checkout, that checkout would be measured whatever
+``PYTHONPATH`` says.
 """
 
 from __future__ import annotations
@@ -51,12 +53,13 @@ STEPS = [
 
 
 def _command(args: argparse.Namespace) -> list[str]:
-    return [sys.executable, "-m", "cellvec.cli", "annotate", "--store", args.store, "--reference", args.reference,
-            "--adata", args.adata, "--json", *args.extra]
+    store, adata = str(Path(args.store).resolve()), str(Path(args.adata).resolve())
+    return [sys.executable, "-m", "cellvec.cli", "annotate", "--store", store, "--reference", args.reference,
+            "--adata", adata, "--json", *args.extra]
 
 
-def _timed(argv: list[str]) -> tuple[float, float, dict]:
-    wall, cpu, out = run_timed(argv)
+def _timed(argv: list[str], cwd: str) -> tuple[float, float, dict]:
+    wall, cpu, out = run_timed(argv, cwd=cwd)
     return wall, cpu, json.loads(out.strip().splitlines()[-1])
 
 
@@ -71,8 +74,9 @@ def main() -> None:
     args = ap.parse_args()
     argv = _command(args)
     print(f"load average {os.getloadavg()[0]:.2f}; {' '.join(argv[1:])}")
-    _timed(argv)  # warm: a first run may embed and store genes, and fills the gene catalog cache
-    runs = [_timed(argv) for _ in range(args.repeats)]
+    with tempfile.TemporaryDirectory(prefix="cellvec-bench-cwd-") as cwd:  # empty: see the docstring
+        _timed(argv, cwd)  # warm: a first run may embed and store genes, and fills the gene catalog cache
+        runs = [_timed(argv, cwd) for _ in range(args.repeats)]
     n = runs[0][2]["n_cells"]
     wall = statistics.median(r[0] for r in runs)
     cpu = statistics.median(r[1] for r in runs)
@@ -83,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         prof = Path(tmp) / "annotate.prof"
         subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), *argv[1:]], capture_output=True,
-                       check=True)
+                       check=True, cwd=tmp)
         stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
     print(f"{'step (one run under cProfile)':<36} {'cumulative s':>12}")
     for label, suffix, func in STEPS:

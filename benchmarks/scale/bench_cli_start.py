@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 
-def run_timed(argv: list[str]) -> tuple[float, float, str]:
+def run_timed(argv: list[str], *, cwd: str | Path | None = None) -> tuple[float, float, str]:
     """Run ``argv`` once; return its wall and CPU (user + system) seconds and its stdout, failing on a non-zero exit."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:

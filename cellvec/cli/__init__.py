@@ -12,7 +12,7 @@ from typing import TextIO
 import click
 
 from cellvec.cli._app import cli
-from cellvec.cli._common import HIDDEN_ALIASES
+from cellvec.cli._common import HIDDEN_ALIASES, IMPORT_COLLECTOR
 from indexer import CellvecError
 
 __all__ = ["main"]
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     The process exit code.
     """
     try:
-        with _one_line_warnings():
+        with IMPORT_COLLECTOR, _one_line_warnings():
             cli.main(args=argv, prog_name="cellvec", standalone_mode=False)
     except CellvecError as e:
         click.echo(f"error: {e}", err=True)

@@ -13,6 +13,7 @@ from cellvec.cli._common import (
     Timer,
     check_out_path,
     emit,
+    imports_done,
     json_option,
     matrix_options,
     open_cli_store,
@@ -72,6 +73,7 @@ def annotate_cmd(**opts: Any) -> None:
     """Label query cells from their cosine top-k neighbours in a reference (calibrated, with a novelty check)."""
     from annotator import annotate
 
+    imports_done()
     timer = Timer()
     as_json = opts.pop("as_json")
     if opts["out_path"]:

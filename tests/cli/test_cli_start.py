@@ -78,3 +78,25 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in COMMANDS["reference"]:
         assert f"  {name} " in out
+
+
+def test_the_collector_waits_while_a_command_imports_and_is_restored_after(tmp_path: Path) -> None:
+    import gc
+
+    from cellvec.cli._common import IMPORT_COLLECTOR, imports_done
+
+    before = gc.get_threshold()
+    with IMPORT_COLLECTOR:
+        assert gc.get_threshold() == (100_000, *before[1:])
+        imports_done()
+        assert gc.get_threshold() == before
+        imports_done()  # a second call changes nothing
+        assert gc.get_threshold() == before
+    assert gc.get_threshold() == before
+    with IMPORT_COLLECTOR:  # a command that never says so gets them back when it ends
+        assert gc.get_threshold()[0] == 100_000
+    assert gc.get_threshold() == before
+    code = main(["annotate", "--store", str(tmp_path / "none"), "--reference", "r", "--adata", str(tmp_path / "a")])
+    assert code == 2  # an error: the thresholds are restored all the same
+    assert gc.get_threshold() == before
+    gc.unfreeze()
