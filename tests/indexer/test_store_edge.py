@@ -449,7 +449,7 @@ def test_a_reader_closes_every_copy_and_reports_a_shard_that_fails_to_close(tmp_
     copies = [r._coll(name).private for name in ("a", "b", "c")]  # type: ignore[attr-defined]
     assert all(c is not None and c.is_dir() for c in copies)
     r._coll("b").shard = FailingClose(r._coll("b").shard)  # type: ignore[attr-defined]
-    with pytest.raises(StoreError, match="closing store .* failed: .*disk gone"):
+    with pytest.raises(StoreError, match=r"closing store .* failed: .*disk gone"):
         r.close()
     assert not any(c.exists() for c in copies if c is not None)
     assert r._tmp is None
