@@ -63,16 +63,24 @@ class ExpressionProjection:
         pos = {s: i for i, s in enumerate(symbols) if s}
         cols = np.array([pos.get(g, -1) for g in self.genes], dtype=np.int64)
         present = cols >= 0
-        panel = x[:, cols[present]].tocsr()
-        mean, std = self.mean[present], self.std[present]
+        chosen = x[:, cols[present]].tocsr()
+        # The panel's columns in the panel's order; an absent gene is an empty column that scales to zero
+        # (mean 0, std 1). Written straight into the block: assigning through a column mask cost 30 ms a
+        # 1,228-cell query, five times the rest of the projection.
+        panel = sp.csr_matrix((chosen.data, np.flatnonzero(present)[chosen.indices], chosen.indptr),
+                              shape=(x.shape[0], self.genes.size))
+        mean = np.where(present, self.mean, 0)
+        std = np.where(present, self.std, 1)
         raw = np.empty((x.shape[0], self.components.shape[0]), dtype=np.float32)
         # The scaled panel is dense (cells x panel genes): built TRANSFORM_BLOCK cells at a time, so memory
         # stays bounded however many cells are encoded at once (a 100k-cell build held ~2.4 GB of it).
-        z = np.zeros((min(TRANSFORM_BLOCK, x.shape[0]), self.genes.size), dtype=np.float32)
+        z = np.empty((min(TRANSFORM_BLOCK, x.shape[0]), self.genes.size), dtype=np.float32)
         for start in range(0, x.shape[0], TRANSFORM_BLOCK):
             stop = min(start + TRANSFORM_BLOCK, x.shape[0])
             block = z[: stop - start]
-            block[:, present] = (panel[start:stop].toarray() - mean) / std
+            panel[start:stop].toarray(out=block)
+            block -= mean
+            block /= std
             np.clip(block, -10, 10, out=block)
             raw[start:stop] = block @ self.components.T
         pcs = l2_normalise(raw)
@@ -80,8 +88,11 @@ class ExpressionProjection:
             return pcs, raw
         hcols = np.array([pos.get(g, -1) for g in self.head_genes], dtype=np.int64)
         ok = np.flatnonzero(hcols >= 0)
-        # Sparse product over the head's genes that the query has; absent genes count as not expressed.
-        scores = np.asarray(x[:, hcols[ok]] @ self.head_coef[:, ok].T) + self.head_intercept
+        # Sparse product over the head's genes that the query has; absent genes count as not expressed. The
+        # coefficients are laid on the query's columns (zero elsewhere), so no column of x is copied out.
+        coef = np.zeros((x.shape[1], self.head_coef.shape[0]), dtype=self.head_coef.dtype)
+        np.add.at(coef, hcols[ok], self.head_coef[:, ok].T)  # adds, as the product did, if a column repeats
+        scores = np.asarray(x @ coef) + self.head_intercept
         # Class scores are centred per cell: only their differences carry the classifier's decision.
         scores -= scores.mean(axis=1, keepdims=True)
         return l2_normalise(np.hstack([pcs, l2_normalise(scores.astype(np.float32))])), raw

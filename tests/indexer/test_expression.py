@@ -69,3 +69,36 @@ def test_transform_in_blocks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) ->
     blocks, blocks_raw = proj.transform_with_scores(x[:, keep], symbols[keep])
     np.testing.assert_allclose(blocks, whole, atol=1e-6)
     np.testing.assert_allclose(blocks_raw, whole_raw, atol=1e-5)
+
+
+def test_absent_panel_genes_scale_to_zero_and_the_head_reads_only_present_genes() -> None:
+    """The projection, written out densely: absent panel genes at the reference mean, absent head genes at 0."""
+    x, symbols, labels = _data()
+    proj = fit_expression(x, symbols, ExpressionParams(n_genes=20, n_components=5), labels=labels)
+    assert proj.head_genes is not None
+    assert proj.head_coef is not None
+    assert proj.head_intercept is not None
+    drop = {str(g) for g in proj.genes[::3]} | {str(g) for g in proj.head_genes[1::4]}
+    keep = np.array([str(s) not in drop for s in symbols])
+    xq, sq = x[:, keep], symbols[keep]
+    dense = xq.toarray()
+    col = {str(s): i for i, s in enumerate(sq)}
+    z = np.zeros((x.shape[0], proj.genes.size), dtype=np.float32)
+    for j, g in enumerate(proj.genes):
+        if str(g) in col:
+            z[:, j] = (dense[:, col[str(g)]] - proj.mean[j]) / proj.std[j]
+    want_raw = np.clip(z, -10, 10) @ proj.components.T
+    coef = np.zeros((dense.shape[1], proj.head_coef.shape[0]), dtype=np.float32)
+    for j, g in enumerate(proj.head_genes):
+        if str(g) in col:
+            coef[col[str(g)]] = proj.head_coef[:, j]
+    scores = dense @ coef + proj.head_intercept
+    scores -= scores.mean(axis=1, keepdims=True)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    want = unit(np.hstack([unit(want_raw), unit(scores)]))
+    got, raw = proj.transform_with_scores(xq, sq)
+    np.testing.assert_allclose(raw, want_raw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
