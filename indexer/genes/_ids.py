@@ -13,7 +13,7 @@ from scipy import sparse
 
 from indexer._errors import InputError
 from indexer.genes._catalog import GeneCatalog
-from indexer.genes._species import resolve_species
+from indexer.genes._species import ENSEMBL_STARTS, ENTREZ_STARTS, more_than_half_match, resolve_species
 from schemas import CoverageReport, GeneCount, GeneMapping, IdKind, SpeciesCall, SpeciesOption
 
 if TYPE_CHECKING:
@@ -55,11 +55,9 @@ def detect_id_kind(names: Sequence[str]) -> IdKind:
     values = _as_names(names)
     if not values:
         return "symbol"
-    n_ens = sum(1 for v in values if _ENSEMBL.match(v))
-    n_entrez = sum(1 for v in values if _ENTREZ.match(v))
-    if n_ens > len(values) / 2:
+    if more_than_half_match(values, _ENSEMBL, ENSEMBL_STARTS):
         return "ensembl"
-    if n_entrez > len(values) / 2:
+    if more_than_half_match(values, _ENTREZ, ENTREZ_STARTS):
         return "entrez"
     return "symbol"
 

@@ -59,6 +59,34 @@ class Resolver(Protocol):
         ...
 
 
+ENSEMBL_STARTS: Final = ("ENS",)
+ENTREZ_STARTS: Final = tuple("0123456789")
+_GENOME_STARTS: Final = ("grch3", "hg", "mm")  # _GENOME's names, lower-cased, by their first letters
+
+
+def at_most_half_start_with(names: Sequence[str], starts: Sequence[str], *, fold: bool = False) -> bool:
+    """Return True when at most half the names can start with one of ``starts`` (lower-cased with ``fold``).
+
+    An upper bound on the names a prefix pattern matches, counted by ``str.count`` over the joined names
+    instead of a regular expression per name (~4 ms a pass over 21,000 names): when it is at most half, a
+    pattern's "more than half" test fails without running. Names with non-ASCII characters (a regex digit
+    also matches other scripts' digits) return False, so the caller runs its pattern.
+    """
+    joined = "\0" + "\0".join(names)
+    if not joined.isascii():
+        return False
+    if fold:
+        joined = joined.lower()
+    return sum(joined.count("\0" + p) for p in starts) <= len(names) / 2
+
+
+def more_than_half_match(names: Sequence[str], pattern: re.Pattern[str], starts: Sequence[str]) -> bool:
+    """Return whether more than half the names match ``pattern``, whose matches all begin with one of ``starts``."""
+    if at_most_half_start_with(names, starts):
+        return False
+    return sum(1 for v in names if pattern.match(v)) > len(names) / 2
+
+
 def _load_catalogs(data_dir: Path | None) -> dict[Species, Resolver]:
     from indexer.genes._catalog import GeneCatalog
 
@@ -173,14 +201,17 @@ def infer_species(
     if n == 0:
         msg = f"{where} is empty; pass an AnnData with genes"
         raise InputError(msg)
-    genome = [m.group(1).lower() if (m := _GENOME.match(v)) else None for v in names]
-    call = _prefix_call(names, genome, _GENOME_SPECIES, evidence="genome_prefix", where=where)
-    if call is not None:
-        return call
-    ensembl = [m.group(1) if (m := _ENSEMBL.match(v)) else None for v in names]
-    call = _prefix_call(names, ensembl, _ENSEMBL_SPECIES, evidence="ensembl", where=where)
-    if call is not None:
-        return call
+    listed = names.tolist()
+    if not at_most_half_start_with(listed, _GENOME_STARTS, fold=True):
+        genome = [m.group(1).lower() if (m := _GENOME.match(v)) else None for v in names]
+        call = _prefix_call(names, genome, _GENOME_SPECIES, evidence="genome_prefix", where=where)
+        if call is not None:
+            return call
+    if not at_most_half_start_with(listed, ENSEMBL_STARTS):
+        ensembl = [m.group(1) if (m := _ENSEMBL.match(v)) else None for v in names]
+        call = _prefix_call(names, ensembl, _ENSEMBL_SPECIES, evidence="ensembl", where=where)
+        if call is not None:
+            return call
 
     cats = catalogs if catalogs is not None else _load_catalogs(data_dir)
     resolved = {s: np.asarray(cats[s].resolve(list(names)), dtype=object) for s in _SPECIES}
@@ -192,7 +223,7 @@ def infer_species(
             "pass gene symbols, Ensembl or Entrez ids (gene_column= for a var column that has them)"
         )
         raise InputError(msg)
-    entrez = sum(1 for v in names if _ENTREZ.match(v)) > n / 2
+    entrez = more_than_half_match(listed, _ENTREZ, ENTREZ_STARTS)
     # Names spelled exactly as one species' official symbol and not the other's: CD3E vs Cd3e.
     exact = {s: resolved[s] == names for s in _SPECIES}
     own = {"human": exact["human"] & ~exact["mouse"], "mouse": exact["mouse"] & ~exact["human"]}

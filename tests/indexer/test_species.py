@@ -164,3 +164,34 @@ def test_pbmc_plus_actinn_is_mixed(pbmc: ad.AnnData, actinn: ad.AnnData, data_di
 def test_real_mismatch_message(actinn: ad.AnnData, data_dir: Path) -> None:
     with pytest.raises(SpeciesMismatchError, match=r"99% of its 19,371 gene names resolve as mouse"):
         resolve_species(actinn.var_names, "human", data_dir=data_dir)
+
+
+def test_the_prefix_bound_never_skips_a_pattern_that_matches_more_than_half() -> None:
+    """The str.count bound in front of each per-name pattern gives the pattern's own answer on any names."""
+    import random
+    import re
+
+    from indexer.genes._species import (
+        _ENSEMBL,
+        _ENTREZ,
+        _GENOME,
+        _GENOME_STARTS,
+        ENSEMBL_STARTS,
+        ENTREZ_STARTS,
+        at_most_half_start_with,
+        more_than_half_match,
+    )
+
+    pieces = ["ENSG00000121410", "ENSMUSG00000051951.4", "ENS", "12", "007", "\u0661\u0662", "GRCh38_CD3E",
+              "mm10___Cd3e", "hg19_X", "HG38_", "Cd3e", "CD3E", "", "x\x00ENSG00000121410", "ENSG1"]
+    rng = random.Random(0)
+    for _ in range(2000):
+        names = [rng.choice(pieces) for _ in range(rng.randint(1, 7))]
+        for pattern, starts in ((_ENSEMBL, ENSEMBL_STARTS), (_ENTREZ, ENTREZ_STARTS)):
+            want = sum(1 for v in names if pattern.match(v)) > len(names) / 2
+            assert more_than_half_match(names, pattern, starts) == want, names
+        if sum(1 for v in names if _GENOME.match(v)) > len(names) / 2:
+            assert not at_most_half_start_with(names, _GENOME_STARTS, fold=True), names
+    assert at_most_half_start_with(["CD3E", "MS4A1", "ENSG00000121410"], ENSEMBL_STARTS)
+    assert not at_most_half_start_with(["\u0661", "x"], ENTREZ_STARTS)  # non-ASCII: the pattern decides
+    assert re.compile(r"^\d+$").match("\u0661")  # why: a regex digit is any script's digit
