@@ -334,8 +334,9 @@ class _ImportCollector:
 
     Imports allocate hundreds of thousands of objects that live until the process ends and make almost no
     garbage, yet the default threshold (700) scanned them ~150 times: ~40 ms of a 1,228-cell annotate, of
-    which ~10 ms remain. :func:`imports_done` (or leaving the command) restores the thresholds and freezes
-    what was imported, so that later full collections skip it.
+    which ~10 ms remain. :func:`imports_done` restores the thresholds and, the first time in a process,
+    freezes what is alive (the imports), so that later full collections skip it; leaving the command
+    restores the thresholds only.
     """
 
     def __init__(self) -> None:
@@ -347,11 +348,15 @@ class _ImportCollector:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.done()
+        self._restore()
 
     def done(self) -> None:
+        if self._saved is not None and gc.get_freeze_count() == 0:
+            gc.freeze()  # once: a process that runs many commands (tests) pins nothing of later ones
+        self._restore()
+
+    def _restore(self) -> None:
         if self._saved is not None:
-            gc.freeze()
             gc.set_threshold(*self._saved)
             self._saved = None
 
@@ -363,4 +368,3 @@ IMPORT_COLLECTOR = _ImportCollector()
 def imports_done() -> None:
     """Say that a command has imported what it runs: the garbage collector's thresholds are restored."""
     IMPORT_COLLECTOR.done()
-

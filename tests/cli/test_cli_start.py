@@ -85,16 +85,23 @@ def test_the_collector_waits_while_a_command_imports_and_is_restored_after(tmp_p
 
     from cellvec.cli._common import IMPORT_COLLECTOR, imports_done
 
+    gc.unfreeze()  # as in a fresh process, whatever commands this test process ran before
     before = gc.get_threshold()
     with IMPORT_COLLECTOR:
         assert gc.get_threshold() == (100_000, *before[1:])
         imports_done()
         assert gc.get_threshold() == before
+        frozen = gc.get_freeze_count()
+        assert frozen > 0  # the imports: later full collections skip them
         imports_done()  # a second call changes nothing
         assert gc.get_threshold() == before
     assert gc.get_threshold() == before
     with IMPORT_COLLECTOR:  # a command that never says so gets them back when it ends
         assert gc.get_threshold()[0] == 100_000
+        later = [[] for _ in range(1000)]
+        imports_done()
+        assert gc.get_freeze_count() < frozen + 1000  # frozen once a process: the later lists are not pinned
+        del later
     assert gc.get_threshold() == before
     code = main(["annotate", "--store", str(tmp_path / "none"), "--reference", "r", "--adata", str(tmp_path / "a")])
     assert code == 2  # an error: the thresholds are restored all the same
