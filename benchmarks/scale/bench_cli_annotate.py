@@ -12,7 +12,7 @@ inflates them; compare them with each other)::
 The code measured is whatever ``cellvec.cli`` the interpreter imports: set ``PYTHONPATH`` to a checkout
 to measure that one (e.g. before and after a change). The commands run in an empty folder, since ``python -m``
 puts the working directory first on the path: run from a checkout, that checkout would be measured whatever
-``PYTHONPATH`` says.
+``PYTHONPATH`` says. ``--store`` and ``--adata`` are resolved first; give paths after ``--`` absolute.
 """
 
 from __future__ import annotations

@@ -800,11 +800,9 @@ class EdgeStore:
         # Edge's close releases the GIL and takes ~30 ms a shard even for a reader's copy: the shards close
         # side by side, and each copy is deleted by the thread that closed it.
         closers = [threading.Thread(target=self._close_one, args=(c, errors)) for c in self._open.values()]
-        for t in closers[1:]:
+        for t in closers:
             t.start()
-        if closers:
-            closers[0].run()
-        for t in closers[1:]:
+        for t in closers:
             t.join()
         self._open.clear()
         if self._lock_fd is not None:
