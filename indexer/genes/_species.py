@@ -71,6 +71,22 @@ def at_most_half_start_with(names: Sequence[str], starts: Sequence[str], *, fold
     instead of a regular expression per name (~4 ms a pass over 21,000 names): when it is at most half, a
     pattern's "more than half" test fails without running. Names with non-ASCII characters (a regex digit
     also matches other scripts' digits) return False, so the caller runs its pattern.
+
+    Parameters
+    ----------
+    names
+        Gene names, already stripped.
+    starts
+        Every way a match of the pattern can begin (lower-case with ``fold``).
+    fold
+        Compare lower-cased names (for a case-insensitive pattern).
+
+    Examples
+    --------
+    >>> at_most_half_start_with(["CD3E", "MS4A1", "ENSG00000121410"], ENSEMBL_STARTS)
+    True
+    >>> at_most_half_start_with(["GRCh38_CD3E", "x"], _GENOME_STARTS, fold=True)
+    True
     """
     joined = "\0" + "\0".join(names)
     if not joined.isascii():
@@ -81,7 +97,22 @@ def at_most_half_start_with(names: Sequence[str], starts: Sequence[str], *, fold
 
 
 def more_than_half_match(names: Sequence[str], pattern: re.Pattern[str], starts: Sequence[str]) -> bool:
-    """Return whether more than half the names match ``pattern``, whose matches all begin with one of ``starts``."""
+    """Return whether more than half the names match ``pattern``, whose matches all begin with one of ``starts``.
+
+    Parameters
+    ----------
+    names
+        Gene names, already stripped.
+    pattern
+        A pattern anchored at the start of a name.
+    starts
+        Every way a match of ``pattern`` can begin: names starting otherwise are not tried.
+
+    Examples
+    --------
+    >>> more_than_half_match(["1", "2", "Rbpms"], _ENTREZ, ENTREZ_STARTS)
+    True
+    """
     if at_most_half_start_with(names, starts):
         return False
     return sum(1 for v in names if pattern.match(v)) > len(names) / 2
