@@ -85,7 +85,8 @@ class AnnotationResult:
         ``obs[f'{key_added}_vote_share']``
             Share of the neighbours that carry the label.
         ``obs[f'{key_added}_novelty_p']``
-            Novelty p-value: the share of the label's reference cells (cross-fitted) that look less typical;
+            Novelty p-value: the share of the label's reference cells (cross-fitted) that look less typical,
+            or, where smaller, twice the query-density test's p-value (:func:`indexer.cells.query_density`);
             NaN without a calibration.
         ``obs[f'{key_added}_runner_up']``
             The most probable other label (empty when none).
@@ -106,7 +107,9 @@ class AnnotationResult:
         ``uns[key_added]``
             ``params``: reference, version, k, ``min_confidence``, ``unknown_alpha``, ``calibrated`` (whether
             the reference's calibration was used), ``matrix`` (the query matrix read: ``X``, ``layers[NAME]``
-            or ``raw.X``), cell vector spec, store; ``calibration_approximate``: what edits since the
+            or ``raw.X``), ``query_density`` (whether the query-density test ran), cell vector spec, store;
+            ``query_density``: the test's fitted ``inflation``, ``neighbours`` and ``candidates`` (when it ran);
+            ``calibration_approximate``: what edits since the
             calibration's fit left approximate (when any);
             ``uns[key_added]['params']['query_species']`` holds the query's species call (species, share,
             evidence) and ``['params']['orthologs']`` the ortholog mapping of a cross-species query (genes
@@ -161,6 +164,8 @@ class AnnotationResult:
                 view: {"panel": c["panel"], "present": c["present"], "fraction": c["fraction"]}
                 for view, c in coverage.items()
             }
+        if self.extra.get("query_density"):
+            uns["query_density"] = dict(self.extra["query_density"])
         if self.extra.get("calibration_approximate"):
             uns["calibration_approximate"] = list(self.extra["calibration_approximate"])
         if self.explanations is not None:

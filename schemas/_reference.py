@@ -378,6 +378,8 @@ class AnnotationParams(Record):
     matrix
         The query matrix read: ``"X"``, ``"layers[NAME]"`` or ``"raw.X"`` (asked, or the fallback from a
         scaled ``.X``).
+    query_density
+        Whether the query-density novelty test ran beside the reference's (:func:`indexer.cells.query_density`).
     """
 
     reference: str
@@ -391,3 +393,4 @@ class AnnotationParams(Record):
     unknown_alpha: float = Field(default=0.0, ge=0, le=0.5)
     calibrated: bool = False
     matrix: str = "X"
+    query_density: bool = False

@@ -56,6 +56,13 @@ from schemas import DEFAULT_ENCODER
     help="Novelty level in [0, 0.5]: cells unlike any reference cell of their label at this level are called "
     "Unknown (about this share of reference-like cells; 0: off).",
 )
+@click.option(
+    "--query-density/--no-query-density",
+    default=True,
+    show_default=True,
+    help="Also call Unknown the cells whose nearest neighbours are other query cells more often than the "
+    "query's size explains (a group the reference lacks; queries of 100 cells or more).",
+)
 @click.option("--version", "version", type=int, default=None, help="Reference version (default: current).")
 @click.option("--encoder", default=None, help="Refuse to run unless the reference uses this encoder.")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
@@ -105,6 +112,7 @@ def annotate_cmd(**opts: Any) -> None:
                 k=opts["k"],
                 min_confidence=opts["min_confidence"],
                 unknown_alpha=opts["unknown_alpha"],
+                query_density=opts["query_density"],
                 version=opts["version"],
                 encoder=opts["encoder"],
                 gene_column=opts["gene_column"],

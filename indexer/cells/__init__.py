@@ -7,6 +7,7 @@ from indexer.cells._artifacts import Artifacts
 from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibration_file, fit_calibration
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
 from indexer.cells._decide import Decision, decide
+from indexer.cells._density import DENSITY_FACTOR, QueryDensity, query_density
 from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_sample, stratified_split
 from indexer.cells._evidence import fit_mahalanobis, mahalanobis
@@ -19,6 +20,7 @@ from indexer.cells._validate import expression_matrix, labels_of
 
 __all__ = [
     "CALIBRATION_FILE",
+    "DENSITY_FACTOR",
     "REFUSE_BELOW",
     "WARN_BELOW",
     "Artifacts",
@@ -28,6 +30,7 @@ __all__ = [
     "Decision",
     "ExpressionProjection",
     "Progress",
+    "QueryDensity",
     "calibration_file",
     "check_panel_coverage",
     "decide",
@@ -43,6 +46,7 @@ __all__ = [
     "mahalanobis",
     "panel_coverage",
     "pool",
+    "query_density",
     "read_cells",
     "recall_at_k",
     "score",

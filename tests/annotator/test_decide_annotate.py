@@ -120,6 +120,36 @@ def test_novel_program_is_rejected_and_alpha_zero_rejects_nothing(built) -> None
     assert np.isfinite(off.novelty_p).all()
 
 
+def _sibling(n: int, *, seed: int) -> ad.AnnData:
+    """Cells of the first program with half of its genes silent: inside that type's spread, apart from its cells."""
+    first = next(iter(PROGRAMS))
+    cells = _cells({first: n}, seed=seed, prefix="s")
+    x = cells.X.toarray()
+    genes = PROGRAMS[first]
+    x[:, [cells.var_names.get_loc(g) for g in genes[: len(genes) // 2]]] = 0
+    return ad.AnnData(sp.csr_matrix(x), obs=cells.obs, var=cells.var)
+
+
+def test_query_density_finds_a_sibling_group_the_reference_test_misses(built) -> None:
+    store, _, held = built
+    query = ad.concat([held, _sibling(80, seed=9)])
+    query.obs_names_make_unique()
+    on = annotate(query, reference="ref", store=store)
+    off = annotate(query, reference="ref", store=store, query_density=False)
+    novel = np.arange(query.n_obs) >= held.n_obs
+    rejected_on, rejected_off = on.labels == UNKNOWN, off.labels == UNKNOWN
+    assert rejected_on[novel].mean() >= 0.6
+    assert rejected_on[novel].mean() >= rejected_off[novel].mean() + 0.2
+    assert rejected_on[~novel].mean() <= 0.02
+    assert (on.novelty_p <= off.novelty_p).all()
+    assert on.params.query_density
+    assert not off.params.query_density
+    out = on.to_adata(query.copy())
+    assert out.uns["cellvec"]["query_density"]["neighbours"] == 10
+    assert out.uns["cellvec"]["query_density"]["inflation"] >= 1
+    assert "query_density" not in off.to_adata(query.copy()).uns["cellvec"]
+
+
 def test_to_adata_writes_the_decision_fields(built) -> None:
     store, _, held = built
     res = annotate(held[:40].copy(), reference="ref", store=store)

@@ -12,6 +12,7 @@ import cellvec.cli._search  # noqa: F401  (registers `search genes|cells`)
 from cellvec.cli import main
 from indexer import GeneCatalog, GeneIndex, build_reference, get_encoder, open_store
 from schemas import CellVectorSpec
+from tests.conftest import make_adata
 
 FAST = "random:32"
 
@@ -196,3 +197,19 @@ def test_annotate_explain_writes_top_genes(
     top = annotated.obs["cellvec_top_genes"]
     assert all(len(s.split(", ")) == 5 for s in top)
     assert annotated.uns["cellvec"]["explain"]["method"] == "exact"
+
+
+def test_annotate_no_query_density_turns_the_density_test_off(
+    capsys: pytest.CaptureFixture[str], store_dir: str, tmp_path: Path
+) -> None:
+    query_file = str(tmp_path / "query120.h5ad")
+    make_adata(30, seed=1).write_h5ad(query_file)  # 120 cells: the density test needs 100
+    ran = {}
+    for flag in ("--query-density", "--no-query-density"):
+        out_path = tmp_path / f"annotated{flag}.h5ad"
+        code, _, _ = run(capsys, "annotate", "--store", store_dir, "--reference", "ref", "--adata", query_file,
+                         "--out", str(out_path), flag, "--json")
+        assert code == 0
+        ran[flag] = ad.read_h5ad(out_path).uns["cellvec"]["params"]["query_density"]
+    assert ran["--query-density"] is True
+    assert ran["--no-query-density"] is False

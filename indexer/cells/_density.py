@@ -1,0 +1,211 @@
+"""Novelty from the query's own cells: a cell whose nearest neighbours are other query cells (issue 14).
+
+The reference-calibrated novelty test of :func:`indexer.cells.decide` asks whether a cell is unlike the
+reference cells of its label. It misses a type the reference lacks when that type's cells fall inside a known
+type's spread (measured: Müller glia left out of Voigt's reference, 1% of them rejected). Such cells still form
+a group of their own in the query: their nearest neighbours are other query cells, where a cell of a known type
+finds reference cells and query cells in proportion to their numbers.
+
+The test: among a query cell's ``m`` nearest neighbours in the union of the reference and the query (itself
+left out), count the query cells ``x``. If query and reference cells of the cell's kind were exchangeable,
+``x`` would be Binomial(``m``, ``n_q / (n_q + n_r)``). They are not quite: a reference is in sample for the
+projection it is stored in (its cells lie further apart than new cells do), and a query from another donor or
+chemistry lies closer to itself than to the reference. Both make query cells neighbour each other more often,
+for every cell alike, so the null weighs each query cell ``c ≥ 1`` times: ``π = c·n_q / (c·n_q + n_r)``, with
+``c`` fitted on the query itself so that the median cell's mid-p-value is 0.5 (most of a query's cells are
+assumed to be of known types; a query dominated by one missing type is not detected by this test). A cell's
+p-value is ``P(X ≥ x)`` under that null.
+
+Measured before it entered the product (``benchmarks/accuracy/decision.py --left-out``; docs/accuracy.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+
+import numpy as np
+
+DENSITY_NEIGHBOURS = 10
+"""Neighbours ``m`` in the union of reference and query that the test counts."""
+DENSITY_MIN_CELLS = 100
+"""Fewest query cells (with a vector) for the test; smaller queries are not tested (p = 1)."""
+DENSITY_FACTOR = 2.0
+"""What :func:`annotator.annotate` multiplies the test's p-value by before taking the smaller of it and the
+reference's novelty p-value (a Bonferroni bound for two tests)."""
+DENSITY_CANDIDATES = 20_000
+"""Query cells that every cell is compared with (a seeded sample of larger queries)."""
+_FIT_ROWS = 20_000
+_BLOCK = 2048
+_BISECT = 30
+
+
+@dataclass(frozen=True)
+class QueryDensity:
+    """The query-density novelty test of one query.
+
+    Parameters
+    ----------
+    p
+        Per cell, ``P(X ≥ x)`` under the fitted null (1 for cells not tested).
+    query_neighbours
+        Per cell, ``x``: how many of its ``m`` nearest neighbours are query cells (0 for cells not tested).
+    inflation
+        The fitted ``c`` (1: query and reference cells exchangeable).
+    neighbours
+        ``m``.
+    candidates
+        Query cells each cell was compared with.
+    tested
+        Whether the test ran (a query of at least ``min_cells`` cells with a vector).
+    """
+
+    p: np.ndarray
+    query_neighbours: np.ndarray
+    inflation: float
+    neighbours: int
+    candidates: int
+    tested: bool
+
+
+def _tail(x: np.ndarray, m: int, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``P(X ≥ x)`` and the mid-p ``P(X > x) + P(X = x) / 2`` of Binomial(``m``, ``pi``), per row."""
+    j = np.arange(m + 1)
+    coef = np.array([comb(m, int(i)) for i in j], dtype=np.float64)
+    pi = np.clip(pi, 0.0, 1.0)[:, None]
+    pmf = coef * pi**j * (1.0 - pi) ** (m - j)
+    ge = np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1]  # ge[:, i] = P(X >= i)
+    rows = np.arange(x.size)
+    at_least = ge[rows, x]
+    exactly = pmf[rows, x]
+    return np.minimum(at_least, 1.0), at_least - 0.5 * exactly
+
+
+def _union_count(s: np.ndarray, ref: np.ndarray, m: int) -> np.ndarray:
+    """Per row of query similarities ``s``, how many query cells are among the union's ``m`` best.
+
+    ``ref`` holds each row's ``m`` best reference similarities, best first. The j-th best query cell is among
+    the union's m best when it beats the (m + 1 - j)-th best reference cell, that is, when at least j query
+    cells beat that reference cell. Only similarities above a row's m-th reference one can count, and they are
+    few for most cells, so they are binned against the row's reference similarities instead of sorting rows.
+    """
+    rows_n = len(s)
+    above = s > ref[:, m - 1 : m]
+    hit_rows, hit_cols = np.nonzero(above)
+    if hit_rows.size > 16 * m * max(rows_n, 1):  # most of the row beats the reference: sort instead
+        top = np.partition(s, s.shape[1] - m, axis=1)[:, -m:]
+        top = -np.sort(-top, axis=1)
+        return (top > ref[:, ::-1]).sum(axis=1)
+    vals = s[hit_rows, hit_cols]
+    # beaten[h]: how many of its row's m reference similarities the h-th hit beats (1..m)
+    beaten = (vals[:, None] > ref[hit_rows]).sum(axis=1)
+    # at_least[r, i]: query cells of row r that beat its (i + 1)-th best reference similarity
+    counts = np.zeros((rows_n, m + 1), dtype=np.int64)
+    np.add.at(counts, (hit_rows, m - beaten), 1)
+    at_least = np.cumsum(counts[:, :m], axis=1)
+    j = np.arange(1, m + 1)
+    return (at_least[:, m - j] >= j).sum(axis=1)
+
+
+def _fit_inflation(x: np.ndarray, n_q: np.ndarray, n_r: int, m: int) -> float:
+    """Return the smallest ``c ≥ 1`` at which at most half the cells have a mid-p-value below 0.5."""
+
+    def too_many(log_c: float) -> bool:
+        c = np.exp(log_c)
+        _, mid = _tail(x, m, c * n_q / (c * n_q + n_r))
+        return bool(np.mean(mid < 0.5) > 0.5)
+
+    lo, hi = 0.0, 16.0
+    if not too_many(lo):
+        return 1.0
+    if too_many(hi):
+        return float(np.exp(hi))
+    for _ in range(_BISECT):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if too_many(mid) else (lo, mid)
+    return float(np.exp(hi))
+
+
+def query_density(
+    vectors: np.ndarray,
+    reference_scores: np.ndarray,
+    *,
+    n_reference: int,
+    valid: np.ndarray | None = None,
+    neighbours: int = DENSITY_NEIGHBOURS,
+    min_cells: int = DENSITY_MIN_CELLS,
+    max_candidates: int = DENSITY_CANDIDATES,
+    seed: int = 0,
+) -> QueryDensity:
+    """Test every query cell for a neighbourhood of query cells (see the module docstring).
+
+    Parameters
+    ----------
+    vectors
+        Query cell vectors, ``n × d``, in the reference's space (compared by cosine).
+    reference_scores
+        Per cell, the cosine similarities of its nearest reference cells, best first (``n × k``; NaN where a
+        neighbour is missing). The test counts ``min(neighbours, k)`` neighbours.
+    n_reference
+        Cells in the reference.
+    valid
+        Cells with a vector (default: all); the others are not tested.
+    neighbours
+        ``m``, the neighbours counted.
+    min_cells
+        Fewest valid cells for the test.
+    max_candidates
+        Query cells each cell is compared with; a larger query is sampled (seeded) to this many.
+    seed
+        Seed of that sample.
+
+    Returns
+    -------
+    The p-values and what they were computed from.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> ref_scores = np.full((200, 10), 0.9)  # every cell has close reference neighbours
+    >>> d = query_density(rng.normal(size=(200, 8)), ref_scores, n_reference=800)
+    >>> bool(d.tested), float(d.p.min()) == 1.0
+    (True, True)
+    """
+    n = len(vectors)
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    rows = np.flatnonzero(valid)
+    m = min(neighbours, reference_scores.shape[1], max(rows.size - 1, 0), max_candidates - 1)
+    p = np.ones(n, dtype=np.float64)
+    x_all = np.zeros(n, dtype=np.int64)
+    if rows.size < max(min_cells, 2) or m < 1 or n_reference < 1:
+        return QueryDensity(p, x_all, 1.0, int(m), 0, tested=False)
+    v = np.asarray(vectors, dtype=np.float32)[rows]
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+    rng = np.random.default_rng(seed)
+    if rows.size > max_candidates:
+        cand = np.sort(rng.choice(rows.size, size=max_candidates, replace=False))
+    else:
+        cand = np.arange(rows.size)
+    slot = np.full(rows.size, -1)
+    slot[cand] = np.arange(cand.size)
+    cv = v[cand]
+    ref = np.nan_to_num(np.asarray(reference_scores, dtype=np.float32)[rows, :m], nan=-np.inf)
+    ref = -np.sort(-ref, axis=1)  # best first
+    x = np.zeros(rows.size, dtype=np.int64)
+    for start in range(0, rows.size, _BLOCK):
+        stop = min(start + _BLOCK, rows.size)
+        s = v[start:stop] @ cv.T
+        own = slot[start:stop]
+        mine = np.flatnonzero(own >= 0)
+        s[mine, own[mine]] = -np.inf  # a cell is not its own neighbour
+        x[start:stop] = _union_count(s, ref[start:stop], m)
+    n_q = np.where(slot >= 0, cand.size - 1, cand.size).astype(np.float64)
+    fit = np.arange(rows.size)
+    if rows.size > _FIT_ROWS:
+        fit = rng.choice(rows.size, size=_FIT_ROWS, replace=False)
+    c = _fit_inflation(x[fit], n_q[fit], n_reference, m)
+    p_rows, _ = _tail(x, m, c * n_q / (c * n_q + n_reference))
+    p[rows] = p_rows
+    x_all[rows] = x
+    return QueryDensity(p, x_all, c, int(m), int(cand.size), tested=True)
