@@ -21,7 +21,7 @@ from indexer import (
     encode_cells,
     log_progress,
 )
-from indexer.cells import DENSITY_FACTOR, Calibration, decide, select_expression
+from indexer.cells import DENSITY_FACTOR, DENSITY_MIN_LABEL_CELLS, Calibration, decide, select_expression
 from indexer.cells import query_density as density_test
 from indexer.genes import gene_collection_name
 from indexer.reference import CELL_VECTOR
@@ -99,7 +99,8 @@ def annotate(
         calibrated probabilities describe the reference's own species; ``uns`` records ``calibrated=False``.
     query_density
         Also test each cell against the query's own cells (:func:`indexer.cells.query_density`, with a
-        calibration, ``unknown_alpha > 0`` and at least 100 query cells): a cell among whose 10 nearest
+        calibration, ``unknown_alpha > 0`` and at least 200 query cells; cells predicted as a label with fewer
+        than 20 reference cells are not tested): a cell among whose 10 nearest
         neighbours (reference and query together) the query's cells are more than their numbers explain is in a
         group the reference lacks. Its p-value, doubled (a Bonferroni bound for the two tests), joins the
         reference's: ``novelty_p`` is the smaller. It finds a type that lies inside a known type's spread but
@@ -264,7 +265,11 @@ def annotate(
         codes = np.where(flat == "", -1, order[np.minimum(pos, names.size - 1)]).reshape(labs.shape)
         d = decide(codes, scores, calibration=cal, alpha=unknown_alpha, pca_scores=cells.pca_scores)
         if query_density and unknown_alpha > 0:
-            density = density_test(cells.final, scores, n_reference=record.n_cells, valid=cells.valid)
+            sizes = np.asarray(cal.class_sizes, dtype=np.int64)[np.maximum(d.winner, 0)]
+            tested = (d.winner >= 0) & (sizes >= DENSITY_MIN_LABEL_CELLS)
+            density = density_test(
+                cells.final, scores, n_reference=record.n_cells, valid=cells.valid, tested=tested
+            )
             if density.tested:
                 d = _with_density(d, density.p, unknown_alpha)
                 density_report = {

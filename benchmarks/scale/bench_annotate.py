@@ -7,7 +7,9 @@ reads it back, then times ``annotate()`` + ``to_adata()`` with gene vectors alre
 Usage::
 
     python scripts/bench_annotate.py [--reference-cells 50000] [--queries 10000] [--encoder random:384]
-        [--n-genes 2000] [--repeats 3] [--store DIR] [--profile out.prof] [--json]
+        [--n-genes 2000] [--repeats 3] [--store DIR] [--profile out.prof] [--json] [--no-query-density]
+
+``--no-query-density`` annotates without the query-density novelty test (what it costs: run both).
 
 ``--encoder minilm`` embeds the panel's descriptions with MiniLM once (about 14 genes/s on 2 cores: use
 ``--n-genes 300``); later runs find them cached in the store.
@@ -41,6 +43,8 @@ def main() -> int:
     p.add_argument("--store", default=None, help="Store folder (kept and reused); default: temporary.")
     p.add_argument("--profile", default=None, help="Write a cProfile of one timed run to this file.")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-query-density", dest="query_density", action="store_false",
+                   help="Annotate without the query-density novelty test.")
     args = p.parse_args()
 
     tmp = tempfile.TemporaryDirectory(prefix="cellvec-bench-annotate-")
@@ -48,7 +52,7 @@ def main() -> int:
     symbols = pick_genes(args.n_genes)
     spec = CellVectorSpec(mode="paper", encoder=args.encoder, keep_views=False)
     out: dict[str, object] = {"reference_cells": args.reference_cells, "queries": args.queries,
-                              "encoder": args.encoder, "n_genes": len(symbols)}
+                              "encoder": args.encoder, "n_genes": len(symbols), "query_density": args.query_density}
     with open_store(store_dir) as store:
         have = [m for m in list_references(store) if m.name == REFERENCE]
         rec = have[0].record() if have else None
@@ -75,7 +79,7 @@ def main() -> int:
                 prof = cProfile.Profile()
                 prof.enable()
             t, c = time.perf_counter(), time.process_time()
-            res = annotate(q, reference=REFERENCE, store=store)
+            res = annotate(q, reference=REFERENCE, store=store, query_density=args.query_density)
             res.to_adata(q)
             times.append(time.perf_counter() - t)
             cpu.append(time.process_time() - c)

@@ -61,7 +61,7 @@ from schemas import DEFAULT_ENCODER
     default=True,
     show_default=True,
     help="Also call Unknown the cells whose nearest neighbours are other query cells more often than the "
-    "query's size explains (a group the reference lacks; queries of 100 cells or more).",
+    "query's size explains (a group the reference lacks; queries of 200 cells or more).",
 )
 @click.option("--version", "version", type=int, default=None, help="Reference version (default: current).")
 @click.option("--encoder", default=None, help="Refuse to run unless the reference uses this encoder.")

@@ -7,7 +7,7 @@ from indexer.cells._artifacts import Artifacts
 from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibration_file, fit_calibration
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
 from indexer.cells._decide import Decision, decide
-from indexer.cells._density import DENSITY_FACTOR, QueryDensity, query_density
+from indexer.cells._density import DENSITY_FACTOR, DENSITY_MIN_LABEL_CELLS, QueryDensity, query_density
 from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_sample, stratified_split
 from indexer.cells._evidence import fit_mahalanobis, mahalanobis
@@ -21,6 +21,7 @@ from indexer.cells._validate import expression_matrix, labels_of
 __all__ = [
     "CALIBRATION_FILE",
     "DENSITY_FACTOR",
+    "DENSITY_MIN_LABEL_CELLS",
     "REFUSE_BELOW",
     "WARN_BELOW",
     "Artifacts",

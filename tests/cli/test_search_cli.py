@@ -202,8 +202,8 @@ def test_annotate_explain_writes_top_genes(
 def test_annotate_no_query_density_turns_the_density_test_off(
     capsys: pytest.CaptureFixture[str], store_dir: str, tmp_path: Path
 ) -> None:
-    query_file = str(tmp_path / "query120.h5ad")
-    make_adata(30, seed=1).write_h5ad(query_file)  # 120 cells: the density test needs 100
+    query_file = str(tmp_path / "query200.h5ad")
+    make_adata(50, seed=1).write_h5ad(query_file)  # 200 cells: the density test needs 200
     ran = {}
     for flag in ("--query-density", "--no-query-density"):
         out_path = tmp_path / f"annotated{flag}.h5ad"

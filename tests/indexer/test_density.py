@@ -44,12 +44,12 @@ def test_counts_the_query_cells_among_the_union_neighbours(world) -> None:
     centres, _ = world
     rng = np.random.default_rng(1)
     ref = _clusters(400, centres, 0.6, rng)
-    query = _clusters(150, centres, 0.6, rng)
+    query = _clusters(250, centres, 0.6, rng)
     d = query_density(query, _ref_scores(query, ref), n_reference=len(ref))
     assert isinstance(d, QueryDensity)
     assert d.tested
     assert d.neighbours == 10
-    assert d.candidates == 150
+    assert d.candidates == 250
     np.testing.assert_array_equal(d.query_neighbours, _brute_union_count(query, ref, 10))
 
 
@@ -95,13 +95,13 @@ def test_small_queries_and_cells_without_a_vector_are_not_tested(world) -> None:
     centres, _ = world
     rng = np.random.default_rng(5)
     ref = _clusters(300, centres, 0.6, rng)
-    query = _clusters(99, centres, 0.6, rng)
+    query = _clusters(199, centres, 0.6, rng)
     d = query_density(query, _ref_scores(query, ref), n_reference=len(ref))
     assert not d.tested
     assert (d.p == 1).all()
     assert (d.query_neighbours == 0).all()
-    query = _clusters(200, centres, 0.6, rng)
-    valid = np.ones(200, dtype=bool)
+    query = _clusters(220, centres, 0.6, rng)
+    valid = np.ones(220, dtype=bool)
     valid[:10] = False
     scores = _ref_scores(query, ref)
     scores[:10] = np.nan
@@ -129,7 +129,24 @@ def test_fewer_reference_neighbours_than_m_count_what_there_is(world) -> None:
     centres, _ = world
     rng = np.random.default_rng(7)
     ref = _clusters(500, centres, 0.6, rng)
-    query = _clusters(120, centres, 0.6, rng)
+    query = _clusters(220, centres, 0.6, rng)
     d = query_density(query, _ref_scores(query, ref, k=4), n_reference=len(ref))
     assert d.neighbours == 4
     np.testing.assert_array_equal(d.query_neighbours, _brute_union_count(query, ref, 4))
+
+
+def test_untested_cells_still_count_as_query_neighbours(world) -> None:
+    centres, novel = world
+    rng = np.random.default_rng(8)
+    ref = _clusters(2000, centres, 0.6, rng)
+    query = np.vstack([_clusters(400, centres, 0.6, rng), _unit(novel + 0.15 * rng.normal(size=(60, 16)))])
+    scores = _ref_scores(query, ref)
+    tested = np.ones(len(query), dtype=bool)
+    tested[400::2] = False  # half the group gets no p-value ...
+    d = query_density(query, scores, n_reference=len(ref), tested=tested)
+    full = query_density(query, scores, n_reference=len(ref))
+    assert (d.p[~tested] == 1).all()
+    assert (d.query_neighbours[~tested] == 0).all()
+    # ... but is still found by the other half, with the same neighbour counts as without the mask
+    np.testing.assert_array_equal(d.query_neighbours[tested], full.query_neighbours[tested])
+    assert (d.p[401::2] < 0.01).mean() >= 0.9
