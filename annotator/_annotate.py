@@ -91,9 +91,10 @@ def annotate(
         Cells whose confidence (calibrated probability, or vote share without a calibration) is below this
         get ``"Unknown"`` (0 turns the threshold off).
     unknown_alpha
-        Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about this
-        share of reference-like cells is rejected, and 0-79% (mean about 20%) of a cell type the
-        reference lacks (a low-recall flag). 0 turns it off. Cross-species queries (mapped through
+        Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about 1-2
+        times this share of reference-like cells is rejected and, with the query-density test (below),
+        measured on Voigt's retina with one type left out in turn, 20-99% (mean 66%) of a cell type the
+        reference lacks; the reference's test alone: 0-79% (mean about 20%). 0 turns it off. Cross-species queries (mapped through
         orthologs) are not checked for novelty and are labelled by a class-balanced vote (each of the
         calibration's ``k`` neighbours weighted ``n_c ** -gamma``, both fitted on the reference): the
         calibrated probabilities describe the reference's own species; ``uns`` records ``calibrated=False``.
@@ -105,8 +106,9 @@ def annotate(
         group the reference lacks. Its p-value, doubled (a Bonferroni bound for the two tests), joins the
         reference's: ``novelty_p`` is the smaller. It finds a type that lies inside a known type's spread but
         apart from its cells (measured on Voigt coarse, one type left out in turn: 21% → 66% of the missing
-        type rejected, 1.2% → 1.9% of known cells); a query made mostly of one missing type is not detected by
-        it. ``False``: the reference's test alone.
+        type rejected, 1.2% → 1.9% of known cells; docs/accuracy.md). Its null is fitted on the query itself,
+        assuming most query cells are of known types: a query made mostly of one missing type is not detected
+        by it. ``False``: the reference's test alone.
     version
         Reference version (default: the current one).
     encoder

@@ -20,6 +20,7 @@ summed similarity). With one, fitted at build time on cross-fitted reference evi
   ``p < alpha`` means
   "unlike any reference cell of <label>". It is a low-recall flag: it rejects about ``alpha`` of
   reference-like cells and, measured on left-out cell types, 0-79% (mean about 20%) of a type the reference lacks.
+  :func:`annotator.annotate` adds a second test on the query's own cells (:func:`indexer.cells.query_density`).
 
 Pure numpy / scipy; vectorised over cells (loops run over labels or features only).
 """

@@ -1,0 +1,172 @@
+"""Issue 14: variants of the query-density novelty test, screened on the product's own annotations.
+
+For each task (seed 0's split; with ``--left-out`` every type with at least 20 reference cells removed from the
+reference in turn, else the closed set), the reference is built and the query annotated once with
+``query_density=False``; every variant is then computed from that annotation's query vectors and neighbour
+similarities, and combined with the reference's novelty p-value as the product combines them
+(``min(p_reference, 2 p_density)``, rejected at ``--alpha``):
+
+* ``reference``: the reference's test alone (the product before the density test);
+* ``global-c1``: the union count against an exchangeable null (``c = 1``);
+* ``per-label``: the count among the query and reference cells of the cell's predicted label, the null
+  ``c n_qY / (c n_qY + n_rY)`` per label, ``c`` fitted on the median cell;
+* ``product``: :func:`indexer.cells.query_density` as annotate calls it (global null, ``c`` fitted on the
+  median cell, labels with fewer than 20 reference cells not tested).
+
+Prints one line per task (rejected missing / rejected known per variant, or rejected in the closed set) and
+the means.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python -m benchmarks.accuracy.density_variants --dataset voigt-coarse --left-out --store S
+    OMP_NUM_THREADS=1 python -m benchmarks.accuracy.density_variants --dataset voigt-cross-donor --store S
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from benchmarks.accuracy._open_set import NOVEL, _plain, _split, left_out_types
+
+if TYPE_CHECKING:
+    from benchmarks.accuracy._datasets import BenchDataset
+    from indexer import VectorStore
+
+VARIANTS = ("reference", "global-c1", "per-label", "product")
+
+
+def _per_label(v: np.ndarray, winner: np.ndarray, ref_scores: np.ndarray, sizes: dict[str, int]) -> np.ndarray:
+    """Return the per-label variant's p-values (1 where untested)."""
+    from indexer.cells._density import _tail, _union_count
+
+    m = ref_scores.shape[1]
+    n = len(v)
+    x, n_q, n_r, ok = np.zeros(n, np.int64), np.zeros(n), np.zeros(n), np.zeros(n, bool)
+    for lab in np.unique(winner):
+        idx = np.flatnonzero(winner == lab)
+        if lab == "Unknown" or idx.size < 2 or sizes.get(lab, 0) == 0:
+            continue
+        s = v[idx] @ v[idx].T
+        np.fill_diagonal(s, -np.inf)
+        if s.shape[1] < m:
+            s = np.pad(s, ((0, 0), (0, m - s.shape[1])), constant_values=-np.inf)
+        x[idx] = _union_count(s, ref_scores[idx], m)
+        n_q[idx], n_r[idx], ok[idx] = idx.size - 1, sizes[lab], True
+    p = np.ones(n)
+    if ok.any():
+        c = _fit_per_label(x[ok], n_q[ok], n_r[ok], m)
+        p[ok] = _tail(x[ok], m, c * n_q[ok] / (c * n_q[ok] + n_r[ok]))[0]
+    return p
+
+
+def _fit_per_label(x: np.ndarray, n_q: np.ndarray, n_r: np.ndarray, m: int) -> float:
+    """Return the smallest ``c ≥ 1`` at which at most half the cells have a mid-p below 0.5 (per label)."""
+    from indexer.cells._density import _tail
+
+    def too_many(log_c: float) -> bool:
+        c = np.exp(log_c)
+        return bool(np.mean(_tail(x, m, c * n_q / (c * n_q + n_r))[1] < 0.5) > 0.5)
+
+    lo, hi = 0.0, 16.0
+    if not too_many(lo):
+        return 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if too_many(mid) else (lo, mid)
+    return float(np.exp(hi))
+
+
+def _global_c1(v: np.ndarray, ref_scores: np.ndarray, n_reference: int) -> np.ndarray:
+    """Return the global count's p-values under an exchangeable null (``c = 1``)."""
+    from indexer.cells._density import _tail, _union_count
+
+    m = ref_scores.shape[1]
+    s = v @ v.T
+    np.fill_diagonal(s, -np.inf)
+    x = _union_count(s, ref_scores, m)
+    n_q = np.full(len(v), len(v) - 1.0)
+    return _tail(x, m, n_q / (n_q + n_reference))[0]
+
+
+def run_task(
+    ds: BenchDataset, *, seed: int, store: VectorStore, left_out: str | None, alpha: float
+) -> dict[str, tuple[float, float]]:
+    """Rejected (missing, known) per variant of one task; closed set: (rejected, rejected)."""
+    from annotator import annotate
+    from indexer import build_reference, drop_reference
+    from indexer.cells import DENSITY_FACTOR, DENSITY_MIN_LABEL_CELLS, query_density
+    from schemas import CellVectorSpec
+
+    ref, y_ref, query, y_q = _split(ds, seed)
+    keep = np.ones(ref.n_obs, dtype=bool) if left_out is None else y_ref != left_out
+    ref, y_ref = ref[keep], y_ref[keep]
+    name = "density_variants"
+    build_reference(
+        _plain(ref, y_ref),
+        store=store,
+        name=name,
+        label_key="label",
+        spec=CellVectorSpec(encoder="random:384", species=ds.species),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = annotate(_plain(query), reference=name, store=store, k=10, unknown_alpha=alpha, query_density=False)
+    drop_reference(store, name)
+    reasons, final = np.asarray(res.reasons).astype(str), np.asarray(res.labels).astype(str)
+    winner = np.where(np.char.startswith(reasons, NOVEL), np.char.replace(reasons, NOVEL, ""), final)
+    v = np.asarray(res.vectors, dtype=np.float32)
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    scores = np.nan_to_num(np.asarray(res.neighbour_scores, dtype=np.float32), nan=-np.inf)
+    names, counts = np.unique(y_ref, return_counts=True)
+    sizes = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    p_ref = np.asarray(res.novelty_p, dtype=np.float64)
+    label_size = np.array([sizes.get(w, 0) for w in winner])
+    product = query_density(v, scores, n_reference=ref.n_obs, tested=label_size >= DENSITY_MIN_LABEL_CELLS).p
+    density = {
+        "global-c1": _global_c1(v, scores, ref.n_obs),
+        "per-label": _per_label(v, winner, scores, sizes),
+        "product": product,
+    }
+    missing = y_q == left_out if left_out is not None else np.zeros(y_q.size, dtype=bool)
+    out = {}
+    for variant in VARIANTS:
+        p = p_ref if variant == "reference" else np.fmin(p_ref, np.minimum(DENSITY_FACTOR * density[variant], 1))
+        rejected = p < alpha
+        if left_out is None:
+            out[variant] = (float(rejected.mean()), float(rejected.mean()))
+        else:
+            out[variant] = (float(rejected[missing].mean()), float(rejected[~missing].mean()))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the screen (see the module docstring)."""
+    from benchmarks.accuracy import load_dataset
+    from indexer import open_store
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="voigt-coarse")
+    p.add_argument("--store", required=True)
+    p.add_argument("--left-out", action="store_true")
+    p.add_argument("--alpha", type=float, default=0.01)
+    args = p.parse_args(argv)
+    ds = load_dataset(args.dataset)
+    store = open_store(args.store)
+    tasks: list[str | None] = left_out_types(ds, seed=0) if args.left_out else [None]
+    rows = []
+    for lo in tasks:
+        r = run_task(ds, seed=0, store=store, left_out=lo, alpha=args.alpha)
+        rows.append(r)
+        cells = "  ".join(f"{v} {a:.2f}/{b:.3f}" if lo else f"{v} {a:.3f}" for v, (a, b) in r.items())
+        print(f"{(lo or 'closed set')[:24]:24s} {cells}", flush=True)
+    mean = {v: np.mean([r[v] for r in rows], axis=0) for v in VARIANTS}
+    print("mean" + " " * 20 + "  ".join(f"{v} {a:.3f}/{b:.3f}" for v, (a, b) in mean.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
