@@ -39,8 +39,10 @@ cells, 12-50% of their query cells rejected)."""
 DENSITY_FACTOR = 2.0
 """What :func:`annotator.annotate` multiplies the test's p-value by before taking the smaller of it and the
 reference's novelty p-value (a Bonferroni bound for two tests)."""
-DENSITY_CANDIDATES = 20_000
-"""Query cells that every cell is compared with (a seeded sample of larger queries)."""
+DENSITY_CANDIDATES = 5_000
+"""Query cells that every cell is compared with (a seeded sample of larger queries). The comparison is a
+matrix product of the query with these: measured at 10,000 query cells of 384 dimensions on one core,
+20,000 candidates (all 10,000) cost 1.0 s of annotate's 3.3 s; 5,000 halve that."""
 _FIT_ROWS = 20_000
 _BLOCK = 2048
 _BISECT = 30
@@ -96,8 +98,8 @@ def _union_count(s: np.ndarray, ref: np.ndarray, m: int) -> np.ndarray:
     few for most cells, so they are binned against the row's reference similarities instead of sorting rows.
     """
     rows_n = len(s)
-    above = s > ref[:, m - 1 : m]
-    hit_rows, hit_cols = np.nonzero(above)
+    flat = np.flatnonzero(s > ref[:, m - 1 : m])
+    hit_rows, hit_cols = np.divmod(flat, s.shape[1])
     if hit_rows.size > 16 * m * max(rows_n, 1):  # most of the row beats the reference: sort instead
         top = np.partition(s, s.shape[1] - m, axis=1)[:, -m:]
         top = -np.sort(-top, axis=1)
