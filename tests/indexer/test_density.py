@@ -30,6 +30,19 @@ def world() -> tuple[np.ndarray, np.ndarray]:
     return centres, novel
 
 
+def _draw(
+    world: tuple[np.ndarray, np.ndarray], seed: int, *, n_ref: int, n_known: int, n_group: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference cells of the four types, and a query of them followed by ``n_group`` cells of the fifth."""
+    centres, novel = world
+    rng = np.random.default_rng(seed)
+    ref = _clusters(n_ref, centres, 0.6, rng)
+    query = _clusters(n_known, centres, 0.6, rng)
+    if n_group:
+        query = np.vstack([query, _unit(novel + 0.15 * rng.normal(size=(n_group, centres.shape[1])))])
+    return ref, query
+
+
 def _brute_union_count(query: np.ndarray, ref: np.ndarray, m: int) -> np.ndarray:
     qs = query @ query.T
     np.fill_diagonal(qs, -np.inf)
@@ -41,10 +54,7 @@ def _brute_union_count(query: np.ndarray, ref: np.ndarray, m: int) -> np.ndarray
 
 
 def test_counts_the_query_cells_among_the_union_neighbours(world) -> None:
-    centres, _ = world
-    rng = np.random.default_rng(1)
-    ref = _clusters(400, centres, 0.6, rng)
-    query = _clusters(250, centres, 0.6, rng)
+    ref, query = _draw(world, 1, n_ref=400, n_known=250)
     d = query_density(query, _ref_scores(query, ref), n_reference=len(ref))
     assert isinstance(d, QueryDensity)
     assert d.tested
@@ -54,22 +64,14 @@ def test_counts_the_query_cells_among_the_union_neighbours(world) -> None:
 
 
 def test_reference_like_queries_are_rarely_rejected(world) -> None:
-    centres, _ = world
-    rng = np.random.default_rng(2)
-    ref = _clusters(2000, centres, 0.6, rng)
-    query = _clusters(500, centres, 0.6, rng)
+    ref, query = _draw(world, 2, n_ref=2000, n_known=500)
     d = query_density(query, _ref_scores(query, ref), n_reference=len(ref))
     assert (d.p < 0.01).mean() <= 0.02
     assert d.inflation < 1.5  # exchangeable cells need little or no inflation
 
 
 def test_a_group_inside_a_known_types_spread_is_rejected(world) -> None:
-    centres, novel = world
-    rng = np.random.default_rng(3)
-    ref = _clusters(2000, centres, 0.6, rng)
-    known = _clusters(500, centres, 0.6, rng)
-    group = _unit(novel + 0.15 * rng.normal(size=(60, 16)))
-    query = np.vstack([known, group])
+    ref, query = _draw(world, 3, n_ref=2000, n_known=500, n_group=60)
     scores = _ref_scores(query, ref)
     # The group's nearest reference cells are as close as a known cell's: a reference-only score misses it.
     assert np.median(scores[500:, 0]) > np.quantile(scores[:500, 0], 0.05)
@@ -92,15 +94,12 @@ def test_a_query_from_another_batch_is_not_rejected_wholesale(world) -> None:
 
 
 def test_small_queries_and_cells_without_a_vector_are_not_tested(world) -> None:
-    centres, _ = world
-    rng = np.random.default_rng(5)
-    ref = _clusters(300, centres, 0.6, rng)
-    query = _clusters(199, centres, 0.6, rng)
+    ref, query = _draw(world, 5, n_ref=300, n_known=199)
     d = query_density(query, _ref_scores(query, ref), n_reference=len(ref))
     assert not d.tested
     assert (d.p == 1).all()
     assert (d.query_neighbours == 0).all()
-    query = _clusters(220, centres, 0.6, rng)
+    _, query = _draw(world, 15, n_ref=0, n_known=220)
     valid = np.ones(220, dtype=bool)
     valid[:10] = False
     scores = _ref_scores(query, ref)
@@ -112,10 +111,7 @@ def test_small_queries_and_cells_without_a_vector_are_not_tested(world) -> None:
 
 
 def test_a_large_query_is_compared_with_a_seeded_sample(world) -> None:
-    centres, novel = world
-    rng = np.random.default_rng(6)
-    ref = _clusters(1000, centres, 0.6, rng)
-    query = np.vstack([_clusters(600, centres, 0.6, rng), _unit(novel + 0.15 * rng.normal(size=(200, 16)))])
+    ref, query = _draw(world, 6, n_ref=1000, n_known=600, n_group=200)
     scores = _ref_scores(query, ref)
     a = query_density(query, scores, n_reference=len(ref), max_candidates=300)
     b = query_density(query, scores, n_reference=len(ref), max_candidates=300)
@@ -126,20 +122,14 @@ def test_a_large_query_is_compared_with_a_seeded_sample(world) -> None:
 
 
 def test_fewer_reference_neighbours_than_m_count_what_there_is(world) -> None:
-    centres, _ = world
-    rng = np.random.default_rng(7)
-    ref = _clusters(500, centres, 0.6, rng)
-    query = _clusters(220, centres, 0.6, rng)
+    ref, query = _draw(world, 7, n_ref=500, n_known=220)
     d = query_density(query, _ref_scores(query, ref, k=4), n_reference=len(ref))
     assert d.neighbours == 4
     np.testing.assert_array_equal(d.query_neighbours, _brute_union_count(query, ref, 4))
 
 
 def test_untested_cells_still_count_as_query_neighbours(world) -> None:
-    centres, novel = world
-    rng = np.random.default_rng(8)
-    ref = _clusters(2000, centres, 0.6, rng)
-    query = np.vstack([_clusters(400, centres, 0.6, rng), _unit(novel + 0.15 * rng.normal(size=(60, 16)))])
+    ref, query = _draw(world, 8, n_ref=2000, n_known=400, n_group=60)
     scores = _ref_scores(query, ref)
     tested = np.ones(len(query), dtype=bool)
     tested[400::2] = False  # half the group gets no p-value ...
