@@ -94,21 +94,22 @@ def annotate(
         Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about 1-2
         times this share of reference-like cells is rejected and, with the query-density test (below),
         measured on Voigt's retina with one type left out in turn, 20-99% (mean 66%) of a cell type the
-        reference lacks; the reference's test alone: 0-79% (mean about 20%). 0 turns it off. Cross-species queries (mapped through
-        orthologs) are not checked for novelty and are labelled by a class-balanced vote (each of the
-        calibration's ``k`` neighbours weighted ``n_c ** -gamma``, both fitted on the reference): the
-        calibrated probabilities describe the reference's own species; ``uns`` records ``calibrated=False``.
+        reference lacks; the reference's test alone: 0-79% (mean about 20%). 0 turns it off. Cross-species
+        queries (mapped through orthologs) are not checked for novelty and are labelled by a class-balanced
+        vote (each of the calibration's ``k`` neighbours weighted ``n_c ** -gamma``, both fitted on the
+        reference): the calibrated probabilities describe the reference's own species; ``uns`` records
+        ``calibrated=False``.
     query_density
-        Also test each cell against the query's own cells (:func:`indexer.cells.query_density`, with a
+        Also test each cell against the query's own cells (:func:`indexer.cells.query_density`; with a
         calibration, ``unknown_alpha > 0`` and at least 200 query cells; cells predicted as a label with fewer
-        than 20 reference cells are not tested): a cell among whose 10 nearest
-        neighbours (reference and query together) the query's cells are more than their numbers explain is in a
-        group the reference lacks. Its p-value, doubled (a Bonferroni bound for the two tests), joins the
-        reference's: ``novelty_p`` is the smaller. It finds a type that lies inside a known type's spread but
-        apart from its cells (measured on Voigt coarse, one type left out in turn: 21% → 66% of the missing
-        type rejected, 1.2% → 1.9% of known cells; docs/accuracy.md). Its null is fitted on the query itself,
-        assuming most query cells are of known types: a query made mostly of one missing type is not detected
-        by it. ``False``: the reference's test alone.
+        than 20 reference cells are not tested): a cell whose 10 nearest neighbours (reference and query
+        together) hold more query cells than the query's size explains is in a group the reference lacks. Its
+        p-value, doubled (a Bonferroni bound for the two tests), joins the reference's: ``novelty_p`` is the
+        smaller. It finds a type that lies inside a known type's spread but apart from its cells (measured on
+        Voigt coarse, one type left out in turn: 21% → 66% of the missing type rejected, 1.2% → 1.9% of known
+        cells; docs/accuracy.md). Its null is fitted on the query itself, assuming most query cells are of
+        known types: a query made mostly of one missing type is not detected by it. ``False``: the
+        reference's test alone.
     version
         Reference version (default: the current one).
     encoder

@@ -41,7 +41,7 @@ VARIANTS = ("reference", "global-c1", "per-label", "product")
 
 def _per_label(v: np.ndarray, winner: np.ndarray, ref_scores: np.ndarray, sizes: dict[str, int]) -> np.ndarray:
     """Return the per-label variant's p-values (1 where untested)."""
-    from indexer.cells._density import _tail, _union_count
+    from indexer.cells._density import _fit_inflation, _tail, _union_count
 
     m = ref_scores.shape[1]
     n = len(v)
@@ -58,26 +58,9 @@ def _per_label(v: np.ndarray, winner: np.ndarray, ref_scores: np.ndarray, sizes:
         n_q[idx], n_r[idx], ok[idx] = idx.size - 1, sizes[lab], True
     p = np.ones(n)
     if ok.any():
-        c = _fit_per_label(x[ok], n_q[ok], n_r[ok], m)
+        c = _fit_inflation(x[ok], n_q[ok], n_r[ok], m)
         p[ok] = _tail(x[ok], m, c * n_q[ok] / (c * n_q[ok] + n_r[ok]))[0]
     return p
-
-
-def _fit_per_label(x: np.ndarray, n_q: np.ndarray, n_r: np.ndarray, m: int) -> float:
-    """Return the smallest ``c ≥ 1`` at which at most half the cells have a mid-p below 0.5 (per label)."""
-    from indexer.cells._density import _tail
-
-    def too_many(log_c: float) -> bool:
-        c = np.exp(log_c)
-        return bool(np.mean(_tail(x, m, c * n_q / (c * n_q + n_r))[1] < 0.5) > 0.5)
-
-    lo, hi = 0.0, 16.0
-    if not too_many(lo):
-        return 1.0
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if too_many(mid) else (lo, mid)
-    return float(np.exp(hi))
 
 
 def _global_c1(v: np.ndarray, ref_scores: np.ndarray, n_reference: int) -> np.ndarray:
@@ -124,7 +107,8 @@ def run_task(
     names, counts = np.unique(y_ref, return_counts=True)
     sizes = dict(zip(names.tolist(), counts.tolist(), strict=True))
     p_ref = np.asarray(res.novelty_p, dtype=np.float64)
-    label_size = np.array([sizes.get(w, 0) for w in winner])
+    pos = np.minimum(np.searchsorted(names, winner), names.size - 1)
+    label_size = np.where(names[pos] == winner, counts[pos], 0)  # 0 for "Unknown" (no neighbour)
     product = query_density(v, scores, n_reference=ref.n_obs, tested=label_size >= DENSITY_MIN_LABEL_CELLS).p
     density = {
         "global-c1": _global_c1(v, scores, ref.n_obs),

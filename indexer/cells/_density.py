@@ -115,8 +115,11 @@ def _union_count(s: np.ndarray, ref: np.ndarray, m: int) -> np.ndarray:
     return (at_least[:, m - j] >= j).sum(axis=1)
 
 
-def _fit_inflation(x: np.ndarray, n_q: np.ndarray, n_r: int, m: int) -> float:
-    """Return the smallest ``c ≥ 1`` at which at most half the cells have a mid-p-value below 0.5."""
+def _fit_inflation(x: np.ndarray, n_q: np.ndarray, n_r: float | np.ndarray, m: int) -> float:
+    """Return the smallest ``c ≥ 1`` at which at most half the cells have a mid-p-value below 0.5.
+
+    ``n_q`` and ``n_r`` are each cell's query and reference counts of its null (``n_r`` one for all, or per cell).
+    """
 
     def too_many(log_c: float) -> bool:
         c = np.exp(log_c)
