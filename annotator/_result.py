@@ -86,7 +86,8 @@ class AnnotationResult:
             Share of the neighbours that carry the label.
         ``obs[f'{key_added}_novelty_p']``
             Novelty p-value: the share of the label's reference cells (cross-fitted) that look less typical,
-            or, where smaller, twice the query-density test's p-value (:func:`indexer.cells.query_density`);
+            (read against the query's own null, :func:`indexer.cells.empirical_null`) or, where smaller, three
+            times the query-density test's p-value (:func:`indexer.cells.query_density`);
             NaN without a calibration.
         ``obs[f'{key_added}_runner_up']``
             The most probable other label (empty when none).
@@ -107,8 +108,10 @@ class AnnotationResult:
         ``uns[key_added]``
             ``params``: reference, version, k, ``min_confidence``, ``unknown_alpha``, ``calibrated`` (whether
             the reference's calibration was used), ``matrix`` (the query matrix read: ``X``, ``layers[NAME]``
-            or ``raw.X``), ``query_density`` (whether the query-density test ran), cell vector spec, store;
+            or ``raw.X``), ``query_density`` (whether the query-density test ran), ``empirical_null`` (whether
+            the query's null was fitted), cell vector spec, store;
             ``query_density``: the test's fitted ``inflation``, ``neighbours`` and ``candidates`` (when it ran);
+            ``empirical_null``: the ``shift`` and ``scale`` of the query's null (when it was fitted);
             ``calibration_approximate``: what edits since the
             calibration's fit left approximate (when any);
             ``uns[key_added]['params']['query_species']`` holds the query's species call (species, share,
@@ -166,6 +169,8 @@ class AnnotationResult:
             }
         if self.extra.get("query_density"):
             uns["query_density"] = dict(self.extra["query_density"])
+        if self.extra.get("empirical_null"):
+            uns["empirical_null"] = dict(self.extra["empirical_null"])
         if self.extra.get("calibration_approximate"):
             uns["calibration_approximate"] = list(self.extra["calibration_approximate"])
         if self.explanations is not None:

@@ -50,6 +50,10 @@ class PanelCoverageWarning(LowOverlapWarning):
     """The query lacks part of a reference panel (the genes its cells pool, or its expression panel)."""
 
 
+class QueryShiftWarning(CellvecWarning):
+    """The query as a whole lies farther from the reference than a batch effect explains."""
+
+
 class NoCalibrationWarning(CellvecWarning):
     """The reference has no decision calibration (built before issue 14): the plain vote is used."""
 

@@ -380,6 +380,9 @@ class AnnotationParams(Record):
         scaled ``.X``).
     query_density
         Whether the query-density novelty test ran beside the reference's (:func:`indexer.cells.query_density`).
+    empirical_null
+        Whether the reference's novelty p-values were read against the query's own null
+        (:func:`indexer.cells.empirical_null`).
     """
 
     reference: str
@@ -394,3 +397,4 @@ class AnnotationParams(Record):
     calibrated: bool = False
     matrix: str = "X"
     query_density: bool = False
+    empirical_null: bool = False

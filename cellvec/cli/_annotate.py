@@ -63,6 +63,13 @@ from schemas import DEFAULT_ENCODER
     help="Also call Unknown the cells whose nearest neighbours are other query cells more often than the "
     "query's size explains (a group the reference lacks; queries of 200 cells or more).",
 )
+@click.option(
+    "--empirical-null/--no-empirical-null",
+    default=True,
+    show_default=True,
+    help="Read the novelty p-values against the query's own null, so that a query from another donor or batch "
+    "is not rejected wholesale (never rejects more; queries of 200 cells or more).",
+)
 @click.option("--version", "version", type=int, default=None, help="Reference version (default: current).")
 @click.option("--encoder", default=None, help="Refuse to run unless the reference uses this encoder.")
 @click.option("--gene-column", default=None, help="var column with gene names, instead of var_names.")
@@ -113,6 +120,7 @@ def annotate_cmd(**opts: Any) -> None:
                 min_confidence=opts["min_confidence"],
                 unknown_alpha=opts["unknown_alpha"],
                 query_density=opts["query_density"],
+                empirical_null=opts["empirical_null"],
                 version=opts["version"],
                 encoder=opts["encoder"],
                 gene_column=opts["gene_column"],

@@ -6,8 +6,9 @@ SupCon (:mod:`indexer.cells.supcon`) imports torch and is not imported here.
 from indexer.cells._artifacts import Artifacts
 from indexer.cells._calibration import CALIBRATION_FILE, Calibration, calibration_file, fit_calibration
 from indexer.cells._coverage import REFUSE_BELOW, WARN_BELOW, check_panel_coverage, panel_coverage
-from indexer.cells._decide import Decision, decide
+from indexer.cells._decide import Decision, decide, novelty_floor
 from indexer.cells._density import DENSITY_FACTOR, DENSITY_MIN_LABEL_CELLS, QueryDensity, query_density
+from indexer.cells._empirical_null import EmpiricalNull, empirical_null
 from indexer.cells._encode import CellVectors, Progress, encode_cells
 from indexer.cells._evaluate import recall_at_k, score, stratified_sample, stratified_split
 from indexer.cells._evidence import fit_mahalanobis, mahalanobis
@@ -29,12 +30,14 @@ __all__ = [
     "CellMatrix",
     "CellVectors",
     "Decision",
+    "EmpiricalNull",
     "ExpressionProjection",
     "Progress",
     "QueryDensity",
     "calibration_file",
     "check_panel_coverage",
     "decide",
+    "empirical_null",
     "encode_cells",
     "expression_matrix",
     "fit_calibration",
@@ -45,6 +48,7 @@ __all__ = [
     "log_normalise",
     "looks_like_counts",
     "mahalanobis",
+    "novelty_floor",
     "panel_coverage",
     "pool",
     "query_density",

@@ -197,6 +197,21 @@ def decide(
     )
 
 
+def novelty_floor(cal: Calibration, winner: np.ndarray) -> np.ndarray:
+    """Smallest novelty p-value each cell can get: ``1 / (1 + n)`` for its label's calibration table of ``n``.
+
+    A cell at it scored beyond every calibration cell of its label (the pooled table for a label with fewer than
+    ``min_class_calibration`` cells); NaN for cells without a label.
+    """
+    tables = cal._tables(own=False)
+    table = tables["comb"] if "comb" in tables else tables["nb"]
+    sizes = np.array([t.size for t in table], dtype=np.float64)
+    pooled = float(sizes.sum())
+    sizes = np.where(sizes >= cal.min_class_calibration, sizes, pooled)
+    w = np.asarray(winner)
+    return np.where(w >= 0, 1.0 / (1.0 + sizes[np.maximum(w, 0)]), np.nan)
+
+
 def _novelty(
     cal: Calibration, nb_score: np.ndarray, pca_score: np.ndarray | None, winner: np.ndarray, *, own: bool
 ) -> np.ndarray:

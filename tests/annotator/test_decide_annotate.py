@@ -15,6 +15,7 @@ from annotator import UNKNOWN, annotate
 from indexer import (
     InputError,
     NoCalibrationWarning,
+    QueryShiftWarning,
     Reference,
     StoreError,
     add_cells,
@@ -148,6 +149,36 @@ def test_query_density_finds_a_sibling_group_the_reference_test_misses(built) ->
     assert out.uns["cellvec"]["query_density"]["neighbours"] == 10
     assert out.uns["cellvec"]["query_density"]["inflation"] >= 1
     assert "query_density" not in off.to_adata(query.copy()).uns["cellvec"]
+
+
+def test_empirical_null_is_recorded_and_never_rejects_more(built) -> None:
+    store, _, held = built
+    rng = np.random.default_rng(11)
+    noisy = held.copy()
+    noisy.X = sp.csr_matrix(held.X.toarray() + rng.poisson(0.5, size=held.shape).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QueryShiftWarning)
+        on = annotate(noisy, reference="ref", store=store, query_density=False)
+    off = annotate(noisy, reference="ref", store=store, query_density=False, empirical_null=False)
+    ok = np.isfinite(off.novelty_p)
+    assert (on.novelty_p[ok] >= off.novelty_p[ok]).all()
+    assert (on.novelty_p[ok] > off.novelty_p[ok]).any()
+    assert set(np.flatnonzero(on.labels == UNKNOWN)) <= set(np.flatnonzero(off.labels == UNKNOWN))
+    assert on.params.empirical_null
+    assert not off.params.empirical_null
+    null = on.to_adata(noisy.copy()).uns["cellvec"]["empirical_null"]
+    assert -0.5 <= null["shift"] < 0
+    assert null["scale"] >= 1
+    assert "empirical_null" not in off.to_adata(noisy.copy()).uns["cellvec"]
+
+
+def test_a_query_unlike_the_reference_as_a_whole_is_still_rejected_and_warned(built) -> None:
+    store, _, _ = built
+    novel = _cells({"Erythroid": 300}, seed=6, prefix="e")  # large enough for the query's own null
+    with pytest.warns(QueryShiftWarning, match="unlike reference 'ref'"):
+        res = annotate(novel, reference="ref", store=store)
+    assert res.extra["empirical_null"]["capped"]
+    assert (res.labels == UNKNOWN).mean() >= 0.9
 
 
 def test_to_adata_writes_the_decision_fields(built) -> None:
