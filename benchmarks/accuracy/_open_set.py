@@ -14,8 +14,9 @@ For each seed, cellvec's seeded stratified 80/20 split (or a dataset's fixed ref
 
 Methods scored on one annotation: ``vote`` (the majority vote of the reported neighbours, confidence = vote
 share), ``decide`` (the calibrated winner without rejection), ``decide+novelty@alpha`` (the product's
-output: the reference's novelty test and the query-density test). A second annotation of the same query with
-``query_density=False`` gives ``decide+novelty@alpha reference test only``. CellTypist: its best match and
+output: the reference's novelty test read against the query's empirical null, and the query-density test). A
+second annotation of the same query with ``query_density=False, empirical_null=False`` gives
+``decide+novelty@alpha reference test only``. CellTypist: its best match and
 its "Unassigned" rule (``celltypist p>0.5``); its novelty score is one minus its largest probability.
 """
 
@@ -215,11 +216,18 @@ def run_one(
         res = annotate(_plain(query), reference=name, store=store, k=10, unknown_alpha=alpha)
         t_annot = time.perf_counter() - t0
         alone = annotate(
-            _plain(query), reference=name, store=store, k=10, unknown_alpha=alpha, query_density=False
+            _plain(query),
+            reference=name,
+            store=store,
+            k=10,
+            unknown_alpha=alpha,
+            query_density=False,
+            empirical_null=False,
         )
     drop_reference(store, name)
     decisions = three_decisions(res, alpha)
-    # The same rule without the query-density test: the reference's novelty test alone (issue 14's baseline).
+    # The same rule without the query's own evidence (the query-density test, the empirical null): the
+    # reference's calibrated novelty test alone (issue 14's baseline).
     product = f"decide+novelty@{alpha:g}"
     decisions[f"{product} reference test only"] = three_decisions(alone, alpha)[product]
     if celltypist:

@@ -36,7 +36,18 @@ if TYPE_CHECKING:
     from benchmarks.accuracy._datasets import BenchDataset
     from indexer import VectorStore
 
-VARIANTS = ("reference", "global-c1", "per-label", "product")
+VARIANTS = (
+    "reference",
+    "global-c1",
+    "per-label",
+    "count",
+    "pcs",
+    "no-head",
+    "product",
+    "reference+enull",
+    "count+enull",
+    "product+enull",
+)
 
 
 def _per_label(v: np.ndarray, winner: np.ndarray, ref_scores: np.ndarray, sizes: dict[str, int]) -> np.ndarray:
@@ -75,13 +86,32 @@ def _global_c1(v: np.ndarray, ref_scores: np.ndarray, n_reference: int) -> np.nd
     return _tail(x, m, n_q / (n_q + n_reference))[0]
 
 
+def _subspace(
+    v_q: np.ndarray, v_r: np.ndarray, dims: np.ndarray, tested: np.ndarray, m: int = 10
+) -> np.ndarray:
+    """Return the count's p-values with the vectors cut to ``dims`` (exact reference neighbours there)."""
+    from indexer.cells import query_density
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        a = np.ascontiguousarray(a[:, dims], dtype=np.float32)
+        return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+    q, r = unit(v_q), unit(v_r)
+    top = np.empty((len(q), m), dtype=np.float32)
+    for start in range(0, len(q), 1024):
+        s = q[start : start + 1024] @ r.T
+        part = np.partition(s, s.shape[1] - m, axis=1)[:, -m:]
+        top[start : start + 1024] = -np.sort(-part, axis=1)
+    return query_density(q, top, n_reference=len(r), tested=tested).p_count
+
+
 def run_task(
     ds: BenchDataset, *, seed: int, store: VectorStore, left_out: str | None, alpha: float
 ) -> dict[str, tuple[float, float]]:
     """Rejected (missing, known) per variant of one task; closed set: (rejected, rejected)."""
     from annotator import annotate
-    from indexer import build_reference, drop_reference
-    from indexer.cells import DENSITY_FACTOR, DENSITY_MIN_LABEL_CELLS, query_density
+    from indexer import Reference, build_reference, drop_reference
+    from indexer.cells import DENSITY_MIN_LABEL_CELLS, empirical_null, novelty_floor, query_density
     from schemas import CellVectorSpec
 
     ref, y_ref, query, y_q = _split(ds, seed)
@@ -97,7 +127,17 @@ def run_task(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = annotate(_plain(query), reference=name, store=store, k=10, unknown_alpha=alpha, query_density=False)
+        res = annotate(
+            _plain(query),
+            reference=name,
+            store=store,
+            k=10,
+            unknown_alpha=alpha,
+            query_density=False,
+            empirical_null=False,
+        )
+        res_ref = annotate(_plain(ref), reference=name, store=store, k=10, unknown_alpha=0)
+    cal = Reference.open(store, name).artifacts.calibration
     drop_reference(store, name)
     reasons, final = np.asarray(res.reasons).astype(str), np.asarray(res.labels).astype(str)
     winner = np.where(np.char.startswith(reasons, NOVEL), np.char.replace(reasons, NOVEL, ""), final)
@@ -109,16 +149,28 @@ def run_task(
     p_ref = np.asarray(res.novelty_p, dtype=np.float64)
     pos = np.minimum(np.searchsorted(names, winner), names.size - 1)
     label_size = np.where(names[pos] == winner, counts[pos], 0)  # 0 for "Unknown" (no neighbour)
-    product = query_density(v, scores, n_reference=ref.n_obs, tested=label_size >= DENSITY_MIN_LABEL_CELLS).p
+    tested = label_size >= DENSITY_MIN_LABEL_CELLS
+    product = query_density(v, scores, n_reference=ref.n_obs, tested=tested)
+    v_r = np.asarray(res_ref.vectors, dtype=np.float32)
+    n_pc, n_lab = 50, len(names)
     density = {
         "global-c1": _global_c1(v, scores, ref.n_obs),
         "per-label": _per_label(v, winner, scores, sizes),
-        "product": product,
+        "count": product.p_count,
+        "pcs": _subspace(v, v_r, np.arange(n_pc), tested),
+        "no-head": _subspace(v, v_r, np.r_[0:n_pc, n_pc + n_lab : v.shape[1]], tested),
+        "product": product.p,
     }
+    code_of = {lab: i for i, lab in enumerate(np.asarray(cal.labels, dtype=str))}
+    codes = np.array([code_of.get(w, -1) for w in winner])
+    p_enull = empirical_null(p_ref, floor=novelty_floor(cal, codes)).p
     missing = y_q == left_out if left_out is not None else np.zeros(y_q.size, dtype=bool)
     out = {}
     for variant in VARIANTS:
-        p = p_ref if variant == "reference" else np.fmin(p_ref, np.minimum(DENSITY_FACTOR * density[variant], 1))
+        base = p_enull if variant.endswith("+enull") else p_ref
+        dens = density.get(variant.removesuffix("+enull"))
+        factor = 2.0 if variant.startswith("count") or variant in ("global-c1", "per-label", "pcs", "no-head") else 3.0
+        p = base if dens is None else np.fmin(base, np.minimum(factor * dens, 1))
         rejected = p < alpha
         if left_out is None:
             out[variant] = (float(rejected.mean()), float(rejected.mean()))
