@@ -181,6 +181,15 @@ def _split(ds: BenchDataset, seed: int) -> tuple[ad.AnnData, np.ndarray, ad.AnnD
     )
 
 
+def reference_test_only(query: ad.AnnData, *, name: str, store: VectorStore, alpha: float) -> AnnotationResult:
+    """Annotate with the reference's calibrated novelty test alone (no query-density test, no empirical null)."""
+    from annotator import annotate
+
+    return annotate(
+        _plain(query), reference=name, store=store, k=10, unknown_alpha=alpha, query_density=False, empirical_null=False
+    )
+
+
 def run_one(
     ds: BenchDataset,
     *,
@@ -215,15 +224,7 @@ def run_one(
         warnings.simplefilter("ignore")
         res = annotate(_plain(query), reference=name, store=store, k=10, unknown_alpha=alpha)
         t_annot = time.perf_counter() - t0
-        alone = annotate(
-            _plain(query),
-            reference=name,
-            store=store,
-            k=10,
-            unknown_alpha=alpha,
-            query_density=False,
-            empirical_null=False,
-        )
+        alone = reference_test_only(query, name=name, store=store, alpha=alpha)
     drop_reference(store, name)
     decisions = three_decisions(res, alpha)
     # The same rule without the query's own evidence (the query-density test, the empirical null): the

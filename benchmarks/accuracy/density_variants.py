@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmarks.accuracy._open_set import NOVEL, _plain, _split, left_out_types
+from benchmarks.accuracy._open_set import NOVEL, _plain, _split, left_out_types, reference_test_only
 
 if TYPE_CHECKING:
     from benchmarks.accuracy._datasets import BenchDataset
@@ -127,15 +127,7 @@ def run_task(
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = annotate(
-            _plain(query),
-            reference=name,
-            store=store,
-            k=10,
-            unknown_alpha=alpha,
-            query_density=False,
-            empirical_null=False,
-        )
+        res = reference_test_only(query, name=name, store=store, alpha=alpha)
         res_ref = annotate(_plain(ref), reference=name, store=store, k=10, unknown_alpha=0)
     cal = Reference.open(store, name).artifacts.calibration
     drop_reference(store, name)

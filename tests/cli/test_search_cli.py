@@ -199,35 +199,23 @@ def test_annotate_explain_writes_top_genes(
     assert annotated.uns["cellvec"]["explain"]["method"] == "exact"
 
 
-def test_annotate_no_query_density_turns_the_density_test_off(
-    capsys: pytest.CaptureFixture[str], store_dir: str, tmp_path: Path
+@pytest.mark.parametrize("option", ["query_density", "empirical_null"])
+def test_annotate_query_side_steps_turn_off(
+    capsys: pytest.CaptureFixture[str], store_dir: str, tmp_path: Path, option: str
 ) -> None:
+    """--no-query-density and --no-empirical-null turn those steps off (both need 200 query cells to run)."""
     query_file = str(tmp_path / "query200.h5ad")
-    make_adata(50, seed=1).write_h5ad(query_file)  # 200 cells: the density test needs 200
+    make_adata(50, seed=1).write_h5ad(query_file)
+    flag = "--" + option.replace("_", "-")
     ran = {}
-    for flag in ("--query-density", "--no-query-density"):
-        out_path = tmp_path / f"annotated{flag}.h5ad"
+    for given in (flag, flag.replace("--", "--no-", 1)):
+        out_path = tmp_path / f"annotated{given}.h5ad"
         code, _, _ = run(capsys, "annotate", "--store", store_dir, "--reference", "ref", "--adata", query_file,
-                         "--out", str(out_path), flag, "--json")
+                         "--out", str(out_path), given, "--json")
         assert code == 0
-        ran[flag] = ad.read_h5ad(out_path).uns["cellvec"]["params"]["query_density"]
-    assert ran["--query-density"] is True
-    assert ran["--no-query-density"] is False
-
-
-def test_annotate_no_empirical_null_turns_the_query_null_off(
-    capsys: pytest.CaptureFixture[str], store_dir: str, tmp_path: Path
-) -> None:
-    query_file = str(tmp_path / "query200.h5ad")
-    make_adata(50, seed=1).write_h5ad(query_file)  # 200 cells: the query's null needs 200
-    ran = {}
-    for flag in ("--empirical-null", "--no-empirical-null"):
-        out_path = tmp_path / f"annotated{flag}.h5ad"
-        code, _, _ = run(capsys, "annotate", "--store", store_dir, "--reference", "ref", "--adata", query_file,
-                         "--out", str(out_path), flag, "--json")
-        assert code == 0
-        ran[flag] = ad.read_h5ad(out_path).uns["cellvec"]
-    assert ran["--empirical-null"]["params"]["empirical_null"] is True
-    assert "shift" in ran["--empirical-null"]["empirical_null"]
-    assert ran["--no-empirical-null"]["params"]["empirical_null"] is False
-    assert "empirical_null" not in ran["--no-empirical-null"]
+        ran[given] = ad.read_h5ad(out_path).uns["cellvec"]
+    on, off = ran[flag], ran[flag.replace("--", "--no-", 1)]
+    assert on["params"][option] is True
+    assert option in on  # what the step fitted (density: inflation, ...; null: shift and scale)
+    assert off["params"][option] is False
+    assert option not in off

@@ -150,7 +150,8 @@ def test_the_neighbourhood_part_finds_a_loose_group_the_count_alone_misses(world
     loose = _unit(novel + 0.35 * rng.normal(size=(40, centres.shape[1])))
     query = np.vstack([query, loose])
     d = query_density(query, _ref_scores(query, ref), n_reference=len(ref))
-    assert d.p_count is not None and d.p_smooth is not None
+    assert d.p_count is not None
+    assert d.p_smooth is not None
     np.testing.assert_array_equal(d.p, np.minimum(d.p_count, d.p_smooth))
     found_smooth = (DENSITY_FACTOR * d.p_smooth[500:] < 0.01).mean()
     found_count = (DENSITY_FACTOR * d.p_count[500:] < 0.01).mean()
