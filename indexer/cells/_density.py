@@ -241,7 +241,7 @@ def query_density(
     x = np.zeros(sel.size, dtype=np.int64)
     pos = np.full(rows.size, -1)
     pos[sel] = np.arange(sel.size)
-    pair_from, pair_to, pair_sim = [], [], []
+    pair_from, pair_to, pair_sim = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     for start in range(0, sel.size, _BLOCK):
         block = sel[start : start + _BLOCK]
         s = v[block] @ cv.T
@@ -287,6 +287,8 @@ def _smoothed(mid: np.ndarray, src: np.ndarray, dst: np.ndarray, fit: np.ndarray
     reach, and at least that of the mean of the cell's terms were they independent, ``1 / √terms`` (in a small
     query most cells count no query cell and the lower half has no spread at all).
     """
+    if mid.size == 0:
+        return np.ones(0)
     z = ndtri(np.clip(1.0 - mid, 1e-12, 1.0 - 1e-12))
     total = z + np.bincount(src, weights=z[dst], minlength=z.size)
     terms = 1.0 + np.bincount(src, minlength=z.size)

@@ -166,3 +166,10 @@ def test_a_small_query_against_a_large_reference_is_not_rejected(world) -> None:
     assert d.tested
     assert np.median(d.query_neighbours) == 0
     assert (DENSITY_FACTOR * d.p < 0.01).mean() <= 0.02
+
+
+def test_no_tested_cell_leaves_every_p_value_at_one(world) -> None:
+    ref, query = _draw(world, 10, n_ref=500, n_known=250)
+    d = query_density(query, _ref_scores(query, ref), n_reference=len(ref), tested=np.zeros(len(query), bool))
+    assert d.tested
+    np.testing.assert_array_equal(d.p, np.ones(len(query)))
