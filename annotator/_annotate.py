@@ -101,10 +101,11 @@ def annotate(
         Cells whose confidence (calibrated probability, or vote share without a calibration) is below this
         get ``"Unknown"`` (0 turns the threshold off).
     unknown_alpha
-        Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about 1-2
-        times this share of reference-like cells is rejected and, with the query-density test (below),
-        measured on Voigt's retina with one type left out in turn, 20-99% (mean 66%) of a cell type the
-        reference lacks; the reference's test alone: 0-79% (mean about 20%). 0 turns it off. Cross-species
+        Novelty level in ``[0, 0.5]``: cells whose novelty p-value is below it get ``"Unknown"``; about 1-1.5
+        times this share of reference-like cells is rejected (measured at 0.01 on Voigt: 1.1-1.4%, another
+        donor's cells 1.3%) and, with the query-side steps (below), on Voigt coarse with one type left out in
+        turn, 16-99% (mean 71%) of a cell type the reference lacks; the reference's test alone: 0-79% (mean
+        21%). 0 turns it off. Cross-species
         queries (mapped through orthologs) are not checked for novelty and are labelled by a class-balanced
         vote (each of the calibration's ``k`` neighbours weighted ``n_c ** -gamma``, both fitted on the
         reference): the calibrated probabilities describe the reference's own species; ``uns`` records
