@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from benchmarks.accuracy._open_set import NOVEL, _plain, _split, left_out_types, reference_test_only
+from indexer.cells._density import DENSITY_MIN_CELLS
 
 if TYPE_CHECKING:
     from benchmarks.accuracy._datasets import BenchDataset
@@ -106,7 +107,13 @@ def _subspace(
 
 
 def run_task(
-    ds: BenchDataset, *, seed: int, store: VectorStore, left_out: str | None, alpha: float
+    ds: BenchDataset,
+    *,
+    seed: int,
+    store: VectorStore,
+    left_out: str | None,
+    alpha: float,
+    min_cells: int = DENSITY_MIN_CELLS,
 ) -> dict[str, tuple[float, float]]:
     """Rejected (missing, known) per variant of one task; closed set: (rejected, rejected)."""
     from annotator import annotate
@@ -142,7 +149,7 @@ def run_task(
     pos = np.minimum(np.searchsorted(names, winner), names.size - 1)
     label_size = np.where(names[pos] == winner, counts[pos], 0)  # 0 for "Unknown" (no neighbour)
     tested = label_size >= DENSITY_MIN_LABEL_CELLS
-    product = query_density(v, scores, n_reference=ref.n_obs, tested=tested)
+    product = query_density(v, scores, n_reference=ref.n_obs, tested=tested, min_cells=min_cells)
     v_r = np.asarray(res_ref.vectors, dtype=np.float32)
     n_pc, n_lab = 50, len(names)
     density = {
@@ -155,7 +162,7 @@ def run_task(
     }
     code_of = {lab: i for i, lab in enumerate(np.asarray(cal.labels, dtype=str))}
     codes = np.array([code_of.get(w, -1) for w in winner])
-    p_enull = empirical_null(p_ref, floor=novelty_floor(cal, codes)).p
+    p_enull = empirical_null(p_ref, floor=novelty_floor(cal, codes), min_cells=min_cells).p
     missing = y_q == left_out if left_out is not None else np.zeros(y_q.size, dtype=bool)
     out = {}
     for variant in VARIANTS:
@@ -181,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", required=True)
     p.add_argument("--left-out", action="store_true")
     p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--min-cells", type=int, default=DENSITY_MIN_CELLS, help="Smallest query both steps run on.")
     args = p.parse_args(argv)
     ds = load_dataset(args.dataset)
     store = open_store(args.store)
     tasks: list[str | None] = left_out_types(ds, seed=0) if args.left_out else [None]
     rows = []
     for lo in tasks:
-        r = run_task(ds, seed=0, store=store, left_out=lo, alpha=args.alpha)
+        r = run_task(ds, seed=0, store=store, left_out=lo, alpha=args.alpha, min_cells=args.min_cells)
         rows.append(r)
         cells = "  ".join(f"{v} {a:.2f}/{b:.3f}" if lo else f"{v} {a:.3f}" for v, (a, b) in r.items())
         print(f"{(lo or 'closed set')[:24]:24s} {cells}", flush=True)
