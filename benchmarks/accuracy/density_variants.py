@@ -48,6 +48,7 @@ VARIANTS = (
     "reference+enull",
     "count+enull",
     "product+enull",
+    "product+refnb+enull",
 )
 
 
@@ -104,6 +105,24 @@ def _subspace(
         part = np.partition(s, s.shape[1] - m, axis=1)[:, -m:]
         top[start : start + 1024] = -np.sort(-part, axis=1)
     return query_density(q, top, n_reference=len(r), tested=tested).p_count
+
+
+def _reference_smoothed(v: np.ndarray, ref_scores: np.ndarray, p_ref: np.ndarray, m: int = 10) -> np.ndarray:
+    """Return the neighbourhood part applied to the reference's novelty p-values (screen only)."""
+    from indexer.cells._density import _smoothed, _union_neighbours
+
+    s = v @ v.T
+    np.fill_diagonal(s, -np.inf)
+    ref = -np.sort(-ref_scores[:, :m], axis=1)
+    x, src, dst, sim = _union_neighbours(s, ref, m)
+    last = np.full(len(v), np.inf)
+    np.minimum.at(last, src, sim)
+    kept = m - x
+    has = kept > 0
+    last[has] = np.minimum(last[has], ref[has, kept[has] - 1])
+    mutual = sim >= last[dst]
+    p = np.nan_to_num(p_ref, nan=1.0)
+    return _smoothed(p, src[mutual], dst[mutual], np.arange(len(v)))
 
 
 def run_task(
@@ -163,19 +182,28 @@ def run_task(
     code_of = {lab: i for i, lab in enumerate(np.asarray(cal.labels, dtype=str))}
     codes = np.array([code_of.get(w, -1) for w in winner])
     p_enull = empirical_null(p_ref, floor=novelty_floor(cal, codes), min_cells=min_cells).p
+    density["refnb"] = np.where(tested, _reference_smoothed(v, scores, p_enull), 1.0)
     missing = y_q == left_out if left_out is not None else np.zeros(y_q.size, dtype=bool)
     out = {}
     for variant in VARIANTS:
         base = p_enull if variant.endswith("+enull") else p_ref
+        if variant == "product+refnb+enull":
+            both = np.fmin(density["product"], density["refnb"])
+            p = np.fmin(base, np.minimum(4.0 * both, 1))
+            out[variant] = _rates(p < alpha, left_out, missing)
+            continue
         dens = density.get(variant.removesuffix("+enull"))
         factor = 2.0 if variant.startswith("count") or variant in ("global-c1", "per-label", "pcs", "no-head") else 3.0
         p = base if dens is None else np.fmin(base, np.minimum(factor * dens, 1))
-        rejected = p < alpha
-        if left_out is None:
-            out[variant] = (float(rejected.mean()), float(rejected.mean()))
-        else:
-            out[variant] = (float(rejected[missing].mean()), float(rejected[~missing].mean()))
+        out[variant] = _rates(p < alpha, left_out, missing)
     return out
+
+
+def _rates(rejected: np.ndarray, left_out: str | None, missing: np.ndarray) -> tuple[float, float]:
+    """(missing, known) rejected; the closed set's share twice."""
+    if left_out is None:
+        return float(rejected.mean()), float(rejected.mean())
+    return float(rejected[missing].mean()), float(rejected[~missing].mean())
 
 
 def main(argv: list[str] | None = None) -> int:
