@@ -266,3 +266,21 @@ def test_a_score_equal_to_a_calibration_score_within_float_rounding_ties_with_it
     assert p[3] == 3 / 3
     assert p[4] == 1 / 3  # a score of -inf stays below every entry
     assert 1e-7 < TIE_TOLERANCE < 1e-3
+
+
+def test_novelty_floor_is_the_smallest_p_value_a_cell_can_get(ref) -> None:
+    from indexer.cells import novelty_floor
+
+    far = np.random.default_rng(9).standard_normal((1, D))
+    codes, s, qraw, _ = _query(ref, [200], seed=4, centres=far)
+    cal = ref[-1]
+    d = decide(codes, s, pca_scores=qraw, calibration=cal, alpha=0.01)
+    floor = novelty_floor(cal, d.winner)
+    assert (d.novelty_p >= floor * (1 - 1e-12)).all()
+    assert np.isclose(d.novelty_p, floor).mean() > 0.5  # far cells sit beyond every calibration cell
+    sizes = np.bincount(ref[3])
+    # labels with a table of their own get 1 / (1 + n); the 6-cell label is judged against the pooled table
+    small = sizes < cal.min_class_calibration
+    expect = np.where(small, 1 / (1 + sizes.sum()), 1 / (1 + sizes))
+    np.testing.assert_allclose(novelty_floor(cal, np.arange(3)), expect)
+    assert np.isnan(novelty_floor(cal, np.array([-1]))).all()
