@@ -16,6 +16,11 @@ for every cell alike, so the null weighs each query cell ``c ≥ 1`` times: ``π
 assumed to be of known types; a query dominated by one missing type is not detected by this test). A cell's
 p-value is ``P(X ≥ x)`` under that null.
 
+The neighbourhood part: a group of 15-25 query cells fills only part of each cell's ``m`` neighbours, so each
+count is weak alone, but the group's cells are each other's neighbours and their counts agree. Each count's
+mid-p-value becomes a z-score, averaged over the cell and its mutual counted query neighbours, and read against
+a null fitted on the query (:func:`_smoothed`). The test's p-value is the smaller of the two parts.
+
 Measured before it entered the product (``benchmarks/accuracy/decision.py --left-out``; docs/accuracy.md).
 """
 
