@@ -111,7 +111,8 @@ class AnnotationResult:
             or ``raw.X``), ``query_density`` (whether the query-density test ran), ``empirical_null`` (whether
             the query's null was fitted), cell vector spec, store;
             ``query_density``: the test's fitted ``inflation``, ``neighbours`` and ``candidates`` (when it ran);
-            ``empirical_null``: the ``shift`` and ``scale`` of the query's null (when it was fitted);
+            ``empirical_null``: the ``shift`` and ``scale`` of the query's null and whether the shift was
+            ``capped`` (when it was fitted);
             ``calibration_approximate``: what edits since the
             calibration's fit left approximate (when any);
             ``uns[key_added]['params']['query_species']`` holds the query's species call (species, share,

@@ -1,17 +1,25 @@
 """Issue 14: variants of the query-density novelty test, screened on the product's own annotations.
 
 For each task (seed 0's split; with ``--left-out`` every type with at least 20 reference cells removed from the
-reference in turn, else the closed set), the reference is built and the query annotated once with
-``query_density=False``; every variant is then computed from that annotation's query vectors and neighbour
-similarities, and combined with the reference's novelty p-value as the product combines them
-(``min(p_reference, 2 p_density)``, rejected at ``--alpha``):
+reference in turn, else the closed set), the reference is built and the query annotated once with the
+reference's test alone (no query-density test, no empirical null); every variant is then computed from that
+annotation's query vectors and neighbour similarities, and combined with the reference's novelty p-value as the
+product combines them (``min(p_reference, f p_density)``, ``f`` = 2 for one density p-value, 3 for the
+product's two parts, rejected at ``--alpha``):
 
 * ``reference``: the reference's test alone (the product before the density test);
 * ``global-c1``: the union count against an exchangeable null (``c = 1``);
 * ``per-label``: the count among the query and reference cells of the cell's predicted label, the null
   ``c n_qY / (c n_qY + n_rY)`` per label, ``c`` fitted on the median cell;
-* ``product``: :func:`indexer.cells.query_density` as annotate calls it (global null, ``c`` fitted on the
-  median cell, labels with fewer than 20 reference cells not tested).
+* ``count``: the count of :func:`indexer.cells.query_density` alone (session 11's product);
+* ``pcs`` / ``no-head``: the count with the vectors cut to the 50 PCA dimensions, or without the class scores;
+* ``product``: :func:`indexer.cells.query_density` as annotate calls it (count and neighbourhood part, labels
+  with fewer than 20 reference cells not tested);
+* ``…+enull``: the same with the reference's p-values read against the query's empirical null
+  (:func:`indexer.cells.empirical_null`, as annotate does); ``product+refnb+enull`` adds the neighbourhood
+  average of those p-values as a fourth p-value (``f`` = 4).
+
+``--min-cells`` sets the smallest query both query-side steps run on (the product: 200).
 
 Prints one line per task (rejected missing / rejected known per variant, or rejected in the closed set) and
 the means.
@@ -109,18 +117,13 @@ def _subspace(
 
 def _reference_smoothed(v: np.ndarray, ref_scores: np.ndarray, p_ref: np.ndarray, m: int = 10) -> np.ndarray:
     """Return the neighbourhood part applied to the reference's novelty p-values (screen only)."""
-    from indexer.cells._density import _smoothed, _union_neighbours
+    from indexer.cells._density import _mutual, _smoothed, _union_neighbours
 
     s = v @ v.T
     np.fill_diagonal(s, -np.inf)
     ref = -np.sort(-ref_scores[:, :m], axis=1)
     x, src, dst, sim = _union_neighbours(s, ref, m)
-    last = np.full(len(v), np.inf)
-    np.minimum.at(last, src, sim)
-    kept = m - x
-    has = kept > 0
-    last[has] = np.minimum(last[has], ref[has, kept[has] - 1])
-    mutual = sim >= last[dst]
+    mutual = _mutual(x, src, dst, sim, ref, m)
     p = np.nan_to_num(p_ref, nan=1.0)
     return _smoothed(p, src[mutual], dst[mutual], np.arange(len(v)))
 
@@ -179,8 +182,10 @@ def run_task(
         "no-head": _subspace(v, v_r, np.r_[0:n_pc, n_pc + n_lab : v.shape[1]], tested),
         "product": product.p,
     }
-    code_of = {lab: i for i, lab in enumerate(np.asarray(cal.labels, dtype=str))}
-    codes = np.array([code_of.get(w, -1) for w in winner])
+    cal_names = np.asarray(cal.labels, dtype=str)
+    order = np.argsort(cal_names)
+    at = order[np.minimum(np.searchsorted(cal_names, winner, sorter=order), cal_names.size - 1)]
+    codes = np.where(cal_names[at] == winner, at, -1)
     p_enull = empirical_null(p_ref, floor=novelty_floor(cal, codes), min_cells=min_cells).p
     density["refnb"] = np.where(tested, _reference_smoothed(v, scores, p_enull), 1.0)
     missing = y_q == left_out if left_out is not None else np.zeros(y_q.size, dtype=bool)

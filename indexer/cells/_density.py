@@ -32,6 +32,8 @@ from math import comb
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from indexer.cells._empirical_null import _IQR_Z
+
 DENSITY_NEIGHBOURS = 10
 """Neighbours ``m`` in the union of reference and query that the test counts."""
 DENSITY_MIN_CELLS = 200
@@ -50,7 +52,6 @@ DENSITY_CANDIDATES = 5_000
 """Query cells that every cell is compared with (a seeded sample of larger queries). The comparison is a
 matrix product of the query with these: measured at 10,000 query cells of 384 dimensions on one core,
 20,000 candidates (all 10,000) cost 1.0 s of annotate's 3.3 s; 5,000 halve that."""
-_IQR_Z = 0.6744897501960817  # Φ⁻¹(0.75)
 _FIT_ROWS = 20_000
 _BLOCK = 2048
 _BISECT = 30
@@ -77,8 +78,8 @@ class QueryDensity:
     p_count
         The count's own p-value, ``P(X ≥ x)`` (1 where not tested; ``None`` when the test did not run).
     p_smooth
-        The neighbourhood part's p-value (the count's evidence summed over the cell and its counted query
-        neighbours); ``p`` is the smaller of the two.
+        The neighbourhood part's p-value (the count's evidence averaged over the cell and its mutual counted
+        query neighbours); ``p`` is the smaller of the two.
     """
 
     p: np.ndarray
@@ -264,20 +265,28 @@ def query_density(
     c = _fit_inflation(x[fit], n_q[fit], n_reference, m) if sel.size else 1.0
     p_count, mid = _tail(x, m, c * n_q / (c * n_q + n_reference))
     src, dst, sim = np.concatenate(pair_from), np.concatenate(pair_to), np.concatenate(pair_sim)
-    # each tested cell's m-th best similarity in the union: the last reference or query cell it counts
-    last = np.full(sel.size, np.inf)
-    np.minimum.at(last, src, sim)
-    n_ref_kept = m - x
-    has_ref = n_ref_kept > 0
-    last[has_ref] = np.minimum(last[has_ref], ref[sel[has_ref], n_ref_kept[has_ref] - 1])
-    # a neighbour counts only if the cell is among its own m nearest (it would be, were it a candidate)
-    mutual = (dst >= 0) & (sim >= last[np.maximum(dst, 0)])
+    mutual = _mutual(x, src, dst, sim, ref[sel], m)
     p_smooth = _smoothed(mid, src[mutual], dst[mutual], fit)
     p[rows[sel]] = np.minimum(p_count, p_smooth)
     x_all[rows[sel]] = x
     parts = np.ones((2, n), dtype=np.float64)
     parts[0, rows[sel]], parts[1, rows[sel]] = p_count, p_smooth
     return QueryDensity(p, x_all, c, int(m), int(cand.size), tested=True, p_count=parts[0], p_smooth=parts[1])
+
+
+def _mutual(x: np.ndarray, src: np.ndarray, dst: np.ndarray, sim: np.ndarray, ref: np.ndarray, m: int) -> np.ndarray:
+    """Which counted pairs ``src → dst`` (similarity ``sim``) are mutual: ``src`` is among ``dst``'s own m nearest.
+
+    ``x`` and ``ref`` (m best reference similarities, best first) are per tested cell; ``dst`` is -1 for a
+    neighbour that is not tested. A cell's m-th best similarity in the union is the last reference or query
+    cell it counts; a candidate ``src`` would be among ``dst``'s neighbours if it is at least that similar.
+    """
+    last = np.full(len(x), np.inf)
+    np.minimum.at(last, src, sim)
+    n_ref_kept = m - x
+    has_ref = n_ref_kept > 0
+    last[has_ref] = np.minimum(last[has_ref], ref[has_ref, n_ref_kept[has_ref] - 1])
+    return (dst >= 0) & (sim >= last[np.maximum(dst, 0)])
 
 
 def _smoothed(mid: np.ndarray, src: np.ndarray, dst: np.ndarray, fit: np.ndarray) -> np.ndarray:
